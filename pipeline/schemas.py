@@ -1,0 +1,104 @@
+"""One explicit pyarrow schema per output table, with a version. Defined here and nowhere else.
+
+Every table is a Hive-partitioned Parquet dataset under ``OUT_DIR/<table>/call_date=YYYY-MM-DD/``; the
+partition column ``call_date`` is in the directory names, not in the files. Bump ``SCHEMA_VERSION``
+when a column changes meaning or type; adding a nullable column at the end is a minor change.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+PARTITION_COLUMN = "call_date"
+
+_TS = pa.timestamp("us", tz="UTC")
+
+WORD = pa.struct([
+    pa.field("word", pa.string()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("prob", pa.float32()),
+])
+
+
+def _schema(name: str, key: tuple[str, ...], fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={
+        b"callqa.table": name.encode(),
+        b"callqa.schema_version": SCHEMA_VERSION.encode(),
+        # rows with the same key replace each other when a night is written again
+        b"callqa.key": ",".join(key).encode(),
+    })
+
+
+CALLS = _schema("calls", ("call_id",), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("file", pa.string(), nullable=False),
+    pa.field("started_at", _TS, nullable=False),
+    pa.field("duration_s", pa.float64()),
+    pa.field("channels", pa.int8()),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("codec", pa.string()),
+    pa.field("agent_channel", pa.string()),
+    pa.field("company", pa.string()),
+    pa.field("status", pa.string(), nullable=False),  # ok | error
+    pa.field("model", pa.string(), nullable=False),  # model id + device/compute type
+    pa.field("processed_at", _TS, nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("n_utterances", pa.int32()),
+    pa.field("warnings", pa.list_(pa.string())),
+])
+
+UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("utterance_idx", pa.int32(), nullable=False),
+    pa.field("speaker", pa.string(), nullable=False),  # agent | customer | unknown
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("raw_text", pa.string(), nullable=False),
+    pa.field("avg_logprob", pa.float32()),
+    pa.field("no_speech_prob", pa.float32()),
+    pa.field("words", pa.list_(WORD)),
+])
+
+VOICE_ACTIVITY = _schema("voice_activity", ("call_id", "speaker", "start_s"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("speaker", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+])
+
+SUPPRESSED = _schema("suppressed", ("call_id", "speaker", "start_s"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("speaker", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("raw_text", pa.string(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+])
+
+ERRORS = _schema("errors", ("file",), [
+    pa.field("file", pa.string(), nullable=False),
+    pa.field("call_id", pa.string()),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("error_type", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("occurred_at", _TS, nullable=False),
+])
+
+TABLES: dict[str, pa.Schema] = {
+    "calls": CALLS,
+    "utterances": UTTERANCES,
+    "voice_activity": VOICE_ACTIVITY,
+    "suppressed": SUPPRESSED,
+    "errors": ERRORS,
+}
+
+
+def table_key(schema: pa.Schema) -> list[str]:
+    """The columns that identify a row: a rewrite of the same key replaces the old row."""
+    return schema.metadata[b"callqa.key"].decode().split(",")

@@ -1,0 +1,197 @@
+"""The only module that reads or writes Parquet.
+
+Layout: ``OUT_DIR/<table>/call_date=YYYY-MM-DD/part-0.parquet``, one file per table and call date.
+A write merges into that file: rows of the calls (or files) being written replace their earlier rows,
+so running the same night twice never duplicates anything. The new file is written beside the old one
+under a hidden name and renamed over it, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from .errors import SchemaMismatchError, StoreError
+from .records import CallResult, ErrorRecord
+from .schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
+
+logger = logging.getLogger("callqa.store")
+
+PART_NAME = "part-0.parquet"
+# Which column identifies the unit a write replaces, per table.
+_REPLACE_BY = {"calls": "call_id", "utterances": "call_id", "voice_activity": "call_id",
+               "suppressed": "call_id", "errors": "file"}
+
+
+def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
+    """The call date (local to the contact centre) that partitions a row."""
+    return (moment or datetime.now(timezone.utc)).astimezone(tz).date().isoformat()
+
+
+def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], run_id: str,
+                 tz: ZoneInfo) -> dict[str, list[dict]]:
+    """Flatten a run's results into rows per table, each with its ``call_date``."""
+    now = datetime.now(timezone.utc)
+    tables: dict[str, list[dict]] = {name: [] for name in TABLES}
+    for result in results:
+        rec = result.recording
+        date = call_date(rec.started_at, tz)
+        tables["calls"].append({
+            PARTITION_COLUMN: date, "call_id": rec.call_id, "agent_id": rec.agent_id, "file": rec.file,
+            "started_at": rec.started_at, "duration_s": result.duration_s, "channels": result.channels,
+            "sample_rate": result.sample_rate, "codec": result.codec, "agent_channel": rec.agent_channel,
+            "company": rec.company, "status": result.status, "model": result.model,
+            "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
+            "warnings": list(result.warnings)})
+        for u in result.utterances:
+            row = asdict(u)
+            row["words"] = [asdict(w) for w in u.words]
+            tables["utterances"].append({PARTITION_COLUMN: date, **row})
+        for region in result.voice_activity:
+            tables["voice_activity"].append({PARTITION_COLUMN: date, "call_id": rec.call_id, **asdict(region)})
+        for item in result.suppressed:
+            tables["suppressed"].append({PARTITION_COLUMN: date, "call_id": rec.call_id, **asdict(item)})
+        if result.error is not None:
+            errors = [*errors, result.error]
+    for error in errors:
+        tables["errors"].append({
+            PARTITION_COLUMN: call_date(error.started_at, tz), "file": error.file, "call_id": error.call_id,
+            "stage": error.stage, "error_type": error.error_type, "message": error.message, "run_id": run_id,
+            "occurred_at": now})
+    return tables
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """Build an Arrow table for ``table`` from rows, validated against its schema.
+
+    Raises:
+        SchemaMismatchError: a column is missing, extra, or of the wrong type.
+    """
+    schema = TABLES[table]
+    extra = {k for row in rows for k in row} - set(schema.names) - {PARTITION_COLUMN}
+    if extra:
+        raise SchemaMismatchError(f"{table}: columns not in schema v{SCHEMA_VERSION}: {sorted(extra)}")
+    try:
+        return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SchemaMismatchError(f"{table}: rows do not match schema v{SCHEMA_VERSION}: {exc}") from exc
+
+
+def _atomic_write(table: pa.Table, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[str] | None = None) -> int:
+    """Merge rows into a table's date partitions, atomically.
+
+    Args:
+        out_dir: the output folder.
+        table: one of ``schemas.TABLES``.
+        rows: rows with a ``call_date`` each.
+        replace: values of the table's replace column whose old rows are removed (default: those in rows).
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        SchemaMismatchError: rows (or an existing file) do not match the schema.
+        StoreError: the output cannot be written.
+    """
+    schema = TABLES[table]
+    column = _REPLACE_BY[table]
+    by_date: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_date[row[PARTITION_COLUMN]].append(row)
+    replace = set(replace or ()) | {row[column] for row in rows}
+    try:
+        for date, date_rows in sorted(by_date.items()):
+            new = to_arrow(table, date_rows)
+            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
+            if target.exists():
+                old = pq.read_table(target)
+                if old.schema.metadata.get(b"callqa.schema_version") != SCHEMA_VERSION.encode():
+                    raise SchemaMismatchError(f"{target} was written with schema version "
+                                              f"{old.schema.metadata.get(b'callqa.schema_version')}, "
+                                              f"this callqa writes {SCHEMA_VERSION}")
+                keep = pc.invert(pc.is_in(old[column], value_set=pa.array(sorted(replace))))
+                new = pa.concat_tables([old.filter(keep).cast(schema), new])
+            _atomic_write(new, target)
+    except OSError as exc:
+        raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
+    return len(rows)
+
+
+def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, int]:
+    """Write every table of a run. Rows of the run's calls replace earlier rows of the same calls.
+
+    Returns:
+        Rows written per table.
+    """
+    call_ids = {row["call_id"] for row in tables.get("calls", [])}
+    files = {row["file"] for row in tables.get("calls", [])} | {row["file"] for row in tables.get("errors", [])}
+    written = {}
+    for table in TABLES:
+        rows = tables.get(table, [])
+        replace = files if table == "errors" else call_ids
+        if rows:
+            written[table] = write_table(out_dir, table, rows, replace)
+        else:
+            written[table] = 0
+            _remove_keys(out_dir, table, replace)
+    return written
+
+
+def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
+    """Drop old rows of re-processed calls from a table that gets no new rows this time."""
+    if not replace:
+        return
+    column = _REPLACE_BY[table]
+    for target in sorted((Path(out_dir) / table).glob(f"{PARTITION_COLUMN}=*/{PART_NAME}")):
+        old = pq.read_table(target)
+        keep = pc.invert(pc.is_in(old[column], value_set=pa.array(sorted(replace))))
+        if keep.false_count:
+            _atomic_write(old.filter(keep), target)
+
+
+def read_table(out_dir: str | Path, table: str) -> pd.DataFrame:
+    """Read a whole table (all dates) into pandas, with ``call_date`` as a column.
+
+    Returns:
+        The rows; an empty frame with the schema's columns when nothing has been written yet.
+
+    Raises:
+        SchemaMismatchError: the files were written with another schema version.
+    """
+    schema = TABLES[table]
+    path = Path(out_dir) / table
+    if not path.exists():
+        return schema.empty_table().to_pandas().assign(**{PARTITION_COLUMN: pd.Series(dtype="string")})
+    dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    for fragment in dataset.get_fragments():
+        version = fragment.physical_schema.metadata.get(b"callqa.schema_version")
+        if version != SCHEMA_VERSION.encode():
+            raise SchemaMismatchError(f"{fragment.path}: schema version {version!r}, expected {SCHEMA_VERSION}")
+    frame = dataset.to_table().to_pandas()
+    frame[PARTITION_COLUMN] = frame[PARTITION_COLUMN].astype(str)
+    return frame

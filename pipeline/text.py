@@ -1,0 +1,43 @@
+"""Text normalisation: what the model wrote -> the form every later stage matches on.
+
+Whisper base writes Mandarin in traditional characters and mixes full-width and half-width forms.
+Stored ``text`` is simplified with full-width forms folded to their ASCII equivalents and is
+otherwise as spoken; ``raw_text`` keeps what the model wrote.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+# Full-width ASCII variants U+FF01..U+FF5E map to U+0021..U+007E; U+3000 is the ideographic space.
+_WIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Convert traditional Chinese characters to simplified (OpenCC ``t2s``, phrase-aware)."""
+    return _t2s().convert(text) if text else text
+
+
+def fold_width(text: str) -> str:
+    """Fold full-width letters, digits, punctuation and the ideographic space to ASCII."""
+    return text.translate(_WIDTH_TABLE)
+
+
+def normalise_text(text: str) -> str:
+    """The stored form of a transcript: simplified, width-folded, whitespace collapsed, trimmed."""
+    return _WHITESPACE.sub(" ", fold_width(to_simplified(text))).strip()
+
+
+def strip_punctuation(text: str) -> str:
+    """Drop punctuation, symbols and spaces: for comparing what was said, not how it was written."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
