@@ -97,7 +97,7 @@ class HallucinationGuard:
             keys, owner = _char_index(words)
             hits = set()
             for match in pattern.regex.finditer(keys):
-                hits.update(owner[match.start():match.end()])
+                hits.update(_span(owner[match.start():match.end()]))
             drop(hits, f"known_hallucination: {pattern.source}")
 
         keys, owner = _char_index(words)
@@ -106,7 +106,7 @@ class HallucinationGuard:
             unit = len(match.group(1))
             # a word that straddles the first copy and the next stays, or the kept copy is cut short
             first_copy = set(owner[match.start():match.start() + unit])
-            hits.update(set(owner[match.start() + unit:match.end()]) - first_copy)
+            hits.update(_span(owner[match.start() + unit:match.end()]) - first_copy)
         drop(hits, f"repetition (more than {opts.max_repeats} in a row)")
 
         if words:
@@ -124,6 +124,11 @@ def _char_index(words: list[TurnWord]) -> tuple[str, list[int]]:
         keys.append(key)
         owner.extend([i] * len(key))
     return "".join(keys), owner
+
+
+def _span(owners: list[int]) -> set[int]:
+    """All word indices from the first owner to the last: punctuation-only words inside a match go too."""
+    return set(range(owners[0], owners[-1] + 1)) if owners else set()
 
 
 def _runs(indices: list[int]) -> list[list[int]]:

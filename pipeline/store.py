@@ -170,7 +170,7 @@ def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
     for target in sorted((Path(out_dir) / table).glob(f"{PARTITION_COLUMN}=*/{PART_NAME}")):
         old = pq.read_table(target)
         keep = pc.invert(pc.is_in(old[column], value_set=pa.array(sorted(replace))))
-        if keep.false_count:
+        if not pc.all(keep).as_py():
             _atomic_write(old.filter(keep), target)
 
 

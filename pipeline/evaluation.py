@@ -1,0 +1,29 @@
+"""Measuring transcripts against ground truth: character error rate on what was said."""
+
+from __future__ import annotations
+
+from .text import normalise_text, strip_punctuation
+
+
+def edit_distance(reference: str, hypothesis: str) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    if len(reference) < len(hypothesis):
+        reference, hypothesis = hypothesis, reference
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref_char in enumerate(reference, 1):
+        current = [i]
+        for j, hyp_char in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_char != hyp_char)))
+        previous = current
+    return previous[-1]
+
+
+def comparable(text: str) -> str:
+    """Text reduced to what was said: simplified, no punctuation or spaces, lower case."""
+    return strip_punctuation(normalise_text(text)).lower()
+
+
+def cer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
+    """``(edits, reference length)`` after :func:`comparable`; CER is their ratio."""
+    ref, hyp = comparable(reference), comparable(hypothesis)
+    return edit_distance(ref, hyp), len(ref)

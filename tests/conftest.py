@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import CallqaConfig, load_config
+from pipeline.records import Recording
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+DEMO = ROOT / "demo"
+
+
+@pytest.fixture(scope="session")
+def config() -> CallqaConfig:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def model(config):
+    """The bundled Whisper base, assembled from its packages on first use and loaded once."""
+    from pipeline.asr import load_model
+
+    return load_model(config.asr)
+
+
+def make_recording(path: Path, agent_channel: str = "left", call_id: str | None = None) -> Recording:
+    return Recording(path=path, file=path.name, call_id=call_id or path.stem, agent_id="A1",
+                     started_at=datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc),
+                     agent_channel=agent_channel, company="星河通信")
+
+
+@pytest.fixture
+def demo_call(tmp_path) -> Path:
+    """A folder with one demo call and its manifest row."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DEMO / "recordings" / "call01.flac", folder / "call01.flac")
+    (folder / "manifest.csv").write_text(
+        "file,agent_id,call_id,started_at,agent_channel,company\n"
+        "call01.flac,A1001,call01,2026-11-20T09:02:14+08:00,left,星河通信\n", encoding="utf-8")
+    return folder

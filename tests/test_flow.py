@@ -1,0 +1,60 @@
+"""The Prefect flow end to end, under Prefect's test harness, on a real demo call and a corrupt file."""
+
+import json
+
+import pandas as pd
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.nightly import add_progress_listener, remove_progress_listener, transcribe_folder
+from pipeline.store import read_table
+from tests.conftest import DEMO
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_call, tmp_path, model):
+    (demo_call / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64)
+    with open(demo_call / "manifest.csv", "a", encoding="utf-8") as fh:
+        fh.write("broken.wav,A1002,broken,2026-11-20T10:00:00+08:00,left,星河通信\n")
+    events = []
+    listener = lambda event, total: events.append((event, total))  # noqa: E731
+    add_progress_listener(listener)
+    try:
+        summary = transcribe_folder(str(demo_call), str(tmp_path / "out"))
+    finally:
+        remove_progress_listener(listener)
+    assert (summary["recordings"], summary["processed"], summary["failed"]) == (2, 1, 1)
+    assert summary["errors_by_stage"] == {"decode": 1}
+    assert events[0] == ("start", 2) and sorted(e for e, _ in events[1:]) == ["broken.wav", "call01.flac"]
+
+    out = tmp_path / "out"
+    calls = pd.read_parquet(out / "calls").set_index("call_id")
+    assert calls.loc["call01", "status"] == "ok" and calls.loc["broken", "status"] == "error"
+    assert calls.loc["call01", "agent_id"] == "A1001"
+    assert calls.loc["call01", "sample_rate"] == 8000 and calls.loc["call01", "channels"] == 2
+    assert calls.loc["call01", "model"].startswith("whisper-base@905e5bf8336b cpu/int8")
+    assert str(calls.loc["call01", "call_date"]) == "2026-11-20"
+    assert calls.loc["call01", "run_id"] == summary["run_id"] != "local"  # a real Prefect flow run
+
+    errors = read_table(out, "errors")
+    assert errors[["file", "stage", "error_type"]].values.tolist() == [["broken.wav", "decode", "AudioDecodeError"]]
+
+    utts = read_table(out, "utterances")
+    truth = json.loads((DEMO / "truth" / "call01.json").read_text(encoding="utf-8"))
+    assert set(utts["speaker"]) == {"agent", "customer"}
+    assert utts["utterance_idx"].tolist() == list(range(len(utts)))
+    assert utts["start_s"].is_monotonic_increasing
+    agent_turns = [t for t in truth["turns"] if t["speaker"] == "agent"]
+    # every agent turn of the script is found as an agent utterance near its true start
+    agent_starts = utts.query("speaker == 'agent'")["start_s"].tolist()
+    for turn in agent_turns:
+        assert min(abs(s - turn["start_s"]) for s in agent_starts) < 1.0, turn
+    text = "".join(utts.query("speaker == 'agent'")["text"])
+    assert text == text.translate(str.maketrans("", "", "們請將後謝號務")), "traditional characters stored"
+    assert "谢谢" in text or "再见" in text
+    assert not read_table(out, "voice_activity").empty

@@ -1,0 +1,107 @@
+from datetime import datetime, timedelta
+
+import pytest
+
+from pipeline.config import InputOptions
+from pipeline.discover import discover_recordings
+from pipeline.errors import InputError, ManifestError
+
+HEADER = "file,agent_id,call_id,started_at,agent_channel,company\n"
+
+
+def folder_with(tmp_path, names=("a.wav", "b.flac"), manifest=None):
+    for name in names:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF")  # discovery does not decode
+    if manifest is not None:
+        (tmp_path / "manifest.csv").write_text(manifest, encoding="utf-8")
+    return tmp_path
+
+
+def test_without_manifest_every_audio_file_is_a_recording(tmp_path):
+    folder_with(tmp_path, ("a.wav", "sub/b.MP3", "notes.txt", ".hidden.wav"))
+    found = discover_recordings(tmp_path, InputOptions())
+    assert [r.file for r in found.recordings] == ["a.wav", "sub/b.MP3"]
+    assert {r.agent_id for r in found.recordings} == {"unknown"}
+    assert [r.call_id for r in found.recordings] == ["a", "b"]
+    assert found.ignored == ["notes.txt"]
+    assert found.recordings[0].started_at.tzinfo is not None  # file time, in the site's timezone
+    assert found.recordings[0].agent_channel == "left"
+
+
+def test_duplicate_stems_get_distinct_call_ids(tmp_path):
+    folder_with(tmp_path, ("x/1.wav", "y/1.wav"))
+    ids = [r.call_id for r in discover_recordings(tmp_path, InputOptions()).recordings]
+    assert ids == ["x__1", "y__1"]
+
+
+def test_manifest_rows_with_defaults(tmp_path):
+    folder_with(tmp_path, manifest="\ufefffile,agent_id\na.wav,A1\nb.flac,A2\n")  # Excel's BOM
+    found = discover_recordings(tmp_path, InputOptions(agent_channel="right", company="海尔斯科技"))
+    assert found.errors == []
+    a, b = found.recordings
+    assert (a.call_id, a.agent_id, a.agent_channel, a.company) == ("a", "A1", "right", "海尔斯科技")
+    assert b.agent_id == "A2"
+
+
+def test_manifest_full_row(tmp_path):
+    folder_with(tmp_path, ("a.wav",), manifest=HEADER + "a.wav,A1,c-1,2026-11-20T09:30:00,mono,星河通信\n")
+    (rec,) = discover_recordings(tmp_path, InputOptions(timezone="Asia/Shanghai")).recordings
+    assert rec.call_id == "c-1" and rec.agent_channel == "mono" and rec.company == "星河通信"
+    # a timestamp without offset is local time at the contact centre
+    assert rec.started_at.utcoffset() == timedelta(hours=8)
+    assert rec.started_at.replace(tzinfo=None) == datetime(2026, 11, 20, 9, 30)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("missing.wav,A1,,,,", "does not exist"),
+    ("a.wav,,,,,", "agent_id is empty"),
+    ("a.wav,A1,,yesterday,,", "not an ISO 8601"),
+    ("a.wav,A1,,,middle,", "agent_channel"),
+    ("../a.wav,A1,,,,", "outside the input folder"),
+    (",A1,,,,", "file column is empty"),
+    ("a.wav,A1,,,,,extra", "more fields"),
+])
+def test_bad_manifest_rows_become_errors_and_the_rest_goes_on(tmp_path, row, message):
+    folder = tmp_path / "in"
+    folder_with(folder, ("a.wav", "b.flac"), manifest=HEADER + row + "\nb.flac,A2,,,,\n")
+    (tmp_path / "a.wav").write_bytes(b"x")  # the target of ../a.wav exists but is outside
+    found = discover_recordings(folder, InputOptions())
+    assert [r.file for r in found.recordings] == ["b.flac"]
+    row_errors = [e for e in found.errors if e.stage == "manifest"]
+    assert len(row_errors) == 1
+    assert message in row_errors[0].message and "line 2" in row_errors[0].message
+
+
+def test_duplicates_in_manifest(tmp_path):
+    folder_with(tmp_path, manifest=HEADER + "a.wav,A1,x,,,\nb.flac,A1,x,,,\na.wav,A1,y,,,\n")
+    found = discover_recordings(tmp_path, InputOptions())
+    assert [r.call_id for r in found.recordings] == ["x"]
+    messages = sorted(e.message for e in found.errors)
+    assert "call_id 'x' is used twice" in messages[0] and "line 3" in messages[0]
+    assert "listed twice" in messages[1] and "line 4" in messages[1]
+
+
+def test_audio_file_not_in_manifest_is_recorded(tmp_path):
+    folder_with(tmp_path, ("a.wav", "b.flac"), manifest="file,agent_id\na.wav,A1\n")
+    found = discover_recordings(tmp_path, InputOptions())
+    assert [r.file for r in found.recordings] == ["a.wav"]
+    (error,) = found.errors
+    assert (error.file, error.error_type, error.stage) == ("b.flac", "NotInManifestError", "discover")
+
+
+@pytest.mark.parametrize("header, message", [
+    ("file,call_id\n", "missing required column"),
+    ("agent_id\n", "missing required column"),
+    ("file,agent_id,agent_chanel\n", "unknown column"),
+])
+def test_bad_manifest_header_fails_the_run(tmp_path, header, message):
+    folder_with(tmp_path, manifest=header)
+    with pytest.raises(ManifestError, match=message):
+        discover_recordings(tmp_path, InputOptions())
+
+
+def test_missing_input_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_recordings(tmp_path / "nope", InputOptions())

@@ -1,0 +1,112 @@
+"""Pure logic: turns from voice activity, packing, word mapping, and the hallucination guard."""
+
+import numpy as np
+import pytest
+
+from pipeline.asr import Turn, TurnWord, _piece_for, pack_turns
+from pipeline.config import GuardOptions, SegmentationOptions
+from pipeline.errors import ConfigError
+from pipeline.guard import HallucinationGuard, load_phrases
+from pipeline.segment import build_utterances, regions_to_turns
+
+SEG = SegmentationOptions(split_pause_s=0.8, max_utterance_s=10.0, pack_gap_s=0.3)
+
+
+def test_pauses_split_turns_and_short_gaps_do_not():
+    regions = [(0.5, 2.0), (2.3, 4.0), (16.0, 18.0)]  # a 12 s hold after 4.0
+    turns = regions_to_turns(regions, "agent", 0, SEG)
+    assert [(t.start_s, t.end_s) for t in turns] == [(0.5, 4.0), (16.0, 18.0)]
+    assert all(t.speaker == "agent" and t.channel == 0 for t in turns)
+
+
+def test_long_turn_is_cut_at_its_longest_pause():
+    regions = [(0.0, 4.0), (4.5, 6.0), (6.7, 12.0)]  # 12 s without a 0.8 s pause
+    turns = regions_to_turns(regions, "agent", 0, SEG)
+    assert [(t.start_s, t.end_s) for t in turns] == [(0.0, 6.0), (6.7, 12.0)]
+    unbroken = regions_to_turns([(0.0, 25.0)], "agent", 0, SEG)
+    assert len(unbroken) == 3 and all(t.end_s - t.start_s <= 10.0 for t in unbroken)
+
+
+def test_packing_maps_packed_time_back_to_the_recording():
+    rate = 16000
+    channels = np.zeros((2, rate * 60), dtype=np.float32)
+    turns = [Turn("agent", 0, 1.0, 5.0), Turn("customer", 1, 6.0, 9.0), Turn("agent", 0, 30.0, 53.0)]
+    packed, windows, pieces = pack_turns(turns, channels, window_s=30.0, gap_s=0.3)
+    # 4 s + 0.3 + 3 s + 0.3 fit one window; the 23 s turn does not fit the rest and opens the next
+    assert windows == [{"start": 0.0, "end": 7.6}, {"start": 7.6, "end": 30.9}]
+    assert len(packed) == round(30.9 * rate)
+    assert [p.turn_index for p in pieces] == [0, 1, 2]
+    piece = _piece_for(4.4, 4.9, pieces)  # packed 4.3..7.3 is the customer's turn
+    assert piece.turn_index == 1 and piece.orig_start == 6.0
+    # a word straddling the gap goes to the piece it overlaps most
+    assert _piece_for(3.9, 4.35, pieces).turn_index == 0
+    assert _piece_for(4.05, 4.2, pieces).turn_index in (0, 1)  # in the gap: nearest piece
+
+
+def word(text, start, end, prob=0.9, turn=0, no_speech=0.01, logprob=-0.2):
+    return TurnWord(turn, text, start, end, prob, 1, logprob, no_speech, 1.2)
+
+
+@pytest.fixture
+def guard():
+    return HallucinationGuard(GuardOptions())
+
+
+def test_guard_keeps_ordinary_speech(guard):
+    words = [word("您好", 0.0, 0.4), word(",", 0.4, 0.4), word("请讲", 0.5, 0.9), word("。", 0.9, 0.9)]
+    kept, removed = guard.screen("agent", words)
+    assert kept == words and removed == []
+
+
+def test_guard_removes_subtitle_credits_and_records_why(guard):
+    words = [word("好的", 0.0, 0.3)] + [word(c, 1 + i * 0.1, 1.1 + i * 0.1)
+                                      for i, c in enumerate("字幕由Amara.org社區提供")]
+    kept, removed = guard.screen("agent", words)
+    assert [w.word for w in kept] == ["好的"]
+    (item,) = removed
+    assert item.raw_text == "字幕由Amara.org社區提供" and item.text == "字幕由Amara.org社区提供"
+    assert item.reason.startswith("known_hallucination")
+
+
+def test_guard_removes_engagement_bait_with_spaces_and_traditional_characters(guard):
+    words = [word("請不吝點贊 ", 0, 1), word("訂閱 ", 1, 2), word("轉發 ", 2, 3), word("打賞", 3, 4)]
+    kept, removed = guard.screen("customer", words)
+    assert kept == [] and removed[0].speaker == "customer"
+
+
+def test_guard_collapses_endless_repeats_to_one(guard):
+    words = [word("您好", 0, 0.3)] + [word("谢谢", 0.3 + i * 0.3, 0.6 + i * 0.3) for i in range(8)]
+    kept, removed = guard.screen("agent", words)
+    assert "".join(w.word for w in kept) == "您好谢谢"
+    assert removed[0].reason.startswith("repetition") and removed[0].raw_text == "谢谢" * 7
+    three = [word("好", i, i + 0.2) for i in range(3)]  # "好好好" is ordinary speech
+    assert guard.screen("customer", three)[0] == three
+
+
+def test_guard_drops_what_whisper_calls_no_speech_and_low_confidence(guard):
+    kept, removed = guard.screen("agent", [word("嗯", 0, 1, no_speech=0.9, logprob=-1.5)])
+    assert kept == [] and removed[0].reason == "no_speech"
+    kept, removed = guard.screen("agent", [word("啊", 0, 1, prob=0.05), word("哦", 1, 2, prob=0.1)])
+    assert kept == [] and removed[0].reason.startswith("low_confidence")
+
+
+def test_guard_phrase_file_errors(tmp_path):
+    bad = tmp_path / "h.txt"
+    bad.write_text("# comment\nre:([unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"h.txt:2: invalid regular expression"):
+        load_phrases(bad)
+    bad.write_text("!!!\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"h.txt:1"):
+        load_phrases(bad)
+
+
+def test_utterances_are_built_per_turn_in_time_order(guard):
+    turns = [Turn("agent", 0, 0.5, 3.0), Turn("customer", 1, 3.5, 5.0), Turn("agent", 0, 17.0, 19.0)]
+    words = [word("請您稍後", 0.6, 2.0, turn=0), word("好", 3.6, 4.0, turn=1),
+             word("讓您久等了", 17.2, 18.5, turn=2)]
+    utterances, suppressed = build_utterances("c1", turns, words, guard)
+    assert [(u.utterance_idx, u.speaker, u.text) for u in utterances] == [
+        (0, "agent", "请您稍后"), (1, "customer", "好"), (2, "agent", "让您久等了")]
+    assert utterances[0].raw_text == "請您稍後"
+    assert utterances[2].start_s == 17.0 and utterances[2].words[0].word == "让您久等了"
+    assert suppressed == []

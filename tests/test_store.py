@@ -1,0 +1,106 @@
+"""Output schemas: write, read back, compare; re-writing a night replaces rows instead of duplicating."""
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.errors import SchemaMismatchError
+from pipeline.records import CallResult, ErrorRecord, Recording, SpeechRegion, SuppressedText, Utterance, Word
+from pipeline.schemas import SCHEMA_VERSION, TABLES
+from pipeline.store import read_table, rows_for_run, to_arrow, write_run
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def result(call_id: str, started: datetime, n_utts: int = 2, status: str = "ok") -> CallResult:
+    rec = Recording(Path(f"/in/{call_id}.wav"), f"{call_id}.wav", call_id, "A1001", started, "left", "星河通信")
+    res = CallResult(rec, status, "whisper-base@905e5bf8336b cpu/int8", datetime.now(timezone.utc),
+                     duration_s=61.5, channels=2, sample_rate=8000, codec="flac")
+    if status == "ok":
+        res.utterances = [Utterance(call_id, i, "agent" if i % 2 == 0 else "customer", i * 5.0, i * 5.0 + 3,
+                                    f"您好{i}", f"您好{i}", -0.2, 0.01,
+                                    [Word("您好", i * 5.0, i * 5.0 + 0.5, 0.9)]) for i in range(n_utts)]
+        res.voice_activity = [SpeechRegion("agent", 0.1, 3.0), SpeechRegion("customer", 5.0, 8.0)]
+        res.suppressed = [SuppressedText("agent", 40.0, 41.0, "字幕由Amara.org社區提供", "字幕由Amara.org社区提供",
+                                         "known_hallucination")]
+        res.warnings = ["a warning"]
+    else:
+        res.error = ErrorRecord(f"{call_id}.wav", call_id, "decode", "AudioDecodeError", "corrupt", started)
+    return res
+
+
+# 23:30 UTC on the 19th is 07:30 on the 20th in Shanghai: partitions follow the contact centre's date
+NIGHT = datetime(2026, 11, 19, 23, 30, tzinfo=timezone.utc)
+
+
+def test_every_table_round_trips_through_parquet(tmp_path):
+    results = [result("c1", NIGHT), result("c2", NIGHT, n_utts=3), result("bad", NIGHT, status="error")]
+    manifest_error = ErrorRecord("x.wav", None, "manifest", "ManifestRowError", "line 3: agent_id is empty")
+    tables = rows_for_run(results, [manifest_error], "run-1", TZ)
+    written = write_run(tmp_path, tables)
+    assert written == {"calls": 3, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2}
+    today = datetime.now(TZ).date().isoformat()  # an error with no call time is filed under the run's date
+    for name, schema in TABLES.items():
+        files = sorted((tmp_path / name).rglob("*.parquet"))
+        expected = sorted({"call_date=2026-11-20", f"call_date={today}"}) if name == "errors" else [
+            "call_date=2026-11-20"]
+        assert [f.parent.name for f in files] == expected, name
+        stored = pq.read_schema(files[0])
+        assert stored.metadata[b"callqa.schema_version"] == SCHEMA_VERSION.encode()
+        assert stored.remove_metadata().equals(schema.remove_metadata()), name
+    calls = pd.read_parquet(tmp_path / "calls")  # plain pandas, as a QA manager would
+    assert sorted(calls["call_id"]) == ["bad", "c1", "c2"]
+    assert set(calls["call_date"].astype(str)) == {"2026-11-20"}
+    ok = calls.set_index("call_id").loc["c1"]
+    assert ok["status"] == "ok" and ok["n_utterances"] == 2 and list(ok["warnings"]) == ["a warning"]
+    assert ok["started_at"] == pd.Timestamp(NIGHT)
+    utts = read_table(tmp_path, "utterances").sort_values(["call_id", "utterance_idx"])
+    expected = pd.DataFrame([r for r in tables["utterances"]]).sort_values(["call_id", "utterance_idx"])
+    for column in ("call_id", "utterance_idx", "speaker", "start_s", "end_s", "text", "raw_text"):
+        assert utts[column].tolist() == expected[column].tolist(), column
+    assert utts.iloc[0]["words"][0]["word"] == "您好"
+    errors = read_table(tmp_path, "errors")
+    assert sorted(errors["stage"]) == ["decode", "manifest"]
+
+
+def test_writing_the_same_night_twice_replaces_rows(tmp_path):
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT, n_utts=4), result("bad", NIGHT, status="error")],
+                                     [], "run-1", TZ))
+    # the second run processes the same calls again: c1 now has 2 utterances and "bad" was fixed
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT, n_utts=2), result("bad", NIGHT)], [], "run-2", TZ))
+    calls = read_table(tmp_path, "calls")
+    assert sorted(calls["call_id"]) == ["bad", "c1"] and set(calls["run_id"]) == {"run-2"}
+    assert len(read_table(tmp_path, "utterances").query("call_id == 'c1'")) == 2
+    assert read_table(tmp_path, "errors").empty  # the fixed file's old error row is gone
+    # another night's calls are kept alongside
+    write_run(tmp_path, rows_for_run([result("c3", datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc))],
+                                     [], "run-3", TZ))
+    assert sorted(read_table(tmp_path, "calls")["call_id"]) == ["bad", "c1", "c3"]
+
+
+def test_rows_that_do_not_match_the_schema_are_refused():
+    with pytest.raises(SchemaMismatchError, match="not in schema"):
+        to_arrow("calls", [{"call_id": "c", "colour": "blue"}])
+    with pytest.raises(SchemaMismatchError, match="do not match"):
+        to_arrow("utterances", [{"call_id": "c", "utterance_idx": "first", "speaker": "agent", "start_s": 0.0,
+                                 "end_s": 1.0, "text": "", "raw_text": ""}])
+
+
+def test_reading_an_empty_output_gives_the_columns(tmp_path):
+    frame = read_table(tmp_path, "calls")
+    assert frame.empty and "call_id" in frame.columns
+
+
+def test_library_never_imports_prefect():
+    code = ("import sys, pkgutil, importlib, pipeline\n"
+            "for m in pkgutil.iter_modules(pipeline.__path__): importlib.import_module('pipeline.' + m.name)\n"
+            "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('prefect', 'dask'))\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
