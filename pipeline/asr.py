@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,12 +196,16 @@ def load_model(options: AsrOptions) -> LoadedModel:
 
 @dataclass(frozen=True)
 class Turn:
-    """A stretch of one speaker's speech that becomes one utterance (if anything is said in it)."""
+    """A stretch of one speaker's speech that becomes one utterance (if anything is said in it).
+
+    ``voiced_s`` is the voice activity inside it (the turn minus its short pauses).
+    """
 
     speaker: str
     channel: int
     start_s: float
     end_s: float
+    voiced_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,13 +231,17 @@ class _Piece:
     orig_start: float
 
 
-def pack_turns(turns: list[Turn], channels: np.ndarray, window_s: float,
-               gap_s: float) -> tuple[np.ndarray, list[dict], list[_Piece]]:
+def pack_turns(turns: list[Turn], channels: np.ndarray, window_s: float, gap_s: float,
+               pad_s: float = 0.0, one_per_window: bool = False) -> tuple[np.ndarray, list[dict], list[_Piece]]:
     """Lay turns back to back into windows of at most ``window_s`` seconds.
+
+    Each turn's audio is taken with ``pad_s`` of context on both sides (voice activity cuts close to
+    the voice, and Whisper misses a clipped first syllable). A new window starts when the speaker
+    changes, so one window never mixes two voices, and before every turn if ``one_per_window``.
 
     Returns:
         The packed audio, the window bounds (``clip_timestamps`` in seconds) and the piece table
-        that maps packed time back to turns.
+        that maps packed time back to turns (``turn_index`` indexes ``turns``).
     """
     gap = np.zeros(int(round(gap_s * TARGET_RATE)), dtype=np.float32)
     buffers: list[np.ndarray] = []
@@ -241,18 +249,21 @@ def pack_turns(turns: list[Turn], channels: np.ndarray, window_s: float,
     pieces: list[_Piece] = []
     cursor = 0  # samples written so far
     window_start = 0
+    previous_channel = None
     for index, turn in enumerate(turns):
-        a = int(round(turn.start_s * TARGET_RATE))
-        b = int(round(turn.end_s * TARGET_RATE))
+        a = max(0, int(round((turn.start_s - pad_s) * TARGET_RATE)))
+        b = min(channels.shape[1], int(round((turn.end_s + pad_s) * TARGET_RATE)))
         clip = channels[turn.channel, a:b]
         if clip.size == 0:
             continue
-        if cursor - window_start + clip.size > window_s * TARGET_RATE and cursor > window_start:
+        full = cursor - window_start + clip.size > window_s * TARGET_RATE
+        if (full or one_per_window or turn.channel != previous_channel) and cursor > window_start:
             windows.append({"start": window_start / TARGET_RATE, "end": cursor / TARGET_RATE})
             window_start = cursor
         pieces.append(_Piece(cursor / TARGET_RATE, (cursor + clip.size) / TARGET_RATE, index, a / TARGET_RATE))
         buffers.append(clip)
         cursor += clip.size
+        previous_channel = turn.channel
         if cursor - window_start + gap.size <= window_s * TARGET_RATE:
             buffers.append(gap)
             cursor += gap.size
@@ -275,15 +286,50 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
     return min(pieces, key=lambda p: min(abs(mid - p.packed_start), abs(mid - p.packed_end)))
 
 
+def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segmentation: SegmentationOptions,
+            one_per_window: bool) -> list[TurnWord]:
+    """One batched decoding pass over packed turns; words come back in recording time."""
+    opts = model.options
+    packed, windows, pieces = pack_turns(turns, channels, opts.window_s, segmentation.pack_gap_s,
+                                         segmentation.asr_pad_s, one_per_window)
+    if not windows:
+        return []
+    segments, _info = model.batched.transcribe(
+        packed, language=opts.language or None, task="transcribe", beam_size=opts.beam_size,
+        batch_size=opts.batch_size, clip_timestamps=windows, word_timestamps=True,
+        without_timestamps=False, initial_prompt=opts.initial_prompt or None, temperature=0.0,
+        log_progress=False)
+    words: list[TurnWord] = []
+    for segment in segments:
+        for w in segment.words or []:
+            piece = _piece_for(w.start, w.end, pieces)
+            start = min(max(w.start, piece.packed_start), piece.packed_end)
+            end = min(max(w.end, start), piece.packed_end)
+            offset = piece.orig_start - piece.packed_start
+            words.append(TurnWord(piece.turn_index, w.word, round(start + offset, 3), round(end + offset, 3),
+                                  float(w.probability), segment.id, float(segment.avg_logprob),
+                                  float(segment.no_speech_prob), float(segment.compression_ratio)))
+    return words
+
+
+def _spoken_chars(words: list[TurnWord]) -> int:
+    return sum(ch.isalnum() for w in words for ch in w.word)
+
+
 def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions) -> list[TurnWord]:
-    """Transcribe every turn of a recording in one batched pass.
+    """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
+
+    Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
+    demo corpus: a full agent sentence missing). A turn that got fewer than ``min_chars_per_s``
+    characters per second of its voice is decoded again on its own, and the second reading replaces
+    the first when it recovers more text.
 
     Args:
         model: the loaded model.
         channels: 16 kHz float32 audio, shape (channels, samples).
-        turns: the turns to transcribe (any order; each at most ``window_s`` long).
-        segmentation: gap between packed turns.
+        turns: the turns to transcribe, in any order; each shorter than the model window.
+        segmentation: packing gap, padding and the coverage threshold.
 
     Returns:
         Every recognised word with its turn index and its time in the recording.
@@ -293,26 +339,22 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
     """
     if not turns:
         return []
-    opts = model.options
-    packed, windows, pieces = pack_turns(turns, channels, opts.window_s, segmentation.pack_gap_s)
-    if not windows:
-        return []
     try:
-        segments, _info = model.batched.transcribe(
-            packed, language=opts.language or None, task="transcribe", beam_size=opts.beam_size,
-            batch_size=opts.batch_size, clip_timestamps=windows, word_timestamps=True,
-            initial_prompt=opts.initial_prompt or None, temperature=0.0, log_progress=False)
-        words: list[TurnWord] = []
-        for segment in segments:
-            for w in segment.words or []:
-                piece = _piece_for(w.start, w.end, pieces)
-                start = min(max(w.start, piece.packed_start), piece.packed_end)
-                end = min(max(w.end, start), piece.packed_end)
-                offset = piece.orig_start - piece.packed_start
-                words.append(TurnWord(piece.turn_index, w.word, round(start + offset, 3),
-                                      round(end + offset, 3), float(w.probability), segment.id,
-                                      float(segment.avg_logprob), float(segment.no_speech_prob),
-                                      float(segment.compression_ratio)))
+        words = _decode(model, channels, turns, segmentation, one_per_window=False)
+        by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
+        for w in words:
+            by_turn[w.turn_index].append(w)
+        skipped = [i for i, turn in enumerate(turns)
+                   if _spoken_chars(by_turn[i]) < segmentation.min_chars_per_s * turn.voiced_s]
+        if skipped:
+            logger.debug("second pass on %d of %d turns", len(skipped), len(turns))
+            again: dict[int, list[TurnWord]] = {i: [] for i in skipped}
+            for w in _decode(model, channels, [turns[i] for i in skipped], segmentation, one_per_window=True):
+                index = skipped[w.turn_index]
+                again[index].append(replace(w, turn_index=index))
+            for index, second in again.items():
+                if _spoken_chars(second) > _spoken_chars(by_turn[index]):
+                    by_turn[index] = second
+        return [w for i in range(len(turns)) for w in by_turn[i]]
     except Exception as exc:
         raise TranscriptionError(f"the speech model failed: {type(exc).__name__}: {exc}") from exc
-    return words

