@@ -27,7 +27,7 @@ def _console():
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.config import load_config
+    from pipeline.config import load_config, resolve_concurrency
 
     from .env import prepare_prefect_env
 
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import nightly  # after the environment is prepared
 
     console = _console()
-    concurrency = args.concurrency or config.run.concurrency
+    concurrency = resolve_concurrency(config, args.concurrency)
     flow = nightly.with_concurrency(concurrency)
     progress = Progress(TextColumn("[bold]transcribing"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress:
             summary = flow(input_dir=str(args.input_dir), out_dir=str(args.out),
-                           config_path=str(args.config) if args.config else None)
+                           config_path=str(args.config) if args.config else None, concurrency=concurrency)
     finally:
         nightly.remove_progress_listener(listener)
     print_summary(console, summary, args.out)
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     add_config(run)
     run.add_argument("--concurrency", type=int, default=None, metavar="N",
-                     help="recordings in flight at once (default: [run] concurrency, 1)")
+                     help="recordings in flight at once (default: [run] concurrency; 0 = one per CPU core)")
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="run on the bundled demo recordings (demo/recordings)")

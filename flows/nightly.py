@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.asr import load_model
-from pipeline.config import CallqaConfig, load_config
+from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.discover import discover_recordings
 from pipeline.guard import HallucinationGuard
 from pipeline.process import process_recording
@@ -47,13 +47,13 @@ def _notify(event: str, total: int) -> None:
 
 
 @task(name="load-model", cache_policy=NO_CACHE)
-def load_model_task(config: CallqaConfig) -> str:
-    return load_model(config.asr).model_label
+def load_model_task(config: CallqaConfig, workers: int) -> str:
+    return load_model(config.asr, workers).model_label
 
 
 @task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="transcribe {recording.file}")
-def transcribe_recording(recording: Recording, config: CallqaConfig) -> CallResult:
-    model = load_model(config.asr)  # cached per process: loaded once per worker
+def transcribe_recording(recording: Recording, config: CallqaConfig, workers: int) -> CallResult:
+    model = load_model(config.asr, workers)  # cached per process: loaded once per worker
     return process_recording(recording, model, config, guard=HallucinationGuard(config.guard))
 
 
@@ -63,8 +63,12 @@ def write_outputs(out_dir: str, tables: dict) -> dict[str, int]:
 
 
 @flow(name="callqa-transcribe", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
-def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = None) -> dict:
+def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = None,
+                      concurrency: int | None = None) -> dict:
     """Transcribe every recording of ``input_dir`` into Parquet tables under ``out_dir``.
+
+    ``concurrency`` (default ``[run] concurrency``, automatic: one per core) should match the task
+    runner's worker count; use :func:`with_concurrency` to get a flow whose runner has it.
 
     Returns:
         The run summary (counts, speed, errors by stage) as a dict.
@@ -79,9 +83,10 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     logger.info("%d recordings to process, %d rejected, %d ignored", total, len(discovery.errors),
                 len(discovery.ignored))
     results: list[CallResult] = []
+    workers = resolve_concurrency(config, concurrency)
     if discovery.recordings:
-        load_model_task(config)
-        futures = [transcribe_recording.submit(rec, config) for rec in discovery.recordings]
+        load_model_task(config, workers)
+        futures = [transcribe_recording.submit(rec, config, workers) for rec in discovery.recordings]
         for future in futures:
             result = future.result()
             results.append(result)

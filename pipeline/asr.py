@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -159,39 +160,65 @@ def resolve_model(spec: str, verify: bool = True) -> ResolvedModel:
     return ResolvedModel("name", spec, spec)
 
 
-@dataclass
+_per_thread = threading.local()
+
+
+@dataclass(frozen=True)
 class LoadedModel:
+    """A loaded Whisper model, shared by every recording (and thread) of a worker process."""
+
     resolved: ResolvedModel
     options: AsrOptions
-    batched: object  # faster_whisper.BatchedInferencePipeline
+    whisper: object  # faster_whisper.WhisperModel
 
     @property
     def model_label(self) -> str:
         return f"{self.resolved.model_id} {self.options.device}/{self.options.compute_type}"
 
+    @property
+    def batched(self):
+        """This thread's batched pipeline over the shared model (the pipeline keeps per-call state)."""
+        pipelines = _per_thread.__dict__.setdefault("pipelines", {})
+        if id(self.whisper) not in pipelines:
+            from faster_whisper import BatchedInferencePipeline
+
+            pipelines[id(self.whisper)] = BatchedInferencePipeline(self.whisper)
+        return pipelines[id(self.whisper)]
+
 
 @functools.lru_cache(maxsize=4)
-def _load(location: str, device: str, compute_type: str, cpu_threads: int):
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+def _load(location: str, device: str, compute_type: str, cpu_threads: int, workers: int):
+    from faster_whisper import WhisperModel
 
-    model = WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
-    return BatchedInferencePipeline(model)
+    return WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                        num_workers=workers)
 
 
-def load_model(options: AsrOptions) -> LoadedModel:
+def render_prompt(template: str, company: str) -> str:
+    """The decoder prompt for one recording: ``{company}`` in the template becomes its company name."""
+    return template.replace("{company}", company or "")
+
+
+def load_model(options: AsrOptions, workers: int = 1) -> LoadedModel:
     """Resolve and load the model once per process; later calls with the same options reuse it.
+
+    Args:
+        options: which model and how to run it.
+        workers: how many threads will decode at the same time (``[run] concurrency``); the CPU's
+            cores are shared between them unless ``cpu_threads`` is set.
 
     Raises:
         ModelError: the model cannot be resolved or CTranslate2 cannot load it.
     """
     resolved = resolve_model(options.model)
+    threads = options.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
     try:
-        batched = _load(resolved.location, options.device, options.compute_type, options.cpu_threads)
+        whisper = _load(resolved.location, options.device, options.compute_type, threads, workers)
     except ModelError:
         raise
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError with its own text
         raise ModelError(f"cannot load model {resolved.location!r}: {exc}") from exc
-    return LoadedModel(resolved, options, batched)
+    return LoadedModel(resolved, options, whisper)
 
 
 @dataclass(frozen=True)
@@ -287,7 +314,7 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
 
 
 def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segmentation: SegmentationOptions,
-            one_per_window: bool) -> list[TurnWord]:
+            one_per_window: bool, prompt: str) -> list[TurnWord]:
     """One batched decoding pass over packed turns; words come back in recording time."""
     opts = model.options
     packed, windows, pieces = pack_turns(turns, channels, opts.window_s, segmentation.pack_gap_s,
@@ -297,7 +324,7 @@ def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segment
     segments, _info = model.batched.transcribe(
         packed, language=opts.language or None, task="transcribe", beam_size=opts.beam_size,
         batch_size=opts.batch_size, clip_timestamps=windows, word_timestamps=True,
-        without_timestamps=False, initial_prompt=opts.initial_prompt or None, temperature=0.0,
+        without_timestamps=True, initial_prompt=prompt or None, temperature=0.0,
         log_progress=False)
     words: list[TurnWord] = []
     for segment in segments:
@@ -317,7 +344,7 @@ def _spoken_chars(words: list[TurnWord]) -> int:
 
 
 def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
-                     segmentation: SegmentationOptions) -> list[TurnWord]:
+                     segmentation: SegmentationOptions, prompt: str = "") -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
 
     Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
@@ -330,6 +357,7 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
         channels: 16 kHz float32 audio, shape (channels, samples).
         turns: the turns to transcribe, in any order; each shorter than the model window.
         segmentation: packing gap, padding and the coverage threshold.
+        prompt: text that primes the decoder (see ``AsrOptions.initial_prompt``).
 
     Returns:
         Every recognised word with its turn index and its time in the recording.
@@ -340,7 +368,7 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
     if not turns:
         return []
     try:
-        words = _decode(model, channels, turns, segmentation, one_per_window=False)
+        words = _decode(model, channels, turns, segmentation, one_per_window=False, prompt=prompt)
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
@@ -349,7 +377,8 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
         if skipped:
             logger.debug("second pass on %d of %d turns", len(skipped), len(turns))
             again: dict[int, list[TurnWord]] = {i: [] for i in skipped}
-            for w in _decode(model, channels, [turns[i] for i in skipped], segmentation, one_per_window=True):
+            for w in _decode(model, channels, [turns[i] for i in skipped], segmentation,
+                             one_per_window=True, prompt=prompt):
                 index = skipped[w.turn_index]
                 again[index].append(replace(w, turn_index=index))
             for index, second in again.items():

@@ -31,14 +31,17 @@ class AsrOptions:
             any CTranslate2 Whisper directory, or a faster-whisper model name (needs network once).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         compute_type: CTranslate2 compute type; ``int8`` is fastest on CPU.
-        cpu_threads: threads for the model on CPU; 0 lets CTranslate2 decide.
+        cpu_threads: threads per decoding worker on CPU; 0 shares the machine's cores between the
+            ``[run] concurrency`` workers.
         language: spoken language; fixed to Chinese by default (language detection on 8 kHz speech
             is unreliable and costs a decoder pass).
         beam_size: 1 is greedy decoding (fast); 5 is Whisper's default.
         batch_size: how many 30-second windows are decoded together.
         window_s: the longest stretch of packed speech given to the model at once (Whisper's limit is 30 s).
-        initial_prompt: text that primes the decoder (e.g. a simplified-Chinese sentence nudges the
-            model towards simplified characters); empty for none.
+        initial_prompt: text that primes the decoder; ``{company}`` becomes the recording's company
+            name. A simplified-Chinese sentence naming the company makes Whisper write the name as
+            the company spells it (星河, not the homophone 心和) and lowers the error rate (measured:
+            see README); the guard removes the prompt if the model echoes it. Empty for none.
     """
 
     model: str = "bundled"
@@ -46,10 +49,10 @@ class AsrOptions:
     compute_type: str = "int8"
     cpu_threads: int = 0
     language: str = "zh"
-    beam_size: int = 1
+    beam_size: int = 5
     batch_size: int = 8
     window_s: float = 30.0
-    initial_prompt: str = ""
+    initial_prompt: str = "以下是{company}客服中心的电话录音。"
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,13 @@ class RunOptions:
     """How a run is executed.
 
     Attributes:
-        concurrency: recordings transcribed at the same time in one process (the model is shared).
+        concurrency: recordings transcribed at the same time in one process, sharing one model; 0
+            means one per CPU core on CPU (measured on 2 cores: 1 -> 10.9x, 2 -> 16.9x real time,
+            because decoding, voice activity and alignment of one call overlap the other's) and 1 on GPU.
         state_dir: where callqa keeps local state, including Prefect's database (``PREFECT_HOME``).
     """
 
-    concurrency: int = 1
+    concurrency: int = 0
     state_dir: str = ".callqa"
 
 
@@ -249,8 +254,10 @@ def validate_config(config: CallqaConfig) -> None:
                           f"got {config.input.agent_channel!r}")
     if not 1 <= config.asr.window_s <= 30:
         raise ConfigError("[asr] window_s must be between 1 and 30 seconds (Whisper's window)")
-    if config.asr.beam_size < 1 or config.asr.batch_size < 1 or config.run.concurrency < 1:
-        raise ConfigError("[asr] beam_size, [asr] batch_size and [run] concurrency must be at least 1")
+    if config.asr.beam_size < 1 or config.asr.batch_size < 1:
+        raise ConfigError("[asr] beam_size and [asr] batch_size must be at least 1")
+    if config.run.concurrency < 0:
+        raise ConfigError("[run] concurrency must be 0 (automatic) or more")
     if config.segmentation.max_utterance_s > config.asr.window_s - 1:
         raise ConfigError("[segmentation] max_utterance_s must be at least 1 s shorter than [asr] window_s")
     try:
@@ -259,6 +266,14 @@ def validate_config(config: CallqaConfig) -> None:
         ZoneInfo(config.input.timezone)
     except Exception:
         raise ConfigError(f"[input] timezone {config.input.timezone!r} is not a known IANA timezone") from None
+
+
+def resolve_concurrency(config: CallqaConfig, requested: int | None = None) -> int:
+    """How many recordings to transcribe at once: ``requested``, else ``[run] concurrency``, else automatic."""
+    value = requested or config.run.concurrency
+    if value:
+        return value
+    return 1 if config.asr.device == "cuda" else max(1, os.cpu_count() or 1)
 
 
 def valid_agent_channels() -> tuple[str, ...]:

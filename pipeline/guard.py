@@ -73,8 +73,12 @@ class HallucinationGuard:
         # a unit of 1-20 characters followed by more than max_repeats copies of itself
         self._repeat = re.compile(r"(.{1,20}?)\1{%d,}" % options.max_repeats)
 
-    def screen(self, speaker: str, words: list[TurnWord]) -> tuple[list[TurnWord], list[SuppressedText]]:
-        """Split a turn's words into those kept and the removed stretches with their reasons."""
+    def screen(self, speaker: str, words: list[TurnWord],
+               prompt: str = "") -> tuple[list[TurnWord], list[SuppressedText]]:
+        """Split a turn's words into those kept and the removed stretches with their reasons.
+
+        ``prompt`` is the decoder prompt of this recording; the model echoing it is removed too.
+        """
         removed: list[SuppressedText] = []
         opts = self.options
 
@@ -93,12 +97,15 @@ class HallucinationGuard:
               if w.no_speech_prob > opts.no_speech_prob and w.avg_logprob < opts.no_speech_logprob},
              "no_speech")
 
-        for pattern in self.patterns:
+        patterns = list(self.patterns)
+        if _key(prompt):
+            patterns.append(_Pattern("prompt_echo", re.compile(re.escape(_key(prompt)))))
+        for pattern in patterns:
             keys, owner = _char_index(words)
             hits = set()
             for match in pattern.regex.finditer(keys):
                 hits.update(_span(owner[match.start():match.end()]))
-            drop(hits, f"known_hallucination: {pattern.source}")
+            drop(hits, "prompt_echo" if pattern.source == "prompt_echo" else f"known_hallucination: {pattern.source}")
 
         keys, owner = _char_index(words)
         hits = set()

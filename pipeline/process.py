@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .asr import LoadedModel, transcribe_turns
+from .asr import LoadedModel, render_prompt, transcribe_turns
 from .audio import decode_audio, detect_speech
 from .config import CallqaConfig
 from .errors import PipelineError
@@ -87,12 +87,14 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         result.timings["vad_s"] = time.perf_counter() - clock
 
         stage, clock = "transcribe", time.perf_counter()
-        words = transcribe_turns(model, rows, turns, config.segmentation)
+        prompt = render_prompt(config.asr.initial_prompt, recording.company)
+        words = transcribe_turns(model, rows, turns, config.segmentation, prompt)
         result.timings["asr_s"] = time.perf_counter() - clock
 
         stage, clock = "utterances", time.perf_counter()
         guard = guard or HallucinationGuard(config.guard)
-        result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard)
+        result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
+                                                                echo_of=prompt)
         result.timings["utterances_s"] = time.perf_counter() - clock
     except Exception as exc:  # one bad recording must never stop the others
         if not isinstance(exc, PipelineError):

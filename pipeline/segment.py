@@ -58,9 +58,11 @@ def regions_to_turns(regions: list[tuple[float, float]], speaker: str, channel: 
     return turns
 
 
-def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord],
-                     guard: HallucinationGuard) -> tuple[list[Utterance], list[SuppressedText]]:
+def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], guard: HallucinationGuard,
+                     echo_of: str = "") -> tuple[list[Utterance], list[SuppressedText]]:
     """Assemble recognised words into utterances, one per turn that has text left after the guard.
+
+    ``echo_of`` is the decoder prompt: the model repeating it is removed like any hallucination.
 
     Returns:
         Utterances in time order (``utterance_idx`` from 0) and the text the guard removed.
@@ -74,7 +76,7 @@ def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord],
         turn_words = sorted(by_turn.get(index, []), key=lambda w: (w.start_s, w.end_s))
         if not turn_words:
             continue
-        kept, removed = guard.screen(turn.speaker, turn_words)
+        kept, removed = guard.screen(turn.speaker, turn_words, echo_of)
         suppressed.extend(removed)
         if not kept:
             continue

@@ -70,4 +70,4 @@ def test_model_name_is_left_to_faster_whisper():
 
 def test_model_is_loaded_once_per_process(model, config):
     again = asr.load_model(config.asr)
-    assert again.batched is model.batched
+    assert again.whisper is model.whisper and again.batched is model.batched

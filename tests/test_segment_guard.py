@@ -102,6 +102,13 @@ def test_guard_drops_what_whisper_calls_no_speech_and_low_confidence(guard):
     assert kept == [] and removed[0].reason.startswith("low_confidence")
 
 
+def test_guard_removes_an_echo_of_the_decoder_prompt(guard):
+    words = [word("以下是星河通信", 0, 1), word("客服中心的電話錄音。", 1, 2), word("您好", 2, 2.4)]
+    kept, removed = guard.screen("agent", words, prompt="以下是星河通信客服中心的电话录音。")
+    assert [w.word for w in kept] == ["您好"] and removed[0].reason == "prompt_echo"
+    assert guard.screen("agent", words[2:], prompt="")[0] == words[2:]
+
+
 def test_guard_phrase_file_errors(tmp_path):
     bad = tmp_path / "h.txt"
     bad.write_text("# comment\nre:([unclosed\n", encoding="utf-8")
