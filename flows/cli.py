@@ -32,6 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .env import prepare_prefect_env
 
     config = load_config(args.config)  # fail fast, before Prefect starts
+    check_folders(args.input_dir, args.out)
     prepare_prefect_env(config.run.state_dir)
     from . import nightly  # after the environment is prepared
 
@@ -60,6 +61,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 2 if summary["failed"] else 0
 
 
+def check_folders(input_dir: Path, out_dir: Path) -> None:
+    """Refuse a run that cannot succeed before starting Prefect and loading the model.
+
+    Raises:
+        InputError: the input folder is missing or unreadable.
+        StoreError: the output folder cannot be created or written.
+    """
+    import os
+
+    from pipeline.errors import InputError, StoreError
+
+    if not input_dir.is_dir():
+        raise InputError(f"input folder {input_dir} does not exist or is not a folder")
+    if not os.access(input_dir, os.R_OK | os.X_OK):
+        raise InputError(f"input folder {input_dir} is not readable")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create output folder {out_dir}: {exc}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise StoreError(f"output folder {out_dir} is not writable")
+
+
 def print_summary(console, summary: dict, out_dir: Path) -> None:
     from rich.table import Table
 
@@ -74,7 +98,7 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         ("failed (see errors table)", str(summary["failed"])),
         ("ignored (not audio)", str(summary["ignored"])),
         ("audio", f"{audio_min:.1f} min"),
-        ("wall time", f"{summary['wall_s']:.1f} s"),
+        ("wall time (flow)", f"{summary['wall_s']:.1f} s"),
         ("speed", f"{summary['speed_x_realtime']:.1f}x real time"),
         ("utterances", str(summary["utterances"])),
         ("text suppressed by the guard", str(summary["suppressed"])),

@@ -90,6 +90,11 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
         raise SchemaMismatchError(f"{table}: rows do not match schema v{SCHEMA_VERSION}: {exc}") from exc
 
 
+def _without(table: pa.Table, column: str, values: set[str]) -> pa.Table:
+    """The rows of ``table`` whose ``column`` is not one of ``values``."""
+    return table.filter(pc.invert(pc.is_in(table[column], value_set=pa.array(sorted(values), pa.string()))))
+
+
 def _atomic_write(table: pa.Table, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
@@ -134,8 +139,7 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[
                     raise SchemaMismatchError(f"{target} was written with schema version "
                                               f"{old.schema.metadata.get(b'callqa.schema_version')}, "
                                               f"this callqa writes {SCHEMA_VERSION}")
-                keep = pc.invert(pc.is_in(old[column], value_set=pa.array(sorted(replace))))
-                new = pa.concat_tables([old.filter(keep).cast(schema), new])
+                new = pa.concat_tables([_without(old, column, replace).cast(schema), new])
             _atomic_write(new, target)
     except OSError as exc:
         raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
@@ -169,9 +173,9 @@ def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
     column = _REPLACE_BY[table]
     for target in sorted((Path(out_dir) / table).glob(f"{PARTITION_COLUMN}=*/{PART_NAME}")):
         old = pq.read_table(target)
-        keep = pc.invert(pc.is_in(old[column], value_set=pa.array(sorted(replace))))
-        if not pc.all(keep).as_py():
-            _atomic_write(old.filter(keep), target)
+        kept = _without(old, column, replace)
+        if kept.num_rows < old.num_rows:
+            _atomic_write(kept, target)
 
 
 def read_table(out_dir: str | Path, table: str) -> pd.DataFrame:
