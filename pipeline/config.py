@@ -99,7 +99,9 @@ class GuardOptions:
 
     Attributes:
         phrases_file: list of known hallucinated phrases (one per line, ``#`` comments).
-        max_repeats: a unit of text repeated more often than this in a row is collapsed to one.
+        max_repeats: a phrase (two or more characters) repeated more often than this in a row is
+            collapsed to one copy.
+        max_char_repeats: the same for a single character (对对对对 and 好好好好 are speech).
         no_speech_prob: a segment is dropped when its no-speech probability is above this ...
         no_speech_logprob: ... and its average log-probability is below this (Whisper's own rule).
         min_word_prob: an utterance whose mean word probability is below this is dropped.
@@ -107,6 +109,7 @@ class GuardOptions:
 
     phrases_file: str = str(LEXICONS_DIR / "hallucinations.txt")
     max_repeats: int = 3
+    max_char_repeats: int = 6
     no_speech_prob: float = 0.6
     no_speech_logprob: float = -1.0
     min_word_prob: float = 0.15

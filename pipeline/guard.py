@@ -6,8 +6,10 @@ turn before it becomes an utterance, word by word, and returns every removal wit
 it is stored (``suppressed`` table) instead of vanishing.
 
 Checks, in order: segments Whisper itself judges to be no speech; phrases from the editable list in
-``lexicons/hallucinations.txt``; a unit repeated more than ``max_repeats`` times in a row (collapsed
-to its first occurrence); and turns whose words the model is very unsure of.
+``lexicons/hallucinations.txt``; a phrase repeated more than ``max_repeats`` times in a row, or one
+character more than ``max_char_repeats`` times (collapsed to the first copy; digits are exempt up to
+a card number's length, because 一三八零零零零 is a phone number, not a loop); and turns whose words
+the model is very unsure of.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from .config import GuardOptions
 from .errors import ConfigError
 from .records import SuppressedText
 from .text import normalise_text, strip_punctuation
+
+
+_DIGITS = set("0123456789零〇一二三四五六七八九十百千万两幺")
+_MAX_DIGIT_RUN = 19  # the longest card number; a longer run of one digit is not a number anybody says
 
 
 def _key(text: str) -> str:
@@ -70,8 +76,16 @@ class HallucinationGuard:
     def __init__(self, options: GuardOptions, patterns: list[_Pattern] | None = None):
         self.options = options
         self.patterns = load_phrases(options.phrases_file) if patterns is None else patterns
-        # a unit of 1-20 characters followed by more than max_repeats copies of itself
-        self._repeat = re.compile(r"(.{1,20}?)\1{%d,}" % options.max_repeats)
+        # a unit of 1-20 characters followed by more copies of itself than the lowest limit allows
+        lowest = min(options.max_repeats, options.max_char_repeats)
+        self._repeat = re.compile(r"(.{1,20}?)\1{%d,}" % lowest)
+
+    def _repeat_limit(self, unit: str) -> int:
+        """How many copies in a row are still speech: numbers repeat digits (一三八零零零零…, 6666),
+        people say 对对对对 or 好好好好, but a loop of a phrase is the model stuck."""
+        if all(ch in _DIGITS for ch in unit):
+            return _MAX_DIGIT_RUN
+        return self.options.max_char_repeats if len(unit) == 1 else self.options.max_repeats
 
     def screen(self, speaker: str, words: list[TurnWord],
                prompt: str = "") -> tuple[list[TurnWord], list[SuppressedText]]:
@@ -111,10 +125,12 @@ class HallucinationGuard:
         hits = set()
         for match in self._repeat.finditer(keys):
             unit = len(match.group(1))
+            if (match.end() - match.start()) // unit <= self._repeat_limit(match.group(1)):
+                continue
             # a word that straddles the first copy and the next stays, or the kept copy is cut short
             first_copy = set(owner[match.start():match.start() + unit])
             hits.update(_span(owner[match.start() + unit:match.end()]) - first_copy)
-        drop(hits, f"repetition (more than {opts.max_repeats} in a row)")
+        drop(hits, "repetition")
 
         if words:
             mean_prob = sum(w.prob for w in words) / len(words)

@@ -154,6 +154,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
     """
     call_ids = {row["call_id"] for row in tables.get("calls", [])}
     files = {row["file"] for row in tables.get("calls", [])} | {row["file"] for row in tables.get("errors", [])}
+    dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
     written = {}
     for table in TABLES:
         rows = tables.get(table, [])
@@ -163,6 +164,11 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
         else:
             written[table] = 0
             _remove_keys(out_dir, table, replace)
+        # every table of a night exists, even with no rows, so readers get its columns instead of an error
+        for date in dates:
+            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
+            if not target.exists():
+                _atomic_write(TABLES[table].empty_table(), target)
     return written
 
 

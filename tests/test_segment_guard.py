@@ -90,9 +90,19 @@ def test_guard_collapses_endless_repeats_to_one(guard):
     words = [word("您好", 0, 0.3)] + [word("谢谢", 0.3 + i * 0.3, 0.6 + i * 0.3) for i in range(8)]
     kept, removed = guard.screen("agent", words)
     assert "".join(w.word for w in kept) == "您好谢谢"
-    assert removed[0].reason.startswith("repetition") and removed[0].raw_text == "谢谢" * 7
-    three = [word("好", i, i + 0.2) for i in range(3)]  # "好好好" is ordinary speech
-    assert guard.screen("customer", three)[0] == three
+    assert removed[0].reason == "repetition" and removed[0].raw_text == "谢谢" * 7
+    four = [word("对", i, i + 0.2) for i in range(4)]  # "对对对对" is ordinary speech
+    assert guard.screen("customer", four)[0] == four
+    loop = [word("嗯", i, i + 0.2) for i in range(12)]
+    assert len(guard.screen("customer", loop)[0]) == 1
+
+
+def test_guard_keeps_repeated_digits_of_phone_and_card_numbers(guard):
+    # seen in the demo corpus: 一三七零零零零一一一一 (a phone number) lost its 零零零 and 一一一
+    for number in ("一三七零零零零一一一一", "137-0000-1111", "一三三五五五五六六六六", "6222888888888888"):
+        words = [word(ch, i * 0.2, i * 0.2 + 0.2) for i, ch in enumerate(number)]
+        kept, removed = guard.screen("customer", words)
+        assert kept == words and removed == [], number
 
 
 def test_guard_drops_what_whisper_calls_no_speech_and_low_confidence(guard):

@@ -84,6 +84,12 @@ def test_writing_the_same_night_twice_replaces_rows(tmp_path):
     assert sorted(read_table(tmp_path, "calls")["call_id"]) == ["bad", "c1", "c3"]
 
 
+def test_a_table_without_rows_is_still_readable(tmp_path):
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT)], [], "run-1", TZ))  # no errors this night
+    errors = pd.read_parquet(tmp_path / "errors")
+    assert errors.empty and {"file", "stage", "error_type", "message"} <= set(errors.columns)
+
+
 def test_rows_that_do_not_match_the_schema_are_refused():
     with pytest.raises(SchemaMismatchError, match="not in schema"):
         to_arrow("calls", [{"call_id": "c", "colour": "blue"}])
