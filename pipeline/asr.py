@@ -29,6 +29,7 @@ import numpy as np
 from .audio import TARGET_RATE
 from .config import PROJECT_ROOT, AsrOptions, SegmentationOptions
 from .errors import ModelChecksumError, ModelError, TranscriptionError
+from .text import match_key
 
 logger = logging.getLogger("callqa.asr")
 
@@ -343,6 +344,12 @@ def _spoken_chars(words: list[TurnWord]) -> int:
     return sum(ch.isalnum() for w in words for ch in w.word)
 
 
+def _echoes(words: list[TurnWord], prompt_key: str) -> bool:
+    """The whole reading of a turn is a piece of the prompt: the prompt leaked into a short turn."""
+    key = match_key("".join(w.word for w in words))
+    return len(key) >= 2 and key in prompt_key
+
+
 def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions, prompt: str = "") -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
@@ -350,7 +357,8 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
     Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
     demo corpus: a full agent sentence missing). A turn that got fewer than ``min_chars_per_s``
     characters per second of its voice is decoded again on its own, and the second reading replaces
-    the first when it recovers more text.
+    the first when it recovers more text. A short turn whose reading is only a piece of the prompt
+    (a customer's 再见 read as 录音, the prompt's last word) is decoded again without the prompt.
 
     Args:
         model: the loaded model.
@@ -372,17 +380,24 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
-        skipped = [i for i, turn in enumerate(turns)
-                   if _spoken_chars(by_turn[i]) < segmentation.min_chars_per_s * turn.voiced_s]
-        if skipped:
-            logger.debug("second pass on %d of %d turns", len(skipped), len(turns))
-            again: dict[int, list[TurnWord]] = {i: [] for i in skipped}
-            for w in _decode(model, channels, [turns[i] for i in skipped], segmentation,
-                             one_per_window=True, prompt=prompt):
-                index = skipped[w.turn_index]
+        prompt_key = match_key(prompt)
+        echoed = [i for i in range(len(turns)) if prompt_key and _echoes(by_turn[i], prompt_key)]
+        skipped = [i for i, turn in enumerate(turns) if i not in echoed
+                   and _spoken_chars(by_turn[i]) < segmentation.min_chars_per_s * turn.voiced_s]
+        for indices, second_prompt in ((skipped, prompt), (echoed, "")):
+            if not indices:
+                continue
+            logger.debug("second pass on %d of %d turns", len(indices), len(turns))
+            again: dict[int, list[TurnWord]] = {i: [] for i in indices}
+            for w in _decode(model, channels, [turns[i] for i in indices], segmentation,
+                             one_per_window=True, prompt=second_prompt):
+                index = indices[w.turn_index]
                 again[index].append(replace(w, turn_index=index))
             for index, second in again.items():
-                if _spoken_chars(second) > _spoken_chars(by_turn[index]):
+                first = by_turn[index]
+                better = (_spoken_chars(second) > 0 and not _echoes(second, prompt_key) if index in echoed
+                          else _spoken_chars(second) > _spoken_chars(first))
+                if better:
                     by_turn[index] = second
         return [w for i in range(len(turns)) for w in by_turn[i]]
     except Exception as exc:

@@ -105,14 +105,17 @@ class GuardOptions:
         no_speech_prob: a segment is dropped when its no-speech probability is above this ...
         no_speech_logprob: ... and its average log-probability is below this (Whisper's own rule).
         min_word_prob: an utterance whose mean word probability is below this is dropped.
+        echo_logprob: a turn whose whole text is a piece of the decoder prompt is dropped as an echo
+            when its average log-probability is below this.
     """
 
     phrases_file: str = str(LEXICONS_DIR / "hallucinations.txt")
     max_repeats: int = 3
     max_char_repeats: int = 6
-    no_speech_prob: float = 0.6
+    no_speech_prob: float = 0.5
     no_speech_logprob: float = -1.0
     min_word_prob: float = 0.15
+    echo_logprob: float = -0.5
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .text import normalise_text, strip_punctuation
+from .text import match_key
 
 
 def edit_distance(reference: str, hypothesis: str) -> int:
@@ -18,12 +18,7 @@ def edit_distance(reference: str, hypothesis: str) -> int:
     return previous[-1]
 
 
-def comparable(text: str) -> str:
-    """Text reduced to what was said: simplified, no punctuation or spaces, lower case."""
-    return strip_punctuation(normalise_text(text)).lower()
-
-
 def cer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
-    """``(edits, reference length)`` after :func:`comparable`; CER is their ratio."""
-    ref, hyp = comparable(reference), comparable(hypothesis)
+    """``(edits, reference length)`` after :func:`pipeline.text.match_key`; CER is their ratio."""
+    ref, hyp = match_key(reference), match_key(hypothesis)
     return edit_distance(ref, hyp), len(ref)

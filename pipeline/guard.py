@@ -22,15 +22,11 @@ from .asr import TurnWord
 from .config import GuardOptions
 from .errors import ConfigError
 from .records import SuppressedText
-from .text import normalise_text, strip_punctuation
+from .text import match_key, normalise_text
 
 
 _DIGITS = set("0123456789零〇一二三四五六七八九十百千万两幺")
 _MAX_DIGIT_RUN = 19  # the longest card number; a longer run of one digit is not a number anybody says
-
-
-def _key(text: str) -> str:
-    return strip_punctuation(normalise_text(text)).lower()
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def load_phrases(path: str | Path) -> list[_Pattern]:
             except re.error as exc:
                 raise ConfigError(f"{path}:{number}: invalid regular expression: {exc}") from None
         else:
-            key = _key(entry)
+            key = match_key(entry)
             if not key:
                 raise ConfigError(f"{path}:{number}: phrase {entry!r} has no letters or digits")
             patterns.append(_Pattern(entry, re.compile(re.escape(key))))
@@ -112,8 +108,15 @@ class HallucinationGuard:
              "no_speech")
 
         patterns = list(self.patterns)
-        if _key(prompt):
-            patterns.append(_Pattern("prompt_echo", re.compile(re.escape(_key(prompt)))))
+        prompt_key = match_key(prompt)
+        if prompt_key:
+            patterns.append(_Pattern("prompt_echo", re.compile(re.escape(prompt_key))))
+            turn_key, _ = _char_index(words)
+            # a short reading that is only a piece of the prompt ("录音" for a customer's 再见) is the
+            # prompt leaking in, unless the model is sure of it (someone may really say 星河通信)
+            if (len(turn_key) >= 2 and turn_key in prompt_key
+                    and sum(w.avg_logprob for w in words) / len(words) < opts.echo_logprob):
+                drop(set(range(len(words))), "prompt_echo")
         for pattern in patterns:
             keys, owner = _char_index(words)
             hits = set()
@@ -143,7 +146,7 @@ def _char_index(words: list[TurnWord]) -> tuple[str, list[int]]:
     """The turn's comparison key and, for each character of it, the index of the word it came from."""
     keys, owner = [], []
     for i, word in enumerate(words):
-        key = _key(word.word)
+        key = match_key(word.word)
         keys.append(key)
         owner.extend([i] * len(key))
     return "".join(keys), owner

@@ -41,3 +41,8 @@ def normalise_text(text: str) -> str:
 def strip_punctuation(text: str) -> str:
     """Drop punctuation, symbols and spaces: for comparing what was said, not how it was written."""
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+
+
+def match_key(text: str) -> str:
+    """Text reduced to what was said, for comparing: simplified, no punctuation or spaces, lower case."""
+    return strip_punctuation(normalise_text(text)).lower()

@@ -119,6 +119,15 @@ def test_guard_removes_an_echo_of_the_decoder_prompt(guard):
     assert guard.screen("agent", words[2:], prompt="")[0] == words[2:]
 
 
+def test_guard_drops_a_low_confidence_piece_of_the_prompt_but_not_a_sure_one(guard):
+    prompt = "以下是星河通信客服中心的电话录音。"
+    leaked = [word("录音", 0, 0.5, logprob=-1.27), word("。", 0.5, 0.5, logprob=-1.27)]
+    kept, removed = guard.screen("customer", leaked, prompt=prompt)
+    assert kept == [] and removed[0].reason == "prompt_echo"
+    said = [word("星河通信", 0, 1, logprob=-0.2)]
+    assert guard.screen("customer", said, prompt=prompt)[0] == said
+
+
 def test_guard_phrase_file_errors(tmp_path):
     bad = tmp_path / "h.txt"
     bad.write_text("# comment\nre:([unclosed\n", encoding="utf-8")

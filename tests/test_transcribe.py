@@ -75,6 +75,27 @@ def test_silence_and_noise_give_no_words(name, model, config):
     assert result.utterances == [], [u.text for u in result.utterances]
 
 
+@pytest.mark.parametrize("name", ["silence_8k_mono.wav", "noise_8k_mono.wav"])
+@pytest.mark.parametrize("prompt", ["", "以下是星河通信客服中心的电话录音。"])
+def test_guard_stops_what_whisper_invents_on_silence_and_noise(name, prompt, model, config):
+    """Bypass voice activity and make Whisper read 10 s of silence or noise as if it were a turn.
+
+    Seen while writing this test: 您好 (on silence, no prompt), 驾驶 (noise), 中文字幕制作 (noise,
+    prompt). None of it may become anybody's words.
+    """
+    from pipeline.asr import Turn, transcribe_turns
+    from pipeline.audio import decode_audio
+    from pipeline.guard import HallucinationGuard
+    from pipeline.segment import build_utterances
+
+    audio = decode_audio(DATA / name)
+    turns = [Turn("agent", 0, 0.0, 9.9, 9.9)]
+    words = transcribe_turns(model, audio.channels_data, turns, config.segmentation, prompt)
+    utterances, suppressed = build_utterances("x", turns, words, HallucinationGuard(config.guard), prompt)
+    assert utterances == [], [u.text for u in utterances]
+    assert bool(words) == bool(suppressed)  # whatever the model wrote is on record with a reason
+
+
 def test_bad_recording_gives_an_error_result_not_an_exception(model, config, tmp_path):
     shutil.copy(DATA / "corrupt.wav", tmp_path / "x.wav")
     result = process_recording(make_recording(tmp_path / "x.wav"), model, config)
