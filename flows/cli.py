@@ -150,6 +150,53 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from pipeline.config import load_config
+    from pipeline.lexicon import load_lexicons
+
+    config = load_config(args.config)
+    folder = args.lexicons or config.rules.lexicons
+    lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
+    console = _console()
+    if args.action == "check":
+        phrases = sum(len(g.phrases) for g in lexicons.groups.values())
+        console.print(f"{folder}: OK, {len(lexicons.files)} files, {len(lexicons.groups)} phrase groups, "
+                      f"{phrases} phrases, {len(lexicons.rules)} rules (version {lexicons.version})")
+        table = Table(title="rules")
+        for column in ("rule id", "type", "description"):
+            table.add_column(column)
+        for spec in lexicons.rules:
+            table.add_row(spec.rule_id, spec.type, spec.description)
+        console.print(table)
+        return 0
+    if args.dialogue is None:
+        raise SystemExit("callqa rules test: give a dialogue file (agent: … / customer: … lines)")
+    from pipeline.dialogue import read_dialogue
+    from pipeline.rules import RuleEngine, evaluate_calls
+
+    call, utterances, voice = read_dialogue(args.dialogue, company=args.company or config.input.company)
+    hits, results = evaluate_calls(RuleEngine(lexicons), [call], utterances, voice)
+    table = Table(title=f"rule results for {args.dialogue} (company {call['company']})")
+    for column in ("rule id", "outcome", "hits", "evidence"):
+        table.add_column(column, overflow="fold")
+    style = {"pass": "green", "fail": "bold red", "not_applicable": "dim"}
+    for row in results:
+        table.add_row(row["rule_id"], f"[{style[row['outcome']]}]{row['outcome']}[/]", str(row["hit_count"]),
+                      row["evidence"])
+    console.print(table)
+    if hits:
+        found = Table(title="findings")
+        for column in ("rule id", "speaker", "time", "phrase", "said", "match", "category", "severity"):
+            found.add_column(column, overflow="fold")
+        for h in hits:
+            found.add_row(h["rule_id"], h["speaker"], f"{h['start_s']:.1f}-{h['end_s']:.1f}s", h["phrase"],
+                          h["matched_text"], h["match_kind"], h["category"] or "", h["severity"] or "")
+        console.print(found)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import json
 
@@ -172,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_config(p):
         p.add_argument("--config", type=Path, default=None, metavar="FILE",
                        help="callqa.toml with option groups [asr], [voice_activity], [segmentation], "
-                            "[guard], [input], [run] (default: built-in defaults)")
+                            "[guard], [input], [rules], [run] (default: built-in defaults)")
 
     run = commands.add_parser("run", help="transcribe a folder of recordings into Parquet tables",
                               description="Process every recording in INPUT_DIR (or those listed in its "
@@ -200,6 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--force", action="store_true", help="install: assemble again even if present")
     add_config(model)
     model.set_defaults(func=cmd_model)
+
+    rules = commands.add_parser("rules", help="check the lexicons, or try the rules on a dialogue",
+                                description="check: validate lexicons/ (phrase lists and rules.toml) and list "
+                                            "the rules. test: run the rules on a plain-text dialogue "
+                                            "('agent: …' / 'customer: …' lines, optional [12.5s] timestamps) "
+                                            "and print each rule's outcome with its evidence.")
+    rules.add_argument("action", choices=("check", "test"), help="check the lexicons, or test a dialogue")
+    rules.add_argument("dialogue", nargs="?", type=Path, default=None, metavar="DIALOGUE.txt",
+                       help="test: the dialogue file")
+    rules.add_argument("--lexicons", type=Path, default=None, metavar="DIR",
+                       help="lexicon folder (default: [rules] lexicons, the project's lexicons/)")
+    rules.add_argument("--company", default=None, metavar="NAME",
+                       help="test: the company name for {company} (default: [input] company)")
+    add_config(rules)
+    rules.set_defaults(func=cmd_rules)
 
     config = commands.add_parser("config", help="print the effective configuration as JSON")
     add_config(config)

@@ -90,12 +90,38 @@ ERRORS = _schema("errors", ("file",), [
     pa.field("occurred_at", _TS, nullable=False),
 ])
 
+HITS = _schema("hits", ("call_id", "rule_id", "utterance_idx", "start_s"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("rule_id", pa.string(), nullable=False),
+    pa.field("speaker", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("utterance_idx", pa.int32(), nullable=False),
+    pa.field("phrase", pa.string(), nullable=False),  # the lexicon entry
+    pa.field("matched_text", pa.string(), nullable=False),  # what was said (as transcribed)
+    pa.field("match_kind", pa.string(), nullable=False),  # exact | sound_alike | near_sound | asr_variant | regex
+    pa.field("category", pa.string()),
+    pa.field("severity", pa.string()),
+])
+
+RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("rule_id", pa.string(), nullable=False),
+    pa.field("outcome", pa.string(), nullable=False),  # pass | fail | not_applicable
+    pa.field("hit_count", pa.int32(), nullable=False),
+    pa.field("evidence", pa.string(), nullable=False),  # short reason with times
+    pa.field("lexicon_version", pa.string(), nullable=False),  # content hash of lexicons/
+])
+
 TABLES: dict[str, pa.Schema] = {
     "calls": CALLS,
     "utterances": UTTERANCES,
     "voice_activity": VOICE_ACTIVITY,
     "suppressed": SUPPRESSED,
     "errors": ERRORS,
+    "hits": HITS,
+    "rule_results": RULE_RESULTS,
 }
 
 

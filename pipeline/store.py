@@ -33,7 +33,7 @@ logger = logging.getLogger("callqa.store")
 PART_NAME = "part-0.parquet"
 # Which column identifies the unit a write replaces, per table.
 _REPLACE_BY = {"calls": "call_id", "utterances": "call_id", "voice_activity": "call_id",
-               "suppressed": "call_id", "errors": "file"}
+               "suppressed": "call_id", "errors": "file", "hits": "call_id", "rule_results": "call_id"}
 
 
 def call_date(moment: datetime | None, tz: ZoneInfo) -> str:

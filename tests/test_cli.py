@@ -57,3 +57,25 @@ def test_config_prints_the_effective_options(monkeypatch, capsys):
     monkeypatch.setenv("CALLQA_ASR_BEAM_SIZE", "3")
     assert main(["config"]) == 0
     assert '"beam_size": 3' in capsys.readouterr().out
+
+
+def test_rules_check_lists_the_rules(capsys):
+    assert main(["rules", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "forbidden.phrase" in out and "15 rules" in out
+
+
+def test_rules_check_reports_every_problem_with_file_and_line(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("[x]\n@severity = huge\n好\n", encoding="utf-8")
+    (tmp_path / "rules.toml").write_text('[rules."r"]\ntype = "nope"\n', encoding="utf-8")
+    assert main(["rules", "check", "--lexicons", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "a.txt:2" in err and "rules.toml:2" in err
+
+
+def test_rules_test_runs_a_dialogue(tmp_path, capsys):
+    dialogue = tmp_path / "call.txt"
+    dialogue.write_text("[0.5s] agent: 喂，什么事？\n[3s] customer: 查话费。\n[6s] agent: 我不知道。\n", encoding="utf-8")
+    assert main(["rules", "test", str(dialogue)]) == 0
+    out = capsys.readouterr().out
+    assert "opening.greeting" in out and "fail" in out and "不知道" in out

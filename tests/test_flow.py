@@ -58,3 +58,12 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
     assert text == text.translate(str.maketrans("", "", "們請將後謝號務")), "traditional characters stored"
     assert "谢谢" in text or "再见" in text
     assert not read_table(out, "voice_activity").empty
+
+    results = read_table(out, "rule_results")
+    assert len(results) == 15 and set(results["call_id"]) == {"call01"}  # the failed file gets no results
+    assert set(results["outcome"]) <= {"pass", "fail", "not_applicable"}
+    assert results.set_index("rule_id").loc["hold.notice", "outcome"] == "not_applicable"
+    assert results["lexicon_version"].nunique() == 1 and results["evidence"].str.len().min() > 0
+    hits = read_table(out, "hits")
+    assert not hits.empty and set(hits["call_id"]) == {"call01"}
+    assert set(hits["match_kind"]) <= {"exact", "sound_alike", "near_sound", "asr_variant", "regex"}

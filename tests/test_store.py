@@ -44,7 +44,8 @@ def test_every_table_round_trips_through_parquet(tmp_path):
     manifest_error = ErrorRecord("x.wav", None, "manifest", "ManifestRowError", "line 3: agent_id is empty")
     tables = rows_for_run(results, [manifest_error], "run-1", TZ)
     written = write_run(tmp_path, tables)
-    assert written == {"calls": 3, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2}
+    assert written == {"calls": 3, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2,
+                       "hits": 0, "rule_results": 0}  # rules are added by rules.apply_rules
     today = datetime.now(TZ).date().isoformat()  # an error with no call time is filed under the run's date
     for name, schema in TABLES.items():
         files = sorted((tmp_path / name).rglob("*.parquet"))

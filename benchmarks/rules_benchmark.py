@@ -1,0 +1,165 @@
+"""Rule accuracy on the demo corpus against its ground truth, and rule engine speed on 10,000 calls.
+
+Usage:
+    python benchmarks/rules_benchmark.py [--out DIR] [--lexicons DIR] [--speed-calls N]
+
+Accuracy: transcribes the 13 demo calls with the library (as a nightly run does, Whisper base int8;
+or reads an existing output folder with --out), runs the rules, and compares every (call, rule) outcome
+with ``expected`` in demo/truth/*.json. Printed per rule: accuracy over the 8 kHz telephone-band calls
+and over all calls, and each disagreement. Also printed: how often the agent's 您好 was transcribed as
+你好, and whether any polite near-miss line (truth ``near_misses``) was reported as a forbidden phrase.
+
+Speed: replicates the stored utterances and voice activity of the demo calls into N calls (default
+10,000) with new call ids and times the rule engine over all of them (lexicons compiled once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.asr import load_model  # noqa: E402
+from pipeline.config import load_config, resolve_concurrency  # noqa: E402
+from pipeline.discover import discover_recordings  # noqa: E402
+from pipeline.lexicon import load_lexicons  # noqa: E402
+from pipeline.process import process_recording  # noqa: E402
+from pipeline.rules import RuleEngine, evaluate_calls  # noqa: E402
+from pipeline.store import read_table, rows_for_run, write_run  # noqa: E402
+from pipeline.text import match_key  # noqa: E402
+
+DEMO = ROOT / "demo"
+
+
+def transcribe_demo(out: Path) -> None:
+    config = load_config()
+    discovery = discover_recordings(DEMO / "recordings", config.input)
+    workers = resolve_concurrency(config)
+    model = load_model(config.asr, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda r: process_recording(r, model, config), discovery.recordings))
+    write_run(out, rows_for_run(results, discovery.errors, "benchmark", ZoneInfo(config.input.timezone)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None, help="read stored utterances from this output folder")
+    parser.add_argument("--lexicons", type=Path, default=None)
+    parser.add_argument("--speed-calls", type=int, default=10_000)
+    args = parser.parse_args()
+    console = Console(width=160)
+
+    out = args.out
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="callqa-rules-bench-"))
+        started = time.perf_counter()
+        transcribe_demo(out)
+        console.print(f"transcribed the demo corpus into {out} in {time.perf_counter() - started:.0f} s")
+    lexicons = load_lexicons(args.lexicons)
+    engine = RuleEngine(lexicons)
+    calls = read_table(out, "calls").to_dict("records")
+    utterances = read_table(out, "utterances").to_dict("records")
+    voice = read_table(out, "voice_activity").to_dict("records")
+    hits, results = evaluate_calls(engine, calls, utterances, voice)
+
+    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (DEMO / "truth").glob("*.json")}
+    telephone = {cid for cid, t in truth.items() if t["sample_rate"] == 8000}
+    per_rule: dict[str, dict] = {}
+    wrong = []
+    for row in results:
+        expected = truth[row["call_id"]]["expected"].get(row["rule_id"])
+        stats = per_rule.setdefault(row["rule_id"], {"all": [0, 0], "tel": [0, 0]})
+        ok = expected == row["outcome"]
+        stats["all"][0] += ok
+        stats["all"][1] += 1
+        if row["call_id"] in telephone:
+            stats["tel"][0] += ok
+            stats["tel"][1] += 1
+        if not ok:
+            wrong.append((row["rule_id"], row["call_id"], row["outcome"], expected, row["evidence"]))
+    table = Table(title=f"rule accuracy against demo/truth (lexicons {lexicons.version})")
+    for column in ("rule id", "8 kHz calls", "accuracy 8 kHz", "all calls", "accuracy all"):
+        table.add_column(column, justify="left" if column == "rule id" else "right")
+    for rule_id, stats in per_rule.items():
+        tel, every = stats["tel"], stats["all"]
+        table.add_row(rule_id, str(tel[1]), f"{tel[0] / tel[1]:.3f}" if tel[1] else "-", str(every[1]),
+                      f"{every[0] / every[1]:.3f}")
+    total = sum(s["all"][0] for s in per_rule.values()), sum(s["all"][1] for s in per_rule.values())
+    table.add_row("ALL", "", "", str(total[1]), f"{total[0] / total[1]:.3f}", style="bold")
+    console.print(table)
+    for rule_id, call_id, got, expected, evidence in wrong:
+        console.print(f"  wrong: {rule_id} {call_id}: {got} (truth {expected}): {evidence}", markup=False)
+
+    # 您好 as heard: the first agent utterance of every call whose script opens with 您好
+    heard = {"您好": 0, "你好": 0, "neither": 0}
+    for cid, t in truth.items():
+        first_line = next((x for x in t["turns"] if x["speaker"] == "agent"), None)
+        if not first_line or "您好" not in first_line["text"] or t["agent_channel"] == "mono":
+            continue
+        agent = sorted((u for u in utterances if u["call_id"] == cid and u["speaker"] == "agent"),
+                       key=lambda u: u["start_s"])
+        text = agent[0]["text"] if agent else ""
+        heard["您好" if "您好" in text else "你好" if "你好" in text else "neither"] += 1
+    console.print(f"agent said 您好 in the first utterance (stereo calls: {sum(heard.values())}); transcribed as: "
+                  f"您好 {heard['您好']}, 你好 {heard['你好']}, neither {heard['neither']}")
+
+    # polite near-misses must never be reported as forbidden
+    forbidden_hits = [h for h in hits if h["rule_id"] == "forbidden.phrase"]
+    flagged = []
+    for cid, t in truth.items():
+        for line in t.get("near_misses", []):
+            turn = next((x for x in t["turns"] if match_key(line) in match_key(x["text"])), None)
+            if turn is None:
+                continue
+            for h in forbidden_hits:
+                if h["call_id"] == cid and h["start_s"] < turn["end_s"] + 0.5 and h["end_s"] > turn["start_s"] - 0.5:
+                    flagged.append((cid, line, h["phrase"], h["matched_text"]))
+    n_near = sum(len(t.get("near_misses", [])) for t in truth.values())
+    console.print(f"polite near-miss lines reported as forbidden: {len(flagged)} of {n_near}", markup=False)
+    for item in flagged:
+        console.print(f"  flagged: {item}", markup=False)
+
+    # speed: N calls of stored utterances
+    n = args.speed_calls
+    ok_calls = [c for c in calls if c["status"] == "ok"]
+    by_call = {}
+    for u in utterances:
+        by_call.setdefault(u["call_id"], []).append(u)
+    voice_by_call = {}
+    for v in voice:
+        voice_by_call.setdefault(v["call_id"], []).append(v)
+    big_calls, big_utts, big_voice = [], [], []
+    for i in range(n):
+        base = ok_calls[i % len(ok_calls)]
+        cid = f"{base['call_id']}-{i:06d}"
+        big_calls.append({**base, "call_id": cid})
+        big_utts.extend({**u, "call_id": cid} for u in by_call.get(base["call_id"], []))
+        big_voice.extend({**v, "call_id": cid} for v in voice_by_call.get(base["call_id"], []))
+    fresh = RuleEngine(lexicons)
+    started = time.perf_counter()
+    speed_hits, speed_results = evaluate_calls(fresh, big_calls, big_utts, big_voice)
+    elapsed = time.perf_counter() - started
+    speed = Table(title="rule engine speed (one process, lexicons compiled once, jieba loaded on first use)")
+    for column in ("calls", "utterances", "rule results", "hits", "seconds", "calls per second"):
+        speed.add_column(column, justify="right")
+    speed.add_row(str(n), str(len(big_utts)), str(len(speed_results)), str(len(speed_hits)), f"{elapsed:.1f}",
+                  f"{n / elapsed:.0f}")
+    console.print(speed)
+    console.print(f"machine: {os.cpu_count()} cpus")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Plain-text dialogues for trying rules without audio (``callqa rules test DIALOGUE.txt``).
+
+One line per utterance: ``agent: 您好，星河通信。`` or ``customer: …`` (also ``坐席:`` / ``客户:``), with an
+optional timestamp in seconds before or after the speaker: ``[12.5s] agent: …``. Lines without a
+timestamp follow the previous line after 0.5 s; an utterance lasts one second per 4.5 characters (a
+moderate pace), so a gap between timestamps is silence, which is how holds are written. ``#`` starts a
+comment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import InputError
+from .records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
+from .text import match_key, normalise_text
+
+CHARS_PER_SECOND = 4.5
+GAP_S = 0.5
+_SPEAKERS = {"agent": SPEAKER_AGENT, "坐席": SPEAKER_AGENT, "客服": SPEAKER_AGENT,
+             "customer": SPEAKER_CUSTOMER, "客户": SPEAKER_CUSTOMER, "unknown": SPEAKER_UNKNOWN}
+_TIME = r"\[\s*(?P<{name}>\d+(?:\.\d+)?)\s*s?\s*\]"
+_LINE = re.compile(r"^(?:%s\s*)?(?P<speaker>[A-Za-z\u4e00-\u9fff]+)\s*[:：]\s*(?:%s\s*)?(?P<text>.*)$"
+                   % (_TIME.format(name="t1"), _TIME.format(name="t2")))
+
+
+class DialogueError(InputError):
+    """A dialogue file line cannot be read."""
+
+
+def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialogue",
+                   company: str = "") -> tuple[dict, list[dict], list[dict]]:
+    """Turn a dialogue into the rows the rule engine reads: a call, its utterances, its voice activity.
+
+    Raises:
+        DialogueError: a line is neither blank, a comment, nor ``speaker: text``.
+    """
+    utterances: list[dict] = []
+    cursor = 0.0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = _LINE.match(line)
+        speaker = _SPEAKERS.get(m.group("speaker").lower()) if m else None
+        if m is None or speaker is None:
+            raise DialogueError(f"line {number}: expected 'agent: …' or 'customer: …' (optionally with [12.5s]), "
+                                f"got {raw.strip()!r}")
+        said = normalise_text(m.group("text"))
+        stamp = m.group("t1") or m.group("t2")
+        start = float(stamp) if stamp else cursor
+        duration = max(1.0, len(match_key(said)) / CHARS_PER_SECOND)
+        utterances.append({"call_id": call_id, "utterance_idx": len(utterances), "speaker": speaker,
+                           "start_s": round(start, 3), "end_s": round(start + duration, 3), "text": said,
+                           "raw_text": m.group("text"), "words": None})
+        cursor = start + duration + GAP_S
+    utterances.sort(key=lambda u: u["start_s"])
+    for idx, row in enumerate(utterances):
+        row["utterance_idx"] = idx
+    speakers = {u["speaker"] for u in utterances}
+    call = {"call_id": call_id, "agent_id": agent_id, "company": company, "status": "ok",
+            "channels": 1 if speakers <= {SPEAKER_UNKNOWN} else 2,
+            "duration_s": max((u["end_s"] for u in utterances), default=0.0)}
+    voice = [{"call_id": call_id, "speaker": u["speaker"], "start_s": u["start_s"], "end_s": u["end_s"]}
+             for u in utterances]
+    return call, utterances, voice
+
+
+def read_dialogue(path: str | Path, company: str = "") -> tuple[dict, list[dict], list[dict]]:
+    """Read a dialogue file (UTF-8). Raises DialogueError for unreadable files or bad lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DialogueError(f"cannot read dialogue {path}: {exc}") from None
+    try:
+        return parse_dialogue(text, call_id=path.stem, company=company)
+    except DialogueError as exc:
+        raise DialogueError(f"{path.name}: {exc}") from None

@@ -1,0 +1,358 @@
+"""The rule engine: every rule type passing, failing and not applicable; matching that survives ASR."""
+
+import textwrap
+
+import pytest
+
+from pipeline.dialogue import DialogueError, parse_dialogue
+from pipeline.lexicon import LexiconError, load_lexicons
+from pipeline.rules import RuleEngine, evaluate_calls
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return RuleEngine(load_lexicons())  # the project's lexicons: the standard rules
+
+
+def outcomes(engine, dialogue: str, company: str = "星河通信", mono: bool = False):
+    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company=company)
+    if mono:
+        call["channels"] = 1
+        for row in utterances + voice:
+            row["speaker"] = "unknown"
+    hits, results = evaluate_calls(engine, [call], utterances, voice)
+    return {r["rule_id"]: r for r in results}, hits
+
+
+GOOD = """
+    [0.5s] agent: 您好，星河通信，工号一零零一为您服务，请问有什么可以帮您？
+    [7s] customer: 你好，我想查一下话费。
+    [10s] agent: 好的，请讲一下您的手机号码，我帮您查询。
+    [15s] customer: 一三八零零一三八零零零。
+    [19s] agent: 谢谢。您这个月的话费是五十八元，抱歉让您久等了。
+    [26s] customer: 好的，没有别的问题了。
+    [29s] agent: 感谢您的来电，再见！
+"""
+
+
+def test_a_good_call_passes_every_standard_rule(engine):
+    results, hits = outcomes(engine, GOOD)
+    failed = {k: v["evidence"] for k, v in results.items() if v["outcome"] == "fail"}
+    assert failed == {}
+    assert results["hold.notice"]["outcome"] == "not_applicable"  # no hold happened
+    assert results["hold.duration"]["outcome"] == "not_applicable"
+    assert results["manner.interruption"]["outcome"] == "pass"
+    assert all(h["rule_id"] != "forbidden.phrase" for h in hits)
+
+
+def test_missing_greeting_and_company(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 喂，什么事？
+        [3s] customer: 我想改套餐。
+        [6s] agent: 请讲您的手机号码。谢谢，再见。
+    """)
+    assert results["opening.greeting"]["outcome"] == "fail"
+    assert results["opening.company"]["outcome"] == "fail"
+    assert results["courtesy.ninhao"]["outcome"] == "fail"
+    assert results["forbidden.phrase"]["outcome"] == "fail"  # the bare 喂
+    assert "喂" in results["forbidden.phrase"]["evidence"]
+
+
+def test_greeting_must_be_in_the_first_utterance(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 星河通信。
+        [3s] customer: 你好。
+        [5s] agent: 您好，请讲。
+    """)
+    assert results["opening.greeting"]["outcome"] == "fail"
+    assert results["courtesy.ninhao"]["outcome"] == "pass"  # said, just not in the opening
+    assert results["opening.company"]["outcome"] == "pass"
+
+
+def test_sound_alike_matching_with_the_real_whisper_confusions(engine):
+    # what Whisper base writes on 8 kHz audio: 心和 for 星河, 請將 for 请讲, 稍後 for 稍候
+    results, hits = outcomes(engine, """
+        [0.5s] agent: 你好，心和通信，請將。
+        [4s] customer: 查话费。
+        [6s] agent: 請您稍後。
+        [20s] agent: 讓您久等了，五十八元，谢谢，再见。
+    """)
+    assert results["opening.company"]["outcome"] == "pass"
+    assert results["courtesy.qingjiang"]["outcome"] == "pass"
+    assert results["hold.notice"]["outcome"] == "pass"
+    kinds = {(h["rule_id"], h["phrase"]): (h["match_kind"], h["matched_text"]) for h in hits}
+    assert kinds[("opening.company", "{company}")] == ("sound_alike", "心和通信")
+    assert kinds[("courtesy.qingjiang", "请讲")] == ("sound_alike", "请将")
+    assert ("hold.notice", "稍后") in kinds  # the lexicon lists 稍后 itself too
+    assert kinds[("courtesy.ninhao", "你好")] == ("asr_variant", "你好")  # 你好 accepted for 您好, marked
+
+
+def test_sound_keys_fold_near_sounds(tmp_path):
+    engine = write_lexicons(tmp_path / "lex", "[wait]\n稍候\n[star]\n星河通信\n[lan]\n蓝色\n", """
+        [rules."wait"]
+        type = "keyword"
+        lexicon = ["wait"]
+        mode = "any"
+    """)
+    sounds = engine.sounds
+    assert sounds.of("稍后") == sounds.of("稍候")  # shao hou
+    assert sounds.of("心和通信") == sounds.of("星河通信")  # xin/xing (in=ing), he
+    assert sounds.of("南色") == sounds.of("蓝色")  # n=l
+    assert sounds.of("资询") == sounds.of("咨询") and sounds.of("知询") == sounds.of("咨询")  # z=zh
+    assert sounds.of("亲和") != sounds.of("星河")  # q and x are not near sounds
+    results = run(engine, "[0s] agent: 請您稍後。\n")
+    assert results["wait"]["outcome"] == "pass" and "sound_alike" in results["wait"]["evidence"]
+
+
+def test_company_name_with_one_syllable_off_is_a_near_sound_match(engine):
+    results, hits = outcomes(engine, "[0.5s] agent: 你好，亲和通信，请问有什么可以帮您？\n")
+    assert results["opening.company"]["outcome"] == "pass"
+    assert [h["match_kind"] for h in hits if h["rule_id"] == "opening.company"] == ["near_sound"]
+    results, _ = outcomes(engine, "[0.5s] agent: 你好，中国移动，请问有什么可以帮您？\n")
+    assert results["opening.company"]["outcome"] == "fail"
+
+
+def test_forbidden_phrases_with_category_and_severity(engine):
+    results, hits = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信。
+        [3s] customer: 为什么网速这么慢？
+        [6s] agent: 我不知道，你自己看短信吧。
+        [10s] customer: 我要投诉你！
+        [13s] agent: 随你找谁去好了，不要拉倒。
+    """)
+    assert results["forbidden.phrase"]["outcome"] == "fail"
+    found = {h["phrase"] for h in hits if h["rule_id"] == "forbidden.phrase"}
+    assert {"不知道", "你自己看", "不要拉倒"} <= found
+    assert any(p.startswith("随你找谁去") for p in found)
+    assert all(h["category"] and h["severity"] in ("轻", "中", "重") for h in hits if h["rule_id"] == "forbidden.phrase")
+    refusal = next(h for h in hits if h["phrase"] == "不知道")
+    assert refusal["speaker"] == "agent" and refusal["start_s"] == 6.0 and refusal["utterance_idx"] == 2
+
+
+@pytest.mark.parametrize("polite", [
+    "不知道您现在方便吗？", "如果您不知道怎么操作，可以随时打电话来问我们。", "我帮您看一下。",
+    "您可以自己看一下再决定。", "不知道你现在方便吗？",  # 您 heard as 你
+])
+def test_polite_exclusion_contexts_are_never_forbidden(engine, polite):
+    results, hits = outcomes(engine, f"[0.5s] agent: 您好，星河通信。\n[4s] agent: {polite}\n")
+    assert results["forbidden.phrase"]["outcome"] == "pass", [h["phrase"] for h in hits]
+
+
+def test_customer_words_do_not_count_against_the_agent(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我不知道，你自己看着办。
+        [7s] agent: 好的，谢谢，再见。
+    """)
+    assert results["forbidden.phrase"]["outcome"] == "pass"
+
+
+def test_word_boundaries(engine):
+    results, _ = outcomes(engine, "[0.5s] agent: 您好，星河通信。我们会按时喂养。\n")
+    assert results["forbidden.phrase"]["outcome"] == "pass"  # 喂 inside 喂养 is not a bare 喂
+
+
+def test_holds_announced_silent_and_too_long(engine):
+    announced = """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 查一下缴费记录。
+        [6s] agent: 好的，请您稍候，我帮您查询一下。
+        [22s] agent: 让您久等了，已经到账了。谢谢，再见。
+    """
+    results, hits = outcomes(engine, announced)
+    assert results["hold.notice"]["outcome"] == "pass", results["hold.notice"]["evidence"]
+    assert results["hold.duration"]["outcome"] == "pass"
+    assert {h["phrase"] for h in hits if h["rule_id"] == "hold.notice"} >= {"稍候", "久等"}
+    silent = announced.replace("好的，请您稍候，我帮您查询一下。", "好的。").replace("让您久等了，", "")
+    results, _ = outcomes(engine, silent)
+    assert results["hold.notice"]["outcome"] == "fail"
+    assert "not announced" in results["hold.notice"]["evidence"]
+    too_long = announced.replace("[22s]", "[80s]")
+    results, _ = outcomes(engine, too_long)
+    assert results["hold.notice"]["outcome"] == "pass"
+    assert results["hold.duration"]["outcome"] == "fail" and "over 60 s" in results["hold.duration"]["evidence"]
+
+
+def test_answer_delay(engine):
+    late = """
+        [17s] agent: 您好，星河通信，请讲。
+        [21s] customer: 我想查话费。
+        [24s] agent: 好的，谢谢，再见。
+    """
+    results, _ = outcomes(engine, late)
+    assert results["answer.delay"]["outcome"] == "fail" and "17.0s" in results["answer.delay"]["evidence"]
+    results, _ = outcomes(engine, late.replace("[17s] agent: 您好，", "[17s] agent: 您好，抱歉让您久等了，"))
+    assert "apology" in results["answer.delay"]["evidence"]
+    assert results["answer.delay"]["outcome"] == "pass"
+    assert outcomes(engine, GOOD)[0]["answer.delay"]["outcome"] == "pass"
+
+
+def test_farewell_must_be_in_the_last_two_agent_utterances(engine):
+    results, _ = outcomes(engine, GOOD.replace("感谢您的来电，再见！", "好的。"))
+    assert results["closing.farewell"]["outcome"] == "fail"
+    assert results["courtesy.zaijian"]["outcome"] == "fail"
+
+
+def test_interruption_and_its_not_applicable_cases(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我上个月的账单多扣了五十块钱，我想问一下是怎么回事。
+        [4.5s] agent: 这个我们查不了。
+    """)
+    assert results["manner.interruption"]["outcome"] == "fail"
+    assert "started at 4.5s" in results["manner.interruption"]["evidence"]
+    results, _ = outcomes(engine, GOOD, mono=True)
+    assert results["manner.interruption"]["outcome"] == "not_applicable"
+    assert results["opening.greeting"]["outcome"] == "pass"  # mono: the rules read all speech
+
+
+def test_speech_rate(engine):
+    results, _ = outcomes(engine, GOOD)  # dialogue pace: 4.5 characters per second = 270 per minute
+    assert results["pace.speech_rate"]["outcome"] == "pass"
+    fast = "\n".join(f"[{i * 3}s] agent: 您好这里是星河通信请问有什么可以帮您我们现在有优惠活动" for i in range(6))
+    results, _ = outcomes(engine, fast)  # 27 characters said in 6 s windows with overlapping timestamps
+    assert results["pace.speech_rate"]["outcome"] == "pass"
+    short = outcomes(engine, "[0.5s] agent: 您好。\n")[0]
+    assert short["pace.speech_rate"]["outcome"] == "not_applicable"
+
+
+def test_dialect_markers(engine):
+    results, hits = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我想交话费。
+        [6s] agent: 而家系统冇问题，你睇下短信，唔该。
+    """)
+    assert results["dialect.putonghua"]["outcome"] == "fail"
+    assert "cantonese" in results["dialect.putonghua"]["evidence"]
+    assert outcomes(engine, GOOD)[0]["dialect.putonghua"]["outcome"] == "pass"
+
+
+def write_lexicons(folder, phrases: str, rules: str):
+    folder.mkdir(exist_ok=True)
+    (folder / "test.txt").write_text(textwrap.dedent(phrases), encoding="utf-8")
+    (folder / "rules.toml").write_text(textwrap.dedent(rules), encoding="utf-8")
+    return RuleEngine(load_lexicons(folder))
+
+
+def run(engine, dialogue):
+    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
+    return {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
+
+
+def test_keyword_all_and_position_windows(tmp_path):
+    engine = write_lexicons(tmp_path / "lex", """
+        [a]
+        @inside = yes
+        确认
+        [b]
+        @inside = yes
+        号码
+    """, """
+        [rules."all"]
+        type = "keyword"
+        lexicon = ["a", "b"]
+        mode = "all"
+        role = "agent"
+        [rules."last"]
+        type = "keyword"
+        lexicon = ["a"]
+        mode = "any"
+        role = "agent"
+        window = { last_s = 5 }
+        [rules."customer"]
+        type = "keyword"
+        lexicon = ["b"]
+        mode = "any"
+        role = "customer"
+    """)
+    results = run(engine, "[0s] agent: 跟您确认一下号码。\n[30s] agent: 确认完毕。\n")
+    assert results["all"]["outcome"] == "pass" and results["last"]["outcome"] == "pass"
+    assert results["customer"]["outcome"] == "not_applicable"  # no customer speech at all
+    results = run(engine, "[0s] agent: 跟您确认一下。\n[30s] agent: 好的。\n[40s] customer: 号码是多少\n")
+    assert results["all"]["outcome"] == "fail" and "missing b" in results["all"]["evidence"]
+    assert results["last"]["outcome"] == "fail"
+    assert results["customer"]["outcome"] == "pass"
+
+
+def test_regex_with_exclusion_and_sequence(tmp_path):
+    engine = write_lexicons(tmp_path / "lex", """
+        [verify]
+        @inside = yes
+        核实身份
+        [change]
+        @inside = yes
+        帮您变更
+    """, """
+        [rules."no.price"]
+        type = "regex"
+        pattern = "[0-9一二三四五六七八九十]+元"
+        exclude = "原价"
+        mode = "none"
+        [rules."verify.first"]
+        type = "sequence"
+        before = ["verify"]
+        after = ["change"]
+        within_s = 60
+    """)
+    results = run(engine, "[0s] agent: 先帮您核实身份。\n[10s] agent: 现在帮您变更套餐，五十八元。\n")
+    assert results["no.price"]["outcome"] == "fail" and results["verify.first"]["outcome"] == "pass"
+    results = run(engine, "[0s] agent: 原价五十八元。\n[10s] agent: 现在帮您变更套餐。\n")
+    assert results["no.price"]["outcome"] == "pass"  # the exclusion pattern
+    assert results["verify.first"]["outcome"] == "fail"
+    results = run(engine, "[0s] agent: 您好。\n")
+    assert results["verify.first"]["outcome"] == "not_applicable"  # the anchor never came
+
+
+@pytest.mark.parametrize("phrases, rules, message", [
+    ("[a]\n@severity = 很重\n好\n", "", r"test.txt:2: @severity must be one of"),
+    ("[a]\n@colour = red\n好\n", "", r"test.txt:2: unknown group option @colour"),
+    ("[a]\n好 | excpt=不好\n", "", r"test.txt:2: unknown phrase option"),
+    ("[a]\n，。\n", "", r"test.txt:2: empty phrase"),
+    ("[a]\n好\n好\n", "", r"test.txt:3: phrase '好' appears twice"),
+    ("[a]\n好\n[a]\n坏\n", "", r"test.txt:3: duplicate group id \[a\]"),
+    ("好\n", "", r"test.txt:1: '好' comes before any \[group\] header"),
+    ("[a]\n", "", r"test.txt:1: group \[a\] has no phrases"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "keywrd"\n', r"rules.toml:2: rule 'x' has unknown type 'keywrd'"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "keyword"\nlexicon = ["b"]\nmode = "any"\n',
+     r"rules.toml:3: rule 'x': no phrase group matches 'b'"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "keyword"\nlexicon = ["a"]\nmode = "some"\n', r"rules.toml:4: .*mode must be"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "keyword"\nlexicon = ["a"]\nmode = "any"\nwindw = 3\n',
+     r"rules.toml:5: rule 'x': unknown option 'windw'"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "hold"\ncheck = "duration"\nmin_silence_s = 5\n', r"needs max_s"),
+    ("[a]\n好\n", '[rules."x"\n', r"rules.toml: not valid TOML"),
+])
+def test_lexicon_validation_names_file_and_line(tmp_path, phrases, rules, message):
+    folder = tmp_path / "lex"
+    folder.mkdir()
+    (folder / "test.txt").write_text(phrases, encoding="utf-8")
+    (folder / "rules.toml").write_text(rules, encoding="utf-8")
+    with pytest.raises(LexiconError, match=message):
+        load_lexicons(folder)
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    folder = tmp_path / "lex"
+    folder.mkdir()
+    (folder / "test.txt").write_text("[a]\n@severity = x\n好\n好\n", encoding="utf-8")
+    (folder / "rules.toml").write_text("", encoding="utf-8")
+    with pytest.raises(LexiconError) as info:
+        load_lexicons(folder)
+    assert len(info.value.problems) == 2
+
+
+def test_the_project_lexicons_are_valid():
+    lexicons = load_lexicons()
+    assert {r.rule_id for r in lexicons.rules} == {
+        "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
+        "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
+        "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption"}
+    assert {g.dialect for g in lexicons.groups.values() if g.id.startswith("dialect.")} >= {
+        "cantonese", "sichuanese", "wu", "northeastern", "min"}
+
+
+def test_dialogue_parsing():
+    call, utterances, _ = parse_dialogue("# comment\nagent: 您好\n[12.5s] customer: 你好\n坐席: [20s] 再见\n")
+    assert [(u["speaker"], u["start_s"]) for u in utterances] == [("agent", 0.0), ("customer", 12.5), ("agent", 20.0)]
+    assert call["channels"] == 2
+    with pytest.raises(DialogueError, match="line 2"):
+        parse_dialogue("agent: 您好\nthis is not a dialogue line\n")
