@@ -340,6 +340,29 @@ def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segment
     return words
 
 
+def identify_language(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
+                      candidates: tuple[str, ...]) -> tuple[str, float] | None:
+    """Whisper's language identification on up to 30 s of these turns' speech, when it is informative.
+
+    Informative means the model can name one of ``candidates`` (e.g. ``yue``, Cantonese, which Whisper
+    large-v3 knows and base does not): otherwise nothing is run and ``None`` comes back.
+
+    Returns:
+        The most likely language and its probability, or ``None``.
+    """
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    known = model.whisper.model.num_languages
+    if not turns or not any(c in _LANGUAGE_CODES and _LANGUAGE_CODES.index(c) < known for c in candidates):
+        return None
+    packed, windows, _pieces = pack_turns(turns, channels, 30.0, 0.3, 0.0)
+    if not windows:
+        return None
+    first = packed[: int(windows[0]["end"] * TARGET_RATE)]
+    language, probability, _all = model.whisper.detect_language(first)
+    return language, float(probability)
+
+
 def _spoken_chars(words: list[TurnWord]) -> int:
     return sum(ch.isalnum() for w in words for ch in w.word)
 

@@ -38,6 +38,9 @@ class AsrOptions:
         beam_size: 1 is greedy decoding (fast); 5 is Whisper's default.
         batch_size: how many 30-second windows are decoded together.
         window_s: the longest stretch of packed speech given to the model at once (Whisper's limit is 30 s).
+        dialect_languages: languages that mean "not Putonghua" when the model identifies them in the
+            agent's speech (``yue``, Cantonese, is known to Whisper large-v3, not to base: with a model
+            that cannot name any of them, identification is skipped at no cost).
         initial_prompt: text that primes the decoder; ``{company}`` becomes the recording's company
             name. A simplified-Chinese sentence naming the company makes Whisper write the name as
             the company spells it (星河, not the homophone 心和) and lowers the error rate (measured:
@@ -52,6 +55,7 @@ class AsrOptions:
     beam_size: int = 5
     batch_size: int = 8
     window_s: float = 30.0
+    dialect_languages: tuple[str, ...] = ("yue",)
     initial_prompt: str = "以下是{company}客服中心的电话录音。"
 
 

@@ -208,7 +208,8 @@ RULE_TYPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
                     "min_speech_s": (_NUM, False)},
     "interruption": {"role": ((str,), False), "other": ((str,), False), "tolerance_s": (_NUM, True)},
     "answer_delay": {"max_s": (_NUM, True), "apology": (_LEX, False)},
-    "dialect": {"lexicon": (_LEX, True), "role": ((str,), False), "min_markers": ((int,), False)},
+    "dialect": {"lexicon": (_LEX, True), "role": ((str,), False), "min_markers": ((int,), False),
+                "languages": ((list,), False), "min_language_prob": (_NUM, False)},
 }
 _COMMON = ("type", "description", "enabled")
 _MODES = {"keyword": ("any", "all", "none"), "regex": ("any", "none")}

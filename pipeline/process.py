@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .asr import LoadedModel, render_prompt, transcribe_turns
+from .asr import LoadedModel, identify_language, render_prompt, transcribe_turns
 from .audio import decode_audio, detect_speech
 from .config import CallqaConfig
 from .errors import PipelineError
@@ -89,6 +89,10 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         stage, clock = "transcribe", time.perf_counter()
         prompt = render_prompt(config.asr.initial_prompt, recording.company)
         words = transcribe_turns(model, rows, turns, config.segmentation, prompt)
+        identified = identify_language(model, rows, [t for t in turns if t.speaker == SPEAKER_AGENT],
+                                       config.asr.dialect_languages)
+        if identified:
+            result.agent_language, result.agent_language_prob = identified[0], round(identified[1], 4)
         result.timings["asr_s"] = time.perf_counter() - clock
 
         stage, clock = "utterances", time.perf_counter()

@@ -105,6 +105,8 @@ class CallResult:
     warnings: list[str] = field(default_factory=list)
     error: ErrorRecord | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    agent_language: str | None = None  # Whisper's language identification, where informative
+    agent_language_prob: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -257,6 +257,8 @@ class CallData:
     duration_s: float | None
     utterances: list[UttView]
     voice: list[tuple[str, float, float]] = field(default_factory=list)
+    agent_language: str | None = None
+    agent_language_prob: float | None = None
 
     @property
     def mono(self) -> bool:
@@ -572,6 +574,10 @@ def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData):
     if not spoken:
         return NOT_APPLICABLE, [], f"no {_role_label(call, role)} speech"
     found = engine.find(call, spoken, opts["lexicon"])
+    language, probability = call.agent_language, call.agent_language_prob
+    if (language and language in opts.get("languages", []) and probability is not None
+            and probability >= opts.get("min_language_prob", 0.5)):
+        return FAIL, found, f"the speech model identified the agent's speech as {language} (p={probability:.2f})"
     markers = sorted({(m.group.dialect or m.group.id, m.phrase.text) for _, m in found})
     if len(markers) >= opts.get("min_markers", 1):
         return FAIL, found, f"{len(markers)} dialect marker(s): " + ", ".join(f"{w} ({d})" for d, w in markers[:8])
@@ -613,12 +619,18 @@ def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterab
         rows = sorted(by_call.get(call["call_id"], []), key=lambda r: (r["start_s"], r["utterance_idx"]))
         data = CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "",
                         call.get("channels"), call.get("duration_s"),
-                        [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []))
+                        [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []),
+                        _present(call.get("agent_language")), _present(call.get("agent_language_prob")))
         call_hits, call_results = engine.evaluate(data)
         extra = {"call_date": call["call_date"]} if "call_date" in call else {}
         hits.extend({**extra, **h} for h in call_hits)
         results.extend({**extra, **r} for r in call_results)
     return hits, results
+
+
+def _present(value):
+    """None for missing values as pandas reads them back (NaN, None)."""
+    return None if value is None or value != value else value
 
 
 def apply_rules(engine: RuleEngine, tables: dict[str, list[dict]]) -> dict[str, list[dict]]:

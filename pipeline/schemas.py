@@ -48,6 +48,8 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("n_utterances", pa.int32()),
     pa.field("warnings", pa.list_(pa.string())),
+    pa.field("agent_language", pa.string()),  # Whisper's language identification, where informative
+    pa.field("agent_language_prob", pa.float32()),
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [

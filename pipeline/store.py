@@ -55,7 +55,8 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
             "sample_rate": result.sample_rate, "codec": result.codec, "agent_channel": rec.agent_channel,
             "company": rec.company, "status": result.status, "model": result.model,
             "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
-            "warnings": list(result.warnings)})
+            "warnings": list(result.warnings), "agent_language": result.agent_language,
+            "agent_language_prob": result.agent_language_prob})
         for u in result.utterances:
             row = asdict(u)
             row["words"] = [asdict(w) for w in u.words]

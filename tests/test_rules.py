@@ -209,9 +209,12 @@ def test_interruption_and_its_not_applicable_cases(engine):
 def test_speech_rate(engine):
     results, _ = outcomes(engine, GOOD)  # dialogue pace: 4.5 characters per second = 270 per minute
     assert results["pace.speech_rate"]["outcome"] == "pass"
-    fast = "\n".join(f"[{i * 3}s] agent: 您好这里是星河通信请问有什么可以帮您我们现在有优惠活动" for i in range(6))
-    results, _ = outcomes(engine, fast)  # 27 characters said in 6 s windows with overlapping timestamps
-    assert results["pace.speech_rate"]["outcome"] == "pass"
+    assert "270 characters per minute" in results["pace.speech_rate"]["evidence"]
+    call, utterances, voice = parse_dialogue(GOOD, company="星河通信")
+    for row in utterances:  # the same words in 70% of the time: about 386 characters per minute
+        row["end_s"] = row["start_s"] + (row["end_s"] - row["start_s"]) * 0.7
+    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
+    assert results["pace.speech_rate"]["outcome"] == "fail"
     short = outcomes(engine, "[0.5s] agent: 您好。\n")[0]
     assert short["pace.speech_rate"]["outcome"] == "not_applicable"
 
@@ -225,6 +228,17 @@ def test_dialect_markers(engine):
     assert results["dialect.putonghua"]["outcome"] == "fail"
     assert "cantonese" in results["dialect.putonghua"]["evidence"]
     assert outcomes(engine, GOOD)[0]["dialect.putonghua"]["outcome"] == "pass"
+
+
+def test_dialect_from_the_models_language_identification(engine):
+    call, utterances, voice = parse_dialogue("[0.5s] agent: 您好，星河通信，请讲。\n")
+    call.update(agent_language="yue", agent_language_prob=0.83)
+    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
+    assert results["dialect.putonghua"]["outcome"] == "fail"
+    assert "identified the agent's speech as yue (p=0.83)" in results["dialect.putonghua"]["evidence"]
+    call.update(agent_language="zh", agent_language_prob=0.98)
+    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
+    assert results["dialect.putonghua"]["outcome"] == "pass"
 
 
 def write_lexicons(folder, phrases: str, rules: str):

@@ -104,3 +104,17 @@ def test_bad_recording_gives_an_error_result_not_an_exception(model, config, tmp
     assert result.error.file == "x.wav" and result.error.call_id == "x"
 
 
+
+
+def test_language_identification_runs_only_where_it_is_informative(model, config):
+    from pipeline.asr import Turn, identify_language
+    from pipeline.audio import decode_audio
+
+    audio = decode_audio(DATA / "long_hold_8k_stereo.flac")
+    turns = [Turn("agent", 0, 2.4, 5.3, 2.9), Turn("agent", 0, 17.2, 20.4, 3.2)]
+    # Whisper base has no Cantonese (yue) token: identification would say nothing useful, so it is skipped
+    assert identify_language(model, audio.channels_data, turns, ("yue",)) is None
+    language, probability = identify_language(model, audio.channels_data, turns, ("zh",))
+    assert language == "zh" and probability > 0.5
+    result = process_recording(make_recording(DATA / "long_hold_8k_stereo.flac"), model, config)
+    assert result.agent_language is None  # the default candidates are ("yue",)
