@@ -113,6 +113,21 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         for agent, count in sorted(summary["calls_by_agent"].items()):
             agents.add_row(agent, str(count))
         console.print(agents)
+    results = read_table(out_dir, "rule_results")
+    calls = read_table(out_dir, "calls")
+    results = results[results["call_id"].isin(calls.loc[calls["run_id"] == summary["run_id"], "call_id"])]
+    if not results.empty:
+        rules = Table(title="rules: calls failing each rule (this run)")
+        rules.add_column("rule id")
+        for column in ("fail", "pass", "not applicable"):
+            rules.add_column(column, justify="right")
+        counts = results.groupby(["rule_id", "outcome"]).size().unstack(fill_value=0)
+        for column in ("fail", "pass", "not_applicable"):
+            if column not in counts:
+                counts[column] = 0
+        for rule_id, row in counts.sort_values("fail", ascending=False).iterrows():
+            rules.add_row(rule_id, str(row["fail"]), str(row["pass"]), str(row["not_applicable"]))
+        console.print(rules)
     if summary["failed"]:
         errors = read_table(out_dir, "errors")
         errors = errors[errors["run_id"] == summary["run_id"]]
