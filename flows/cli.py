@@ -21,7 +21,10 @@ DEMO_OUTPUT = PROJECT_ROOT / "out" / "demo"
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False)
+    if not console.is_terminal:  # piped or logged: do not squeeze tables into 80 columns
+        console = Console(stderr=False, highlight=False, width=120)
+    return console
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -128,6 +131,8 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         for rule_id, row in counts.sort_values("fail", ascending=False).iterrows():
             rules.add_row(rule_id, str(row["fail"]), str(row["pass"]), str(row["not_applicable"]))
         console.print(rules)
+    night = set(calls.loc[calls["run_id"] == summary["run_id"], "call_date"].astype(str))
+    print_agent_table(console, out_dir, night)
     if summary["failed"]:
         errors = read_table(out_dir, "errors")
         errors = errors[errors["run_id"] == summary["run_id"]]
@@ -176,9 +181,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
     lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
     console = _console()
     if args.action == "check":
+        from pipeline.scoring import load_rubric
+
+        rubric = load_rubric(args.rubric or config.rules.rubric, [r.rule_id for r in lexicons.rules])
         phrases = sum(len(g.phrases) for g in lexicons.groups.values())
         console.print(f"{folder}: OK, {len(lexicons.files)} files, {len(lexicons.groups)} phrase groups, "
-                      f"{phrases} phrases, {len(lexicons.rules)} rules (version {lexicons.version})")
+                      f"{phrases} phrases, {len(lexicons.rules)} rules (version {lexicons.version}); "
+                      f"rubric {rubric.source}: OK (version {rubric.version}, pass mark {rubric.pass_mark:g})")
         table = Table(title="rules")
         for column in ("rule id", "type", "description"):
             table.add_column(column)
@@ -210,6 +219,54 @@ def cmd_rules(args: argparse.Namespace) -> int:
                           h["matched_text"], h["match_kind"], h["category"] or "", h["severity"] or "")
         console.print(found)
     return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.rescore import rescore
+
+    config = load_config(args.config)
+    if not (args.out_dir / "calls").is_dir():
+        from pipeline.errors import InputError
+
+        raise InputError(f"{args.out_dir} holds no calls table: give the OUT_DIR of an earlier `callqa run`")
+    summary = rescore(args.out_dir, args.lexicons or config.rules.lexicons, args.rubric or config.rules.rubric,
+                      args.date_from, args.date_to)
+    console = _console()
+    console.print(f"rescored {summary.calls} calls ({summary.utterances} utterances) in {summary.seconds:.1f} s: "
+                  f"{summary.rule_results} rule results, {summary.hits} findings, {summary.agent_score_rows} "
+                  f"agent score rows (lexicons {summary.lexicon_version}, rubric {summary.rubric_version})")
+    print_agent_table(console, args.out_dir, None)
+    return 0
+
+
+def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
+    """Per agent: calls, mean score, pass rate, top failing rule (day rows of ``dates``, or all days)."""
+    from rich.table import Table
+
+    from pipeline.scoring import top_failing_rule
+    from pipeline.store import read_table
+
+    scores = read_table(out_dir, "agent_scores")
+    days = scores[scores["period_type"] == "day"]
+    if dates is not None:
+        days = days[days["period"].isin(dates)]
+    if days.empty:
+        return
+    table = Table(title="agents" + (f" ({', '.join(sorted(dates))})" if dates else " (every day stored)"))
+    several_days = days["period"].nunique() > 1
+    columns = ["agent"] + (["day"] if several_days else []) + ["calls", "mean score", "pass rate", "red lines",
+                                                                "rank", "top failing rule (fail rate)"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("agent", "day") or column.startswith("top") else "right")
+    for row in days.sort_values(["period", "rank", "agent_id"]).itertuples():
+        mean = "-" if row.mean_score != row.mean_score else f"{row.mean_score:.1f}"
+        rate = "-" if row.pass_rate != row.pass_rate else f"{row.pass_rate:.0%}"
+        cells = [row.agent_id] + ([row.period] if several_days else []) + [
+            str(row.calls), mean, rate, str(row.red_lines),
+            "-" if row.rank is None or row.rank != row.rank else str(row.rank), top_failing_rule(row.rule_fail_rates)]
+        table.add_row(*cells)
+    console.print(table)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -273,10 +330,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test: the dialogue file")
     rules.add_argument("--lexicons", type=Path, default=None, metavar="DIR",
                        help="lexicon folder (default: [rules] lexicons, the project's lexicons/)")
+    rules.add_argument("--rubric", type=Path, default=None, metavar="FILE",
+                       help="check: the scoring rubric (default: [rules] rubric, lexicons/rubric.toml)")
     rules.add_argument("--company", default=None, metavar="NAME",
                        help="test: the company name for {company} (default: [input] company)")
     add_config(rules)
     rules.set_defaults(func=cmd_rules)
+
+    rescore = commands.add_parser("rescore", help="recompute findings and scores from stored utterances",
+                                  description="Recompute hits, rule results, call scores and agent scores of "
+                                              "OUT_DIR from its stored utterances and voice activity, with the "
+                                              "given lexicons and rubric. No audio, no speech model.")
+    rescore.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="output folder of an earlier run")
+    rescore.add_argument("--lexicons", type=Path, default=None, metavar="DIR",
+                         help="lexicon folder (default: [rules] lexicons)")
+    rescore.add_argument("--rubric", type=Path, default=None, metavar="FILE",
+                         help="scoring rubric (default: [rules] rubric)")
+    rescore.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD",
+                         help="first call date to rescore (default: all)")
+    rescore.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD",
+                         help="last call date to rescore (default: all)")
+    add_config(rescore)
+    rescore.set_defaults(func=cmd_rescore)
 
     config = commands.add_parser("config", help="print the effective configuration as JSON")
     add_config(config)

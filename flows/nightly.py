@@ -21,10 +21,10 @@ from pipeline.asr import load_model
 from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.discover import discover_recordings
 from pipeline.guard import HallucinationGuard
-from pipeline.lexicon import load_lexicons
 from pipeline.process import process_recording
 from pipeline.records import CallResult, Recording
-from pipeline.rules import RuleEngine, apply_rules
+from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, score_tables
+from pipeline.rules import RuleEngine
 from pipeline.runs import summarise
 from pipeline.store import rows_for_run, write_run
 
@@ -59,14 +59,17 @@ def transcribe_recording(recording: Recording, config: CallqaConfig, workers: in
     return process_recording(recording, model, config, guard=HallucinationGuard(config.guard))
 
 
-@task(name="check-rules", cache_policy=NO_CACHE)
-def check_rules(tables: dict, lexicons_dir: str) -> dict:
-    return apply_rules(RuleEngine(load_lexicons(lexicons_dir)), tables)
+@task(name="check-and-score", cache_policy=NO_CACHE)
+def check_and_score(tables: dict, lexicons_dir: str, rubric_path: str) -> dict:
+    lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
+    return score_tables(RuleEngine(lexicons), rubric, tables)
 
 
 @task(name="write-outputs", cache_policy=NO_CACHE)
-def write_outputs(out_dir: str, tables: dict) -> dict[str, int]:
-    return write_run(out_dir, tables)
+def write_outputs(out_dir: str, tables: dict, lexicons_dir: str, rubric_path: str) -> dict[str, int]:
+    written = write_run(out_dir, tables)
+    written["agent_scores"] = refresh_agent_scores(out_dir, load_rules_and_rubric(lexicons_dir, rubric_path)[1])
+    return written
 
 
 @flow(name="callqa-transcribe", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
@@ -83,7 +86,8 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     started = time.perf_counter()
     logger = get_run_logger()
     config = load_config(config_path)
-    load_lexicons(config.rules.lexicons)  # a broken lexicon fails the night before any transcription
+    # a broken lexicon or rubric fails the night before any transcription
+    load_rules_and_rubric(config.rules.lexicons, config.rules.rubric)
     run_id = str(flow_run.id or "local")
     discovery = discover_recordings(input_dir, config.input)
     total = len(discovery.recordings)
@@ -103,8 +107,8 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
                                result.error.message)
             _notify(result.recording.file, total)
     tables = rows_for_run(results, discovery.errors, run_id, ZoneInfo(config.input.timezone))
-    tables = check_rules(tables, config.rules.lexicons)
-    written = write_outputs(out_dir, tables)
+    tables = check_and_score(tables, config.rules.lexicons, config.rules.rubric)
+    written = write_outputs(out_dir, tables, config.rules.lexicons, config.rules.rubric)
     summary = summarise(run_id, discovery, results, time.perf_counter() - started, written)
     logger.info("processed %d, failed %d, %.1fx real time", summary.processed, summary.failed,
                 summary.speed_x_realtime)

@@ -150,9 +150,11 @@ class RulesOptions:
 
     Attributes:
         lexicons: the folder of phrase lists and ``rules.toml`` (validated when a run starts).
+        rubric: the scoring rubric (validated with the lexicons).
     """
 
     lexicons: str = str(LEXICONS_DIR)
+    rubric: str = str(LEXICONS_DIR / "rubric.toml")
 
 
 @dataclass(frozen=True)

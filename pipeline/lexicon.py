@@ -219,7 +219,7 @@ _LEXICON_KEYS = ("lexicon", "before", "after", "notice", "apology")
 DEFAULT_EQUIVALENCES = ("in=ing", "en=eng", "z=zh", "c=ch", "s=sh", "n=l", "f=h", "an=ang")
 
 
-def _line_of(text_lines: list[str], rule_id: str, key: str | None = None) -> int:
+def rule_line(text_lines: list[str], rule_id: str, key: str | None = None) -> int:
     """The line of a rule's table header (or of one of its keys), for error messages."""
     header = re.compile(r'^\s*\[\s*rules\s*\.\s*"?%s"?\s*\]' % re.escape(rule_id))
     for number, line in enumerate(text_lines, 1):
@@ -253,18 +253,18 @@ def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> t
             problems.append(f"{path.name}: [sound] equivalence {pair!r} must look like in=ing")
     specs = []
     for rule_id, options in data.get("rules", {}).items():
-        where = f"{path.name}:{_line_of(lines, rule_id)}"
+        where = f"{path.name}:{rule_line(lines, rule_id)}"
         if not isinstance(options, dict):
             problems.append(f"{where}: rules.{rule_id} must be a table")
             continue
         rtype = options.get("type")
         if rtype not in RULE_TYPES:
-            problems.append(f"{path.name}:{_line_of(lines, rule_id, 'type')}: rule {rule_id!r} has unknown type "
+            problems.append(f"{path.name}:{rule_line(lines, rule_id, 'type')}: rule {rule_id!r} has unknown type "
                             f"{rtype!r}; known: {', '.join(RULE_TYPES)}")
             continue
         allowed = RULE_TYPES[rtype]
         for key, value in options.items():
-            at = f"{path.name}:{_line_of(lines, rule_id, key)}"
+            at = f"{path.name}:{rule_line(lines, rule_id, key)}"
             if key in _COMMON:
                 continue
             if key not in allowed:

@@ -372,7 +372,8 @@ def _hit_row(call: CallData, spec: RuleSpec, view: UttView, match: Match) -> dic
     return {"call_id": call.call_id, "rule_id": spec.rule_id, "speaker": view.speaker,
             "start_s": round(float(start_s), 3), "end_s": round(float(end_s), 3), "utterance_idx": view.idx,
             "phrase": match.phrase.text, "matched_text": view.span_text(match.start, match.end),
-            "match_kind": match.kind, "category": match.group.category, "severity": match.group.severity}
+            "match_kind": match.kind, "category": match.group.category, "severity": match.group.severity,
+            "_span": (match.start, match.end)}  # key offsets, to time the hit from words later
 
 
 def _quote(view: UttView, limit: int = 24) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+# Files of an older minor version of the same major version are read (and merged into) with the
+# columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -50,6 +52,11 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("warnings", pa.list_(pa.string())),
     pa.field("agent_language", pa.string()),  # Whisper's language identification, where informative
     pa.field("agent_language_prob", pa.float32()),
+    pa.field("score", pa.float64()),  # null for status error: never scored
+    pa.field("passed", pa.bool_()),
+    pa.field("red_line", pa.bool_()),
+    pa.field("rubric_version", pa.string()),  # content hash of the rubric that scored the call
+    pa.field("lexicon_version", pa.string()),  # content hash of the lexicons that checked it
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
@@ -114,6 +121,28 @@ RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
     pa.field("hit_count", pa.int32(), nullable=False),
     pa.field("evidence", pa.string(), nullable=False),  # short reason with times
     pa.field("lexicon_version", pa.string(), nullable=False),  # content hash of lexicons/
+    pa.field("deduction", pa.float64()),  # points the rubric took off for this rule
+])
+
+# One row per agent and period; call_date (the partition) is the period's first day. Rewritten whole
+# after every run and rescore, from the calls and rule_results tables.
+AGENT_SCORES = _schema("agent_scores", ("period_type", "period", "agent_id"), [
+    pa.field("period_type", pa.string(), nullable=False),  # day | week | month
+    pa.field("period", pa.string(), nullable=False),  # 2026-11-20 | 2026-W47 | 2026-11
+    pa.field("period_start", pa.string(), nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("calls", pa.int32(), nullable=False),  # scored calls (status ok)
+    pa.field("error_calls", pa.int32(), nullable=False),  # recordings that failed: counted apart
+    pa.field("mean_score", pa.float64()),
+    pa.field("median_score", pa.float64()),
+    pa.field("pass_rate", pa.float64()),
+    pa.field("red_lines", pa.int32(), nullable=False),
+    pa.field("rule_fail_rates", pa.map_(pa.string(), pa.float64())),  # failed / applicable, per rule
+    pa.field("rank", pa.int32()),  # 1 = best mean score among the period's agents
+    pa.field("percentile", pa.float64()),  # 100 = best, 0 = worst
+    pa.field("mean_score_change", pa.float64()),  # against the agent's previous period of the same kind
+    pa.field("pass_rate_change", pa.float64()),
+    pa.field("rubric_version", pa.string()),
 ])
 
 TABLES: dict[str, pa.Schema] = {
@@ -124,6 +153,7 @@ TABLES: dict[str, pa.Schema] = {
     "errors": ERRORS,
     "hits": HITS,
     "rule_results": RULE_RESULTS,
+    "agent_scores": AGENT_SCORES,
 }
 
 

@@ -31,9 +31,12 @@ from .schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
 logger = logging.getLogger("callqa.store")
 
 PART_NAME = "part-0.parquet"
+# Tables derived from the whole history and rewritten whole (replace_table), not merged per call.
+WHOLE_TABLES = ("agent_scores",)
 # Which column identifies the unit a write replaces, per table.
 _REPLACE_BY = {"calls": "call_id", "utterances": "call_id", "voice_activity": "call_id",
-               "suppressed": "call_id", "errors": "file", "hits": "call_id", "rule_results": "call_id"}
+               "suppressed": "call_id", "errors": "file", "hits": "call_id", "rule_results": "call_id",
+               "agent_scores": "agent_id"}
 
 
 def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -82,13 +85,36 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
         SchemaMismatchError: a column is missing, extra, or of the wrong type.
     """
     schema = TABLES[table]
-    extra = {k for row in rows for k in row} - set(schema.names) - {PARTITION_COLUMN}
+    # keys starting with "_" are working data of the stage that made the rows, never columns
+    extra = {k for row in rows for k in row if not k.startswith("_")} - set(schema.names) - {PARTITION_COLUMN}
     if extra:
         raise SchemaMismatchError(f"{table}: columns not in schema v{SCHEMA_VERSION}: {sorted(extra)}")
     try:
         return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise SchemaMismatchError(f"{table}: rows do not match schema v{SCHEMA_VERSION}: {exc}") from exc
+
+
+def _major(version: bytes | None) -> str:
+    return (version or b"?").decode().split(".")[0]
+
+
+def conform(stored: pa.Table, table: str, where: str) -> pa.Table:
+    """A stored table in the current schema: columns an older minor version lacks become nulls.
+
+    Raises:
+        SchemaMismatchError: the file has another major schema version, or its columns cannot be cast.
+    """
+    schema = TABLES[table]
+    version = (stored.schema.metadata or {}).get(b"callqa.schema_version")
+    if _major(version) != _major(SCHEMA_VERSION.encode()):
+        raise SchemaMismatchError(f"{where}: schema version {version!r}, this callqa reads {SCHEMA_VERSION}")
+    columns = [stored[f.name] if f.name in stored.column_names else pa.nulls(stored.num_rows, f.type)
+               for f in schema]
+    try:
+        return pa.Table.from_arrays(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaMismatchError(f"{where}: does not match schema {SCHEMA_VERSION}: {exc}") from exc
 
 
 def _without(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -135,12 +161,8 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[
             new = to_arrow(table, date_rows)
             target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
             if target.exists():
-                old = pq.read_table(target)
-                if old.schema.metadata.get(b"callqa.schema_version") != SCHEMA_VERSION.encode():
-                    raise SchemaMismatchError(f"{target} was written with schema version "
-                                              f"{old.schema.metadata.get(b'callqa.schema_version')}, "
-                                              f"this callqa writes {SCHEMA_VERSION}")
-                new = pa.concat_tables([_without(old, column, replace).cast(schema), new])
+                old = conform(pq.read_table(target), table, str(target))
+                new = pa.concat_tables([_without(old, column, replace), new])
             _atomic_write(new, target)
     except OSError as exc:
         raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
@@ -158,6 +180,8 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
     dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
     written = {}
     for table in TABLES:
+        if table in WHOLE_TABLES:
+            continue
         rows = tables.get(table, [])
         replace = files if table == "errors" else call_ids
         if rows:
@@ -185,24 +209,65 @@ def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
             _atomic_write(kept, target)
 
 
-def read_table(out_dir: str | Path, table: str) -> pd.DataFrame:
-    """Read a whole table (all dates) into pandas, with ``call_date`` as a column.
+def replace_table(out_dir: str | Path, table: str, rows: list[dict]) -> int:
+    """Rewrite a derived table whole (``agent_scores``): new partitions are written, then swapped in.
+
+    Each partition file is replaced atomically; partitions that no longer have rows are removed last.
+
+    Returns:
+        The number of rows written.
+    """
+    by_date: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_date[row[PARTITION_COLUMN]].append(row)
+    root = Path(out_dir) / table
+    try:
+        for date, date_rows in sorted(by_date.items()):
+            _atomic_write(to_arrow(table, date_rows), root / f"{PARTITION_COLUMN}={date}" / PART_NAME)
+        for stale in root.glob(f"{PARTITION_COLUMN}=*"):
+            if stale.name.split("=", 1)[1] not in by_date:
+                for child in stale.iterdir():
+                    child.unlink()
+                stale.rmdir()
+    except OSError as exc:
+        raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
+    return len(rows)
+
+
+def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None,
+               dates: tuple[str | None, str | None] = (None, None)) -> pa.Table:
+    """Read a table (optionally some columns, optionally call dates ``from..to`` inclusive) as Arrow.
+
+    Raises:
+        SchemaMismatchError: a file has another major schema version.
+    """
+    schema = TABLES[table]
+    path = Path(out_dir) / table
+    wanted = [f for f in schema if columns is None or f.name in columns]
+    out_schema = pa.schema(wanted + [pa.field(PARTITION_COLUMN, pa.string())])
+    if not path.exists():
+        return out_schema.empty_table()
+    dataset = ds.dataset(path, format="parquet", partitioning=ds.partitioning(
+        pa.schema([pa.field(PARTITION_COLUMN, pa.string())]), flavor="hive"))
+    parts = []
+    for fragment in dataset.get_fragments():
+        date = fragment.path.rsplit(f"{PARTITION_COLUMN}=", 1)[1].split("/", 1)[0]
+        if (dates[0] and date < dates[0]) or (dates[1] and date > dates[1]):
+            continue
+        stored = conform(fragment.to_table(schema=fragment.physical_schema), table, fragment.path)
+        stored = stored.select([f.name for f in wanted])
+        parts.append(stored.append_column(PARTITION_COLUMN, pa.array([date] * stored.num_rows, pa.string())))
+    return pa.concat_tables(parts) if parts else out_schema.empty_table()
+
+
+def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None,
+               dates: tuple[str | None, str | None] = (None, None)) -> pd.DataFrame:
+    """Read a table (all dates, or ``dates`` from..to inclusive) into pandas, with ``call_date`` as a column.
 
     Returns:
         The rows; an empty frame with the schema's columns when nothing has been written yet.
 
     Raises:
-        SchemaMismatchError: the files were written with another schema version.
+        SchemaMismatchError: the files were written with another major schema version.
     """
-    schema = TABLES[table]
-    path = Path(out_dir) / table
-    if not path.exists():
-        return schema.empty_table().to_pandas().assign(**{PARTITION_COLUMN: pd.Series(dtype="string")})
-    dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    for fragment in dataset.get_fragments():
-        version = fragment.physical_schema.metadata.get(b"callqa.schema_version")
-        if version != SCHEMA_VERSION.encode():
-            raise SchemaMismatchError(f"{fragment.path}: schema version {version!r}, expected {SCHEMA_VERSION}")
-    frame = dataset.to_table().to_pandas()
-    frame[PARTITION_COLUMN] = frame[PARTITION_COLUMN].astype(str)
-    return frame
+    return read_arrow(out_dir, table, columns, dates).to_pandas()
