@@ -11,7 +11,8 @@ time of the whole batch. ``--baseline`` then runs plain faster-whisper (``Whispe
 beam 5, its own VAD filter, both channels one after the other, one call at a time, all cores) on the
 same files for comparison.
 CER compares simplified text with punctuation and spaces removed; the references are the exact
-sentences the corpus generator synthesised (demo/truth/*.json).
+sentences the corpus generator synthesised (demo/truth/*.json), with personal numbers masked as the
+stored transcripts are (the baseline's text is compared the same way).
 """
 
 from __future__ import annotations
@@ -103,14 +104,14 @@ def main() -> int:
         totals["audio"] += result.duration_s
         cells = []
         if rec.agent_channel == "mono":
-            edits, n = cer_counts(truth_text(truth, None), "".join(u.text for u in result.utterances))
+            edits, n = cer_counts(truth_text(truth, None), "".join(u.text for u in result.utterances), config.privacy)
             totals["mono"][0] += edits
             totals["mono"][1] += n
             cells = [f"{edits / n:.3f} (mono)", "-"]
         else:
             for speaker in ("agent", "customer"):
                 hyp = "".join(u.text for u in result.utterances if u.speaker == speaker)
-                edits, n = cer_counts(truth_text(truth, speaker), hyp)
+                edits, n = cer_counts(truth_text(truth, speaker), hyp, config.privacy)
                 totals[speaker][0] += edits
                 totals[speaker][1] += n
                 cells.append(f"{edits / n:.3f}")
@@ -124,7 +125,7 @@ def main() -> int:
                 row += ["-", f"{result.duration_s / base_wall:.1f}"]
             else:
                 agent_text = texts[0 if rec.agent_channel == "left" else 1]
-                edits, n = cer_counts(truth_text(truth, "agent"), agent_text)
+                edits, n = cer_counts(truth_text(truth, "agent"), agent_text, config.privacy)
                 totals["base_agent"][0] += edits
                 totals["base_agent"][1] += n
                 row += [f"{edits / n:.3f}", f"{result.duration_s / base_wall:.1f}"]

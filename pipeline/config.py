@@ -1,7 +1,7 @@
 """Configuration: frozen option groups with documented defaults, loaded from TOML and the environment.
 
 A ``callqa.toml`` holds one table per group (``[asr]``, ``[voice_activity]``, ``[segmentation]``,
-``[guard]``, ``[input]``, ``[rules]``, ``[run]``). Any option can also be set with an environment variable named
+``[guard]``, ``[input]``, ``[privacy]``, ``[rules]``, ``[run]``). Any option can also be set with an environment variable named
 ``CALLQA_<GROUP>_<OPTION>`` (e.g. ``CALLQA_ASR_MODEL=/models/whisper-large-v3``), which wins over the file.
 Unknown groups or options are errors, never silently ignored.
 """
@@ -145,6 +145,22 @@ class InputOptions:
 
 
 @dataclass(frozen=True)
+class PrivacyOptions:
+    """Masking of personal numbers in every stored text field (see ``pipeline/privacy.py``).
+
+    Attributes:
+        mask: mask at all (on by default; turn off only where the law and the site allow it).
+        kinds: which numbers: ``landline`` (7-8 digits), ``phone`` (11-12), ``id_card`` (15; 18 is
+            masked as a bank card length), ``bank_card`` (16-19).
+        min_digits: any other run of at least this many digits is masked too.
+    """
+
+    mask: bool = True
+    kinds: tuple[str, ...] = ("landline", "phone", "id_card", "bank_card")
+    min_digits: int = 9
+
+
+@dataclass(frozen=True)
 class RulesOptions:
     """Where the rules come from.
 
@@ -181,6 +197,7 @@ class CallqaConfig:
     segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
     guard: GuardOptions = field(default_factory=GuardOptions)
     input: InputOptions = field(default_factory=InputOptions)
+    privacy: PrivacyOptions = field(default_factory=PrivacyOptions)
     rules: RulesOptions = field(default_factory=RulesOptions)
     run: RunOptions = field(default_factory=RunOptions)
 
@@ -282,6 +299,9 @@ def validate_config(config: CallqaConfig) -> None:
         raise ConfigError("[asr] window_s must be between 1 and 30 seconds (Whisper's window)")
     if config.asr.beam_size < 1 or config.asr.batch_size < 1:
         raise ConfigError("[asr] beam_size and [asr] batch_size must be at least 1")
+    unknown_kinds = set(config.privacy.kinds) - {"landline", "phone", "id_card", "bank_card"}
+    if unknown_kinds:
+        raise ConfigError(f"[privacy] kinds: unknown {sorted(unknown_kinds)}; known: landline, phone, id_card, bank_card")
     if config.run.concurrency < 0:
         raise ConfigError("[run] concurrency must be 0 (automatic) or more")
     if config.segmentation.max_utterance_s > config.asr.window_s - 1:

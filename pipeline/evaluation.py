@@ -1,5 +1,6 @@
 """Measuring transcripts against ground truth: character error rate on what was said."""
 
+
 from __future__ import annotations
 
 from .text import match_key
@@ -18,7 +19,15 @@ def edit_distance(reference: str, hypothesis: str) -> int:
     return previous[-1]
 
 
-def cer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
-    """``(edits, reference length)`` after :func:`pipeline.text.match_key`; CER is their ratio."""
+def cer_counts(reference: str, hypothesis: str, privacy=None) -> tuple[int, int]:
+    """``(edits, reference length)`` after :func:`pipeline.text.match_key`; CER is their ratio.
+
+    With ``privacy`` options the reference is masked as stored transcripts are (a masked phone number
+    in the transcript is then compared with a masked one, not counted as eleven errors).
+    """
+    if privacy is not None:
+        from .privacy import mask_text
+
+        reference = mask_text(reference, privacy)
     ref, hyp = match_key(reference), match_key(hypothesis)
     return edit_distance(ref, hyp), len(ref)

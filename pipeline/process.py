@@ -17,6 +17,7 @@ from .audio import decode_audio, detect_speech
 from .config import CallqaConfig
 from .errors import PipelineError
 from .guard import HallucinationGuard
+from .privacy import mask_result
 from .records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallResult, ErrorRecord,
                       Recording, SpeechRegion)
 from .segment import build_utterances, regions_to_turns
@@ -99,6 +100,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         guard = guard or HallucinationGuard(config.guard)
         result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
                                                                 echo_of=prompt)
+        mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
     except Exception as exc:  # one bad recording must never stop the others
         if not isinstance(exc, PipelineError):

@@ -39,8 +39,11 @@ def normalise_text(text: str) -> str:
 
 
 def strip_punctuation(text: str) -> str:
-    """Drop punctuation, symbols and spaces: for comparing what was said, not how it was written."""
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    """Drop punctuation, symbols and spaces: for comparing what was said, not how it was written.
+
+    ``*`` (a masked digit) is kept: it stands for a digit that was said.
+    """
+    return "".join(ch for ch in text if ch == "*" or unicodedata.category(ch)[0] in "LN")
 
 
 def match_key(text: str) -> str:

@@ -113,3 +113,60 @@ def test_library_never_imports_prefect():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_pandas_pyarrow_and_duckdb_read_the_same_rows(tmp_path):
+    import duckdb
+    import pyarrow.dataset as ds
+
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT), result("c2", NIGHT, n_utts=3)], [], "run-1", TZ))
+    by_pandas = pd.read_parquet(tmp_path / "utterances")
+    by_arrow = ds.dataset(tmp_path / "utterances", format="parquet", partitioning="hive").to_table()
+    by_duckdb = duckdb.sql(f"select call_id, utterance_idx, text, call_date from read_parquet("
+                           f"'{tmp_path}/utterances/*/*.parquet', hive_partitioning = true) "
+                           f"order by call_id, utterance_idx").fetchall()
+    assert len(by_pandas) == by_arrow.num_rows == len(by_duckdb) == 5
+    assert [r[:3] for r in by_duckdb] == sorted(zip(by_pandas["call_id"], by_pandas["utterance_idx"], by_pandas["text"]))
+    assert {str(r[3]) for r in by_duckdb} == {"2026-11-20"}
+    words = duckdb.sql(f"select words[1].word from read_parquet('{tmp_path}/utterances/*/*.parquet') limit 1")
+    assert words.fetchall()[0][0] == "您好"  # nested columns too
+
+
+def test_a_write_interrupted_midway_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq_module
+
+    from pipeline import store
+
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT)], [], "run-1", TZ))
+    before = read_table(tmp_path, "calls")
+    real_write = pq_module.write_table
+
+    def crash(table, where, **kwargs):  # write part of the file, then the machine "dies"
+        real_write(table.slice(0, 0), where, **kwargs)
+        with open(where, "ab") as fh:
+            fh.write(b"\x00garbage")
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(store.pq, "write_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_run(tmp_path, rows_for_run([result("c1", NIGHT, n_utts=5), result("c9", NIGHT)], [], "run-2", TZ))
+    monkeypatch.undo()
+    after = read_table(tmp_path, "calls")  # the reader sees the previous night, whole
+    assert after[["call_id", "run_id"]].values.tolist() == before[["call_id", "run_id"]].values.tolist()
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]  # no half file left behind
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT, n_utts=5), result("c9", NIGHT)], [], "run-2", TZ))
+    assert sorted(read_table(tmp_path, "calls")["call_id"]) == ["c1", "c9"]  # the rerun completes it
+
+
+def test_files_of_another_major_schema_version_are_refused(tmp_path):
+    write_run(tmp_path, rows_for_run([result("c1", NIGHT)], [], "run-1", TZ))
+    target = next((tmp_path / "calls").rglob("*.parquet"))
+    table = pq.read_table(target)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"callqa.schema_version": b"2.0"}), target)
+    with pytest.raises(SchemaMismatchError, match="schema version"):
+        read_table(tmp_path, "calls")
+    older = table.drop_columns(["score", "passed"]).replace_schema_metadata(
+        {**table.schema.metadata, b"callqa.schema_version": b"1.0"})
+    pq.write_table(older, target)
+    frame = read_table(tmp_path, "calls")  # an older minor version reads, with the new columns empty
+    assert frame["score"].isna().all() and frame["call_id"].tolist() == ["c1"]

@@ -1,0 +1,198 @@
+"""Rubric arithmetic, agent aggregates with hand-computed expectations, rescoring after a lexicon change."""
+
+import shutil
+import textwrap
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from pipeline.lexicon import LexiconError
+from pipeline.scoring import agent_scores, deduction_for, load_rubric, score_calls, top_failing_rule
+from tests.conftest import ROOT
+
+RUBRIC = """
+[score]
+start = 100
+floor = 20
+pass_mark = 80
+default_deduction = 4
+
+[severity]
+"轻" = 2
+"中" = 5
+"重" = 15
+
+[rules."a"]
+deduction = 10
+[rules."forbidden"]
+per = "hit"
+deduction = 6
+cap = 25
+red_line_severity = "重"
+[rules."fatal"]
+deduction = 1
+red_line = true
+"""
+
+
+@pytest.fixture
+def rubric(tmp_path):
+    path = tmp_path / "rubric.toml"
+    path.write_text(RUBRIC, encoding="utf-8")
+    return load_rubric(path, ["a", "b", "forbidden", "fatal"])
+
+
+def hit(rule, severity=None, call="c1"):
+    return {"call_id": call, "rule_id": rule, "severity": severity}
+
+
+def test_deductions_caps_and_red_lines(rubric):
+    assert deduction_for(rubric, "a", "fail", []) == (10.0, False)
+    assert deduction_for(rubric, "a", "pass", []) == (0.0, False)
+    assert deduction_for(rubric, "a", "not_applicable", []) == (0.0, False)
+    assert deduction_for(rubric, "b", "fail", []) == (4.0, False)  # no table: default_deduction
+    # per hit, by severity tier; a hit without severity costs the rule's deduction
+    assert deduction_for(rubric, "forbidden", "fail", [hit("forbidden", "轻"), hit("forbidden", "中"),
+                                                       hit("forbidden")]) == (13.0, False)
+    assert deduction_for(rubric, "forbidden", "fail", [hit("forbidden", "中")] * 6) == (25.0, False)  # cap
+    assert deduction_for(rubric, "forbidden", "fail", [hit("forbidden", "重")]) == (15.0, True)  # red line
+    assert deduction_for(rubric, "fatal", "fail", []) == (1.0, True)
+
+
+def test_call_scores_floor_pass_mark_and_error_calls(rubric):
+    calls = [{"call_id": c, "status": "ok"} for c in ("good", "meh", "bad", "red")] + [
+        {"call_id": "broken", "status": "error"}]
+    results = [
+        {"call_id": "good", "rule_id": "a", "outcome": "pass"},
+        {"call_id": "good", "rule_id": "b", "outcome": "not_applicable"},
+        {"call_id": "meh", "rule_id": "a", "outcome": "fail"},  # 100 - 10 - 4 = 86: passes
+        {"call_id": "meh", "rule_id": "b", "outcome": "fail"},
+        {"call_id": "bad", "rule_id": "a", "outcome": "fail"},  # 100 - 10 - 4 - 25 (capped) = 61
+        {"call_id": "bad", "rule_id": "b", "outcome": "fail"},
+        {"call_id": "bad", "rule_id": "forbidden", "outcome": "fail"},
+        {"call_id": "bad", "rule_id": "fatal", "outcome": "pass"},
+        {"call_id": "red", "rule_id": "fatal", "outcome": "fail"},  # 99 but a red line
+    ]
+    hits = [hit("forbidden", "中", "bad")] * 6
+    score_calls(rubric, calls, results, hits, "lexv")
+    by = {c["call_id"]: c for c in calls}
+    assert (by["good"]["score"], by["good"]["passed"], by["good"]["red_line"]) == (100, True, False)
+    assert (by["meh"]["score"], by["meh"]["passed"]) == (86, True)
+    assert (by["bad"]["score"], by["bad"]["passed"]) == (61, False)
+    assert (by["red"]["score"], by["red"]["passed"], by["red"]["red_line"]) == (99, False, True)
+    assert by["broken"]["score"] is None and by["broken"]["passed"] is None  # never scored
+    assert {c["rubric_version"] for c in calls} == {rubric.version} and by["good"]["lexicon_version"] == "lexv"
+    assert [r["deduction"] for r in results if r["call_id"] == "bad"] == [10, 4, 25, 0]
+    floor_calls = [{"call_id": "x", "status": "ok"}]
+    score_calls(rubric, floor_calls, [{"call_id": "x", "rule_id": "b", "outcome": "fail"}] * 30, [])
+    assert floor_calls[0]["score"] == 20  # 100 - 120 stops at the floor
+
+
+def test_rubric_validation_names_file_and_line(tmp_path):
+    path = tmp_path / "rubric.toml"
+    path.write_text('[score]\nstart = 100\npass_mark = 120\n[rules."nope"]\ndeduction = 3\n'
+                    '[rules."a"]\nper = "minute"\n[severity]\n"超重" = 3\n', encoding="utf-8")
+    with pytest.raises(LexiconError) as info:
+        load_rubric(path, ["a"])
+    text = "\n".join(info.value.problems)
+    assert "rubric.toml:3: need floor <= pass_mark <= start" in text
+    assert "rubric.toml:4: rule 'nope' is not defined in rules.toml" in text
+    assert "rubric.toml:7: rule 'a': per must be call or hit" in text
+    assert "unknown severity '超重'" in text
+
+
+def test_the_project_rubric_is_valid_for_the_project_rules():
+    from pipeline.rescore import load_rules_and_rubric
+
+    lexicons, rubric = load_rules_and_rubric(None, None)
+    assert set(rubric.rules) == {r.rule_id for r in lexicons.rules}
+    assert rubric.rules["forbidden.phrase"].red_line_severity == "重"
+
+
+def frame(rows, columns):
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_agent_aggregates_against_hand_computed_values():
+    calls = frame([
+        # call_id, agent, date, status, score, passed, red_line
+        ("c1", "A", "2026-11-16", "ok", 90.0, True, False),  # Monday of ISO week 47
+        ("c2", "A", "2026-11-16", "ok", 70.0, False, True),
+        ("c3", "B", "2026-11-16", "ok", 100.0, True, False),
+        ("c4", "B", "2026-11-16", "error", None, None, None),
+        ("c5", "A", "2026-11-17", "ok", 80.0, True, False),
+        ("c6", "A", "2026-11-09", "ok", 60.0, False, False),  # week 46, for the week-on-week change
+    ], ["call_id", "agent_id", "call_date", "status", "score", "passed", "red_line"])
+    results = frame([
+        ("c1", "r1", "fail"), ("c2", "r1", "fail"), ("c2", "r2", "pass"), ("c3", "r1", "pass"),
+        ("c5", "r1", "pass"), ("c5", "r2", "not_applicable"), ("c6", "r1", "fail"),
+    ], ["call_id", "rule_id", "outcome"])
+    scores = agent_scores(calls, results).set_index(["period_type", "period", "agent_id"])
+    a_day = scores.loc[("day", "2026-11-16", "A")]
+    assert (a_day["calls"], a_day["error_calls"], a_day["mean_score"], a_day["median_score"]) == (2, 0, 80.0, 80.0)
+    assert (a_day["pass_rate"], a_day["red_lines"], a_day["rank"], a_day["percentile"]) == (0.5, 1, 2, 0.0)
+    assert dict(a_day["rule_fail_rates"]) == {"r1": 1.0, "r2": 0.0}
+    b_day = scores.loc[("day", "2026-11-16", "B")]
+    assert (b_day["calls"], b_day["error_calls"], b_day["mean_score"], b_day["rank"], b_day["percentile"]) == (
+        1, 1, 100.0, 1, 100.0)  # the failed recording is counted apart, not scored
+    a_next = scores.loc[("day", "2026-11-17", "A")]
+    assert a_next["mean_score_change"] == 0.0 and a_next["pass_rate_change"] == 0.5  # 80 vs 80, 1.0 vs 0.5
+    a_week = scores.loc[("week", "2026-W47", "A")]
+    assert (a_week["calls"], a_week["mean_score"], a_week["median_score"]) == (3, 80.0, 80.0)
+    assert a_week["pass_rate"] == pytest.approx(2 / 3) and a_week["period_start"] == "2026-11-16"
+    assert a_week["mean_score_change"] == 20.0  # week 46: one call at 60
+    assert dict(a_week["rule_fail_rates"]) == {"r1": pytest.approx(2 / 3), "r2": 0.0}
+    a_month = scores.loc[("month", "2026-11", "A")]
+    assert (a_month["calls"], a_month["mean_score"], a_month["period_start"]) == (4, 75.0, "2026-11-01")
+    assert pd.isna(a_month["mean_score_change"])  # no October
+    assert top_failing_rule(a_week["rule_fail_rates"]) == "r1 (67%)"
+    assert top_failing_rule([("r1", 0.0)]) == ""
+
+
+def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path, monkeypatch):
+    """Write a night from a dialogue, then rescore with one more forbidden phrase."""
+    from zoneinfo import ZoneInfo
+
+    from pipeline import asr
+    from pipeline.dialogue import parse_dialogue
+    from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, rescore, score_tables
+    from pipeline.rules import RuleEngine
+    from pipeline.store import read_table, write_run
+
+    out = tmp_path / "out"
+    call, utterances, voice = parse_dialogue(textwrap.dedent("""
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我想查话费。
+        [6s] agent: 好的，谢谢，您的话费是五十八元，这个价格很划算。
+        [12s] agent: 感谢您的来电，再见。
+    """), call_id="c1", agent_id="A1", company="星河通信")
+    call.update(call_date="2026-11-20", file="c1.wav", started_at=datetime(2026, 11, 20, 1, tzinfo=timezone.utc),
+                model="m", processed_at=datetime.now(timezone.utc), run_id="r")
+    for row in utterances + voice:
+        row["call_date"] = "2026-11-20"
+    lexicons, rubric = load_rules_and_rubric(None, None)
+    tables = score_tables(RuleEngine(lexicons), rubric, {"calls": [call], "utterances": utterances,
+                                                         "voice_activity": voice})
+    write_run(out, tables)
+    refresh_agent_scores(out, rubric)
+    assert read_table(out, "calls")["score"].tolist() == [97.0]  # no 抱歉 (courtesy.baoqian, 3 points)
+
+    # a QA manager adds 很划算 (say) as a forbidden phrase of severity 中, and rescores
+    lex = tmp_path / "lexicons"
+    shutil.copytree(ROOT / "lexicons", lex)
+    with open(lex / "forbidden.txt", "a", encoding="utf-8") as fh:
+        fh.write("\n[forbidden.test]\n@category = 测试\n@severity = 中\n很划算\n")
+    monkeypatch.setattr(asr, "load_model", lambda *a, **k: pytest.fail("rescoring must not load the model"))
+    summary = rescore(out, lex, None)
+    assert summary.calls == 1 and summary.lexicon_version != lexicons.version
+    calls = read_table(out, "calls")
+    assert calls["score"].tolist() == [89.0] and calls["lexicon_version"].tolist() == [summary.lexicon_version]
+    results = read_table(out, "rule_results").set_index("rule_id")
+    assert results.loc["forbidden.phrase", "outcome"] == "fail" and results.loc["forbidden.phrase", "deduction"] == 8
+    hits = read_table(out, "hits")
+    assert hits.query("rule_id == 'forbidden.phrase'")["matched_text"].tolist() == ["很划算"]
+    assert len(read_table(out, "rule_results")) == 15  # replaced, not duplicated
+    scores = read_table(out, "agent_scores")
+    assert scores.query("period_type == 'day'")["mean_score"].tolist() == [89.0]
+    assert set(scores["period_type"]) == {"day", "week", "month"}
