@@ -74,8 +74,28 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def _score_chunk(job: tuple) -> dict:
+    """Rules and scores for some calls; runs in a worker process. Arrow in, Arrow out (cheap to pass)."""
+    import pyarrow as pa
+
+    from .store import to_arrow
+
+    out_dir, lexicons_dir, rubric_path, dates, calls, utterances, voice = job
+    lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
+    engine = RuleEngine(lexicons)
+    tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist()}
+    score_tables(engine, rubric, tables)
+    _time_hits_from_words(out_dir, engine, tables, dates)
+    result = {"utterances": len(tables["utterances"])}
+    for name in ("calls", "rule_results", "hits"):
+        rows = tables[name]
+        arrow = to_arrow(name, rows)
+        result[name] = arrow.append_column(PARTITION_COLUMN, pa.array([r[PARTITION_COLUMN] for r in rows], pa.string()))
+    return result
+
+
 def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_path: str | Path | None = None,
-            date_from: str | None = None, date_to: str | None = None) -> RescoreSummary:
+            date_from: str | None = None, date_to: str | None = None, workers: int | None = None) -> RescoreSummary:
     """Recompute hits, rule results, call scores and agent scores from stored utterances.
 
     Args:
@@ -83,56 +103,70 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
         lexicons_dir: lexicons to apply (default: the project's).
         rubric_path: rubric to apply (default: ``lexicons/rubric.toml``).
         date_from, date_to: call dates to rescore, inclusive (default: all).
+        workers: processes that evaluate rules in parallel (default: one per CPU core).
 
     Raises:
         LexiconError: the lexicons or the rubric are invalid (nothing is written).
     """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     started = time.perf_counter()
-    lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
-    engine = RuleEngine(lexicons)
+    lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)  # fail before reading anything
     dates = (date_from, date_to)
     calls = read_arrow(out_dir, "calls", dates=dates)
-    # Word timings are only needed where a rule finds something: they are read for those calls after.
+    # word timings are only needed where a rule finds something: those are read in _time_hits_from_words
     utterances = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s",
                                                      "text"], dates=dates)
     voice = read_arrow(out_dir, "voice_activity", dates=dates)
-    tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist()}
-    score_tables(engine, rubric, tables)
-    _time_hits_from_words(out_dir, engine, tables, dates)
-    call_ids = {row["call_id"] for row in tables["calls"]}
+    call_ids = calls["call_id"].to_pylist()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(call_ids) // 2000 or 1))
+    chunks = [call_ids[i::workers] for i in range(workers)]
+    jobs = []
+    for chunk in chunks:
+        wanted = pa.array(chunk, pa.string())
+        jobs.append((str(out_dir), lexicons.folder, rubric.source, dates,
+                     calls.filter(pc.is_in(calls["call_id"], value_set=wanted)),
+                     utterances.filter(pc.is_in(utterances["call_id"], value_set=wanted)),
+                     voice.filter(pc.is_in(voice["call_id"], value_set=wanted))))
+    if workers == 1:
+        parts = [_score_chunk(jobs[0])]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_score_chunk, jobs))
+    merged = {name: pa.concat_tables([p[name] for p in parts]) for name in ("calls", "rule_results", "hits")}
+    replace = set(call_ids)
     for table in ("hits", "rule_results", "calls"):
-        write_table(out_dir, table, tables[table], replace=call_ids)
+        write_table(out_dir, table, merged[table], replace=replace)
     rows = refresh_agent_scores(out_dir, rubric)
-    return RescoreSummary(len(tables["calls"]), len(tables["utterances"]), len(tables["hits"]),
-                          len(tables["rule_results"]), rows, lexicons.version, rubric.version,
+    return RescoreSummary(len(call_ids), sum(p["utterances"] for p in parts), merged["hits"].num_rows,
+                          merged["rule_results"].num_rows, rows, lexicons.version, rubric.version,
                           round(time.perf_counter() - started, 2))
 
 
 def _time_hits_from_words(out_dir, engine: RuleEngine, tables: dict, dates) -> None:
-    """Give hits their word-level times (the first pass read utterances without words)."""
+    """Give hits their word-level times: the first pass read utterances without words (the biggest
+    column); only the utterances that have findings are read again with them."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .rules import make_view
+    from .rules import _stored_key, word_span_time
 
     if not tables["hits"]:
         return
-    wanted = {(h["call_id"], h["utterance_idx"]) for h in tables["hits"]}
-    stored = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text",
-                                                "words"], dates=dates)
-    stored = stored.filter(pc.is_in(stored["call_id"], value_set=pa_array({c for c, _ in wanted})))
-    views = {}
-    for row in stored.to_pylist():
-        if (row["call_id"], row["utterance_idx"]) in wanted:
-            views[(row["call_id"], row["utterance_idx"])] = make_view(row, engine.sounds)
+    wanted = {f"{h['call_id']}#{h['utterance_idx']}" for h in tables["hits"]}
+    stored = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "start_s", "end_s", "text", "words"],
+                        dates=dates)
+    keys = pc.binary_join_element_wise(stored["call_id"], pc.cast(stored["utterance_idx"], pa.string()), "#")
+    stored = stored.filter(pc.is_in(keys, value_set=pa.array(sorted(wanted), pa.string())))
+    rows = {f"{r['call_id']}#{r['utterance_idx']}": r for r in stored.to_pylist()}
     for hit in tables["hits"]:
-        view = views.get((hit["call_id"], hit["utterance_idx"]))
-        if view is None:
+        row = rows.get(f"{hit['call_id']}#{hit['utterance_idx']}")
+        if row is None:
             continue
-        start_s, end_s = view.span_time(*hit["_span"])
+        start_s, end_s = word_span_time(row["words"], len(_stored_key(row["text"])), *hit["_span"],
+                                        (hit["start_s"], hit["end_s"]))
         hit["start_s"], hit["end_s"] = round(float(start_s), 3), round(float(end_s), 3)
-
-
-def pa_array(values):
-    import pyarrow as pa
-
-    return pa.array(sorted(values), pa.string())

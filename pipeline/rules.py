@@ -100,18 +100,29 @@ class UttView:
 
     def span_time(self, start: int, end: int) -> tuple[float, float]:
         """Time of key characters ``start:end`` from word timestamps; the utterance's bounds if unknown."""
-        words = self.words
-        if words is None or len(words) == 0:
-            return self.start_s, self.end_s
-        offsets, cursor = [], 0
-        for word in words:
-            n = len(_stored_key(word["word"]))
-            offsets.append((cursor, cursor + n, word["start_s"], word["end_s"]))
-            cursor += n
-        if cursor != len(self.key):
-            return self.start_s, self.end_s
-        inside = [(s, e) for a, b, s, e in offsets if a < end and b > start]
-        return (min(s for s, _ in inside), max(e for _, e in inside)) if inside else (self.start_s, self.end_s)
+        return word_span_time(self.words, len(self.key), start, end, (self.start_s, self.end_s))
+
+
+def word_offsets(words) -> list[tuple[int, int, float, float]]:
+    """(first key char, last key char + 1, start_s, end_s) of each word."""
+    offsets, cursor = [], 0
+    for word in words:
+        n = len(_stored_key(word["word"]))
+        offsets.append((cursor, cursor + n, word["start_s"], word["end_s"]))
+        cursor += n
+    return offsets
+
+
+def word_span_time(words, key_length: int, start: int, end: int,
+                   default: tuple[float, float]) -> tuple[float, float]:
+    """The time the words covering key characters ``start:end`` were said, else ``default``."""
+    if words is None or len(words) == 0:
+        return default
+    offsets = word_offsets(words)
+    if offsets[-1][1] != key_length:  # words and text disagree (should not happen): trust the text
+        return default
+    inside = [(s, e) for a, b, s, e in offsets if a < end and b > start]
+    return (min(s for s, _ in inside), max(e for _, e in inside)) if inside else default
 
 
 def _stored_key(text: str) -> str:

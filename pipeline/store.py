@@ -134,13 +134,30 @@ def _atomic_write(table: pa.Table, target: Path) -> None:
             os.unlink(tmp)
 
 
-def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[str] | None = None) -> int:
+def _partitions(table: str, rows: list[dict] | pa.Table) -> dict[str, pa.Table]:
+    """Rows (dicts, or an Arrow table with a ``call_date`` column) split by call date, in the schema."""
+    if isinstance(rows, pa.Table):
+        out = {}
+        for date in pc.unique(rows[PARTITION_COLUMN]).to_pylist():
+            part = rows.filter(pc.equal(rows[PARTITION_COLUMN], date)).drop_columns([PARTITION_COLUMN])
+            try:
+                out[date] = part.select(TABLES[table].names).cast(TABLES[table])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+                raise SchemaMismatchError(f"{table}: table does not match schema v{SCHEMA_VERSION}: {exc}") from exc
+        return out
+    by_date: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_date[row[PARTITION_COLUMN]].append(row)
+    return {date: to_arrow(table, date_rows) for date, date_rows in by_date.items()}
+
+
+def write_table(out_dir: str | Path, table: str, rows: list[dict] | pa.Table, replace: set[str] | None = None) -> int:
     """Merge rows into a table's date partitions, atomically.
 
     Args:
         out_dir: the output folder.
         table: one of ``schemas.TABLES``.
-        rows: rows with a ``call_date`` each.
+        rows: rows with a ``call_date`` each (dicts, or an Arrow table with a ``call_date`` column).
         replace: values of the table's replace column whose old rows are removed (default: those in rows).
 
     Returns:
@@ -150,15 +167,11 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[
         SchemaMismatchError: rows (or an existing file) do not match the schema.
         StoreError: the output cannot be written.
     """
-    schema = TABLES[table]
     column = _REPLACE_BY[table]
-    by_date: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_date[row[PARTITION_COLUMN]].append(row)
-    replace = set(replace or ()) | {row[column] for row in rows}
+    partitions = _partitions(table, rows)
+    replace = set(replace or ()) | {v for part in partitions.values() for v in part[column].to_pylist()}
     try:
-        for date, date_rows in sorted(by_date.items()):
-            new = to_arrow(table, date_rows)
+        for date, new in sorted(partitions.items()):
             target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
             if target.exists():
                 old = conform(pq.read_table(target), table, str(target))
@@ -166,7 +179,7 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict], replace: set[
             _atomic_write(new, target)
     except OSError as exc:
         raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
-    return len(rows)
+    return sum(part.num_rows for part in partitions.values())
 
 
 def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, int]:
