@@ -91,7 +91,7 @@ def main() -> int:
     counts = build(base, out, args.calls, args.days, args.agents)
     console.print(f"built {counts} in {time.perf_counter() - started:.0f} s under {out}")
     summary = rescore(out)
-    table = Table(title="callqa rescore of stored calls (one process)")
+    table = Table(title=f"callqa rescore of stored calls ({min(os.cpu_count() or 1, max(1, summary.calls // 2000))} worker processes)")
     for column in ("calls", "days", "utterances", "rule results", "findings", "agent score rows", "seconds",
                    "calls per second"):
         table.add_column(column, justify="right")
