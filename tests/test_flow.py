@@ -67,3 +67,14 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
     hits = read_table(out, "hits")
     assert not hits.empty and set(hits["call_id"]) == {"call01"}
     assert set(hits["match_kind"]) <= {"exact", "sound_alike", "near_sound", "asr_variant", "regex"}
+    # the customer reads out a phone number in call01: it is stored masked, everywhere
+    assert utts["text"].str.contains(r"\*{7,}").any()
+    for table, column in (("utterances", "text"), ("utterances", "raw_text"), ("hits", "matched_text"),
+                          ("rule_results", "evidence")):
+        stored = read_table(out, table)[column]
+        assert not stored.str.contains(r"[0-9零一二三四五六七八九]{7,}").any(), (table, column)
+    calls = read_table(out, "calls").set_index("call_id")
+    assert 0 <= calls.loc["call01", "score"] <= 100 and pd.isna(calls.loc["broken", "score"])
+    scores = read_table(out, "agent_scores")
+    assert set(scores["period_type"]) == {"day", "week", "month"} and set(scores["agent_id"]) == {"A1001", "A1002"}
+    assert scores.query("agent_id == 'A1002'")["error_calls"].tolist() == [1, 1, 1]  # the broken file, apart
