@@ -413,13 +413,20 @@ def _role_label(call: CallData, role: str) -> str:
     return f"{role} (mono: all speech)" if call.mono and role != "any" else role
 
 
-def check_keyword(engine: RuleEngine, spec: RuleSpec, call: CallData):
-    opts = spec.options
+def _scope(call: CallData, opts: dict) -> tuple[list[UttView] | None, str]:
+    """The utterances a phrase rule reads (its role, inside its window), or None when the role never spoke."""
     role = opts.get("role", "agent")
     spoken = call.by_role(role)
     if not spoken:
-        return NOT_APPLICABLE, [], f"no {_role_label(call, role)} speech"
-    scope = _window(call, spoken, opts.get("window"))
+        return None, f"no {_role_label(call, role)} speech"
+    return _window(call, spoken, opts.get("window")), role
+
+
+def check_keyword(engine: RuleEngine, spec: RuleSpec, call: CallData):
+    opts = spec.options
+    scope, role = _scope(call, opts)
+    if scope is None:
+        return NOT_APPLICABLE, [], role
     found = engine.find(call, scope, opts["lexicon"])
     where = f"{len(scope)} {_role_label(call, role)} utterance(s)"
     if scope:
@@ -450,11 +457,9 @@ def _judge(mode: str, found, min_hits: int, where: str, groups: list[str], scope
 
 def check_regex(engine: RuleEngine, spec: RuleSpec, call: CallData):
     opts = spec.options
-    role = opts.get("role", "agent")
-    spoken = call.by_role(role)
-    if not spoken:
-        return NOT_APPLICABLE, [], f"no {_role_label(call, role)} speech"
-    scope = _window(call, spoken, opts.get("window"))
+    scope, role = _scope(call, opts)
+    if scope is None:
+        return NOT_APPLICABLE, [], role
     pattern = re.compile(opts["pattern"])
     exclude = re.compile(opts["exclude"]) if opts.get("exclude") else None
     group = Group(spec.rule_id, (), spec.rule_id, "中", None, 0, spec.source)
