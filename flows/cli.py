@@ -97,7 +97,8 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     table.add_column("value", justify="right")
     audio_min = summary["audio_s"] / 60
     for label, value in [
-        ("recordings processed", f"{summary['processed']} / {summary['recordings']}"),
+        ("recordings transcribed", f"{summary['processed']} / {summary['recordings']}"),
+        ("already transcribed (rescored only)", str(summary["cached"])),
         ("failed (see errors table)", str(summary["failed"])),
         ("ignored (not audio)", str(summary["ignored"])),
         ("audio", f"{audio_min:.1f} min"),
@@ -109,13 +110,6 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     ]:
         table.add_row(label, value)
     console.print(table)
-    if summary["calls_by_agent"]:
-        agents = Table(title="calls per agent")
-        agents.add_column("agent")
-        agents.add_column("calls", justify="right")
-        for agent, count in sorted(summary["calls_by_agent"].items()):
-            agents.add_row(agent, str(count))
-        console.print(agents)
     results = read_table(out_dir, "rule_results")
     calls = read_table(out_dir, "calls")
     results = results[results["call_id"].isin(calls.loc[calls["run_id"] == summary["run_id"], "call_id"])]

@@ -21,6 +21,7 @@ from pipeline.asr import load_model
 from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.discover import discover_recordings
 from pipeline.guard import HallucinationGuard
+from pipeline.incremental import split_cached, transcription_fingerprint
 from pipeline.process import process_recording
 from pipeline.records import CallResult, Recording
 from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, score_tables
@@ -95,10 +96,16 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     logger.info("%d recordings to process, %d rejected, %d ignored", total, len(discovery.errors),
                 len(discovery.ignored))
     results: list[CallResult] = []
+    cached: dict[str, list[dict]] = {}
     workers = resolve_concurrency(config, concurrency)
     if discovery.recordings:
-        load_model_task(config, workers)
-        futures = [transcribe_recording.submit(rec, config, workers) for rec in discovery.recordings]
+        label = load_model_task(config, workers)
+        to_transcribe, cached = split_cached(out_dir, discovery.recordings, transcription_fingerprint(label, config))
+        logger.info("%d recordings already transcribed with this model and options: rescored only",
+                    len(discovery.recordings) - len(to_transcribe))
+        for row in cached.get("calls", []):
+            _notify(row["file"], total)
+        futures = [transcribe_recording.submit(rec, config, workers) for rec in to_transcribe]
         for future in futures:
             result = future.result()
             results.append(result)
@@ -107,9 +114,13 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
                                result.error.message)
             _notify(result.recording.file, total)
     tables = rows_for_run(results, discovery.errors, run_id, ZoneInfo(config.input.timezone))
+    for table in ("calls", "utterances", "voice_activity", "suppressed"):
+        tables[table].extend(cached.get(table, []))
+    for row in cached.get("calls", []):
+        row["run_id"] = run_id  # checked and scored by this run; processed_at keeps the transcription time
     tables = check_and_score(tables, config.rules.lexicons, config.rules.rubric)
     written = write_outputs(out_dir, tables, config.rules.lexicons, config.rules.rubric)
-    summary = summarise(run_id, discovery, results, time.perf_counter() - started, written)
+    summary = summarise(run_id, discovery, results, time.perf_counter() - started, written, cached.get("calls"))
     logger.info("processed %d, failed %d, %.1fx real time", summary.processed, summary.failed,
                 summary.speed_x_realtime)
     return summary.to_dict()

@@ -64,11 +64,15 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
     Returns:
         The result; ``status`` is ``error`` with ``error`` filled when anything failed.
     """
+    from .incremental import file_sha256, transcription_fingerprint
+
     result = CallResult(recording=recording, status="ok", model=model.model_label,
-                        processed_at=datetime.now(timezone.utc))
+                        processed_at=datetime.now(timezone.utc),
+                        transcription_fingerprint=transcription_fingerprint(model.model_label, config))
     stage = "decode"
     clock = time.perf_counter()
     try:
+        result.content_sha256 = file_sha256(recording.path)
         decoded = decode_audio(recording.path)
         result.duration_s = round(decoded.duration_s, 3)
         result.channels, result.sample_rate, result.codec = decoded.channels, decoded.sample_rate, decoded.codec

@@ -107,6 +107,8 @@ class CallResult:
     timings: dict[str, float] = field(default_factory=dict)
     agent_language: str | None = None  # Whisper's language identification, where informative
     agent_language_prob: float | None = None
+    content_sha256: str | None = None
+    transcription_fingerprint: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -13,7 +13,8 @@ from .records import CallResult
 class RunSummary:
     run_id: str
     recordings: int = 0  # recordings the run tried to process
-    processed: int = 0  # status ok
+    processed: int = 0  # status ok, transcribed in this run
+    cached: int = 0  # already transcribed from the same bytes with the same model and options: rescored only
     failed: int = 0  # recordings with status error, plus inputs rejected before processing
     ignored: int = 0  # files that are not audio
     audio_s: float = 0.0
@@ -34,14 +35,15 @@ class RunSummary:
 
 
 def summarise(run_id: str, discovery: Discovery, results: list[CallResult], wall_s: float,
-              rows_written: dict[str, int]) -> RunSummary:
+              rows_written: dict[str, int], cached: list[dict] | None = None) -> RunSummary:
     """Count a run's outcomes for the closing table and the flow's return value."""
     stages = Counter(e.stage for e in discovery.errors)
     stages.update(r.error.stage for r in results if r.error is not None)
     return RunSummary(
         run_id=run_id,
-        recordings=len(results),
+        recordings=len(results) + len(cached or []),
         processed=sum(r.ok for r in results),
+        cached=len(cached or []),
         failed=sum(not r.ok for r in results) + len(discovery.errors),
         ignored=len(discovery.ignored),
         audio_s=round(sum(r.duration_s or 0.0 for r in results if r.ok), 3),
@@ -49,7 +51,8 @@ def summarise(run_id: str, discovery: Discovery, results: list[CallResult], wall
         utterances=sum(len(r.utterances) for r in results),
         suppressed=sum(len(r.suppressed) for r in results),
         errors_by_stage=dict(stages),
-        calls_by_agent=dict(Counter(r.recording.agent_id for r in results if r.ok)),
+        calls_by_agent=dict(Counter([r.recording.agent_id for r in results if r.ok]
+                                    + [row["agent_id"] for row in cached or []])),
         ignored_files=list(discovery.ignored),
         rows_written=rows_written,
     )

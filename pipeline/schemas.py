@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.2"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+# 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -57,6 +58,8 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("red_line", pa.bool_()),
     pa.field("rubric_version", pa.string()),  # content hash of the rubric that scored the call
     pa.field("lexicon_version", pa.string()),  # content hash of the lexicons that checked it
+    pa.field("content_sha256", pa.string()),  # of the recording file
+    pa.field("transcription_fingerprint", pa.string()),  # model id + every option that changes a transcript
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [

@@ -59,7 +59,8 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
             "company": rec.company, "status": result.status, "model": result.model,
             "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
             "warnings": list(result.warnings), "agent_language": result.agent_language,
-            "agent_language_prob": result.agent_language_prob})
+            "agent_language_prob": result.agent_language_prob, "content_sha256": result.content_sha256,
+            "transcription_fingerprint": result.transcription_fingerprint})
         for u in result.utterances:
             row = asdict(u)
             row["words"] = [asdict(w) for w in u.words]

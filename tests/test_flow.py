@@ -78,3 +78,34 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
     scores = read_table(out, "agent_scores")
     assert set(scores["period_type"]) == {"day", "week", "month"} and set(scores["agent_id"]) == {"A1001", "A1002"}
     assert scores.query("agent_id == 'A1002'")["error_calls"].tolist() == [1, 1, 1]  # the broken file, apart
+
+
+def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_change(harness, tmp_path, model):
+    import shutil as sh
+
+    from tests.conftest import DATA
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sh.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "clip.wav")
+    out = str(tmp_path / "out")
+    first = transcribe_folder(str(folder), out)
+    assert (first["processed"], first["cached"]) == (1, 0)
+    stored = read_table(out, "calls")
+    assert len(stored["content_sha256"].iloc[0]) == 64 and stored["transcription_fingerprint"].iloc[0]
+
+    second = transcribe_folder(str(folder), out)  # same bytes, model and options: rescored only
+    assert (second["processed"], second["cached"], second["recordings"]) == (0, 1, 1)
+    calls = read_table(out, "calls")
+    assert len(calls) == 1 and calls["run_id"].iloc[0] == second["run_id"]
+    assert calls["processed_at"].iloc[0] == stored["processed_at"].iloc[0]  # not transcribed again
+    assert len(read_table(out, "rule_results")) == 15 and not read_table(out, "utterances").empty
+
+    (folder / "clip.wav").write_bytes((folder / "clip.wav").read_bytes()[:-800])  # new content
+    assert transcribe_folder(str(folder), out)["processed"] == 1
+
+    config = tmp_path / "callqa.toml"
+    config.write_text("[asr]\nbeam_size = 2\n", encoding="utf-8")  # a transcription option changed
+    third = transcribe_folder(str(folder), out, str(config))
+    assert (third["processed"], third["cached"]) == (1, 0)
+    assert len(read_table(out, "calls")) == 1  # replaced, not duplicated
