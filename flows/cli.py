@@ -103,8 +103,8 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         ("ignored (not audio)", str(summary["ignored"])),
         ("audio", f"{audio_min:.1f} min"),
         ("wall time (flow)", f"{summary['wall_s']:.1f} s"),
-        ("speed", f"{summary['speed_x_realtime']:.1f}x real time"),
-        ("utterances", str(summary["utterances"])),
+        ("speed", f"{summary['speed_x_realtime']:.1f}x real time" if summary["audio_s"] else "-"),
+        ("utterances (transcribed now)", str(summary["utterances"])),
         ("text suppressed by the guard", str(summary["suppressed"])),
         ("output", str(out_dir)),
     ]:
