@@ -9,10 +9,12 @@ with the library's message.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -20,13 +22,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pipeline.asr import load_model
 from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.discover import discover_recordings
+from pipeline.errors import TransientInputError
 from pipeline.guard import HallucinationGuard
 from pipeline.incremental import split_cached, transcription_fingerprint
 from pipeline.process import process_recording
-from pipeline.records import CallResult, Recording
+from pipeline.records import CallResult, ErrorRecord, Recording
 from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, score_tables
 from pipeline.rules import RuleEngine
-from pipeline.runs import summarise
+from pipeline.rescore import rescore
+from pipeline.runs import summarise, summary_markdown
 from pipeline.store import rows_for_run, write_run
 
 # Callbacks told about each finished recording (the CLI's progress bar). Module state rather than a
@@ -54,10 +58,29 @@ def load_model_task(config: CallqaConfig, workers: int) -> str:
     return load_model(config.asr, workers).model_label
 
 
-@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="transcribe {recording.file}")
+def retry_transient_only(task, task_run, state) -> bool:
+    """Retry a recording only when reading it failed for a reason that may pass; never a bad file."""
+    try:
+        state.result()
+    except TransientInputError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="transcribe {recording.file}",
+      retry_condition_fn=retry_transient_only)
 def transcribe_recording(recording: Recording, config: CallqaConfig, workers: int) -> CallResult:
     model = load_model(config.asr, workers)  # cached per process: loaded once per worker
     return process_recording(recording, model, config, guard=HallucinationGuard(config.guard))
+
+
+def _unreadable(recording: Recording, model_label: str, exc: BaseException) -> CallResult:
+    """The result of a recording that still could not be read after every retry."""
+    return CallResult(recording=recording, status="error", model=model_label, processed_at=datetime.now(timezone.utc),
+                      error=ErrorRecord(recording.file, recording.call_id, getattr(exc, "stage", "read"),
+                                        type(exc).__name__, f"{exc} (after every retry)", recording.started_at))
 
 
 @task(name="check-and-score", cache_policy=NO_CACHE)
@@ -105,9 +128,14 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
                     len(discovery.recordings) - len(to_transcribe))
         for row in cached.get("calls", []):
             _notify(row["file"], total)
-        futures = [transcribe_recording.submit(rec, config, workers) for rec in to_transcribe]
-        for future in futures:
-            result = future.result()
+        delays = list(config.run.retry_delays_s)
+        transcribe = transcribe_recording.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
+        futures = [(rec, transcribe.submit(rec, config, workers)) for rec in to_transcribe]
+        for rec, future in futures:
+            try:
+                result = future.result()
+            except TransientInputError as exc:
+                result = _unreadable(rec, label, exc)
             results.append(result)
             if not result.ok:
                 logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage,
@@ -123,6 +151,22 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     summary = summarise(run_id, discovery, results, time.perf_counter() - started, written, cached.get("calls"))
     logger.info("processed %d, failed %d, %.1fx real time", summary.processed, summary.failed,
                 summary.speed_x_realtime)
+    create_markdown_artifact(key="callqa-night", markdown=summary_markdown(summary, results, tables["rule_results"]),
+                             description=f"callqa night: {summary.processed} transcribed, {summary.failed} failed")
+    return summary.to_dict()
+
+
+@flow(name="callqa-rescore", log_prints=False)
+def rescore_flow(out_dir: str, date_from: str | None = None, date_to: str | None = None,
+                 config_path: str | None = None) -> dict:
+    """Rescore stored calls of ``out_dir`` (call dates ``date_from``..``date_to``) with the configured
+    lexicons and rubric: no audio, no model."""
+    config = load_config(config_path)
+    summary = rescore(out_dir, config.rules.lexicons, config.rules.rubric, date_from, date_to)
+    create_markdown_artifact(key="callqa-rescore", markdown=(
+        f"# callqa rescore\n\n{summary.calls} calls from {date_from or 'the first'} to {date_to or 'the last'} "
+        f"call date in {summary.seconds:.1f} s: {summary.rule_results} rule results, {summary.hits} findings "
+        f"(lexicons {summary.lexicon_version}, rubric {summary.rubric_version})\n"))
     return summary.to_dict()
 
 

@@ -182,9 +182,12 @@ class RunOptions:
             means one per CPU core on CPU (measured on 2 cores: 1 -> 10.9x, 2 -> 16.9x real time,
             because decoding, voice activity and alignment of one call overlap the other's) and 1 on GPU.
         state_dir: where callqa keeps local state, including Prefect's database (``PREFECT_HOME``).
+        retry_delays_s: waits before each retry of a recording that could not be read for a passing
+            reason (I/O error, timeout); a bad recording is never retried.
     """
 
     concurrency: int = 0
+    retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0)
     state_dir: str = ".callqa"
 
 
@@ -220,7 +223,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return bool(value)
         if target is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            element = (typing.get_args(annotation) or (str,))[0]
+            return tuple(element(str(i).strip()) for i in items if str(i).strip())
         if target in (int, float, str):
             if target is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)

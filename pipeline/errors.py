@@ -39,6 +39,15 @@ class NotInManifestError(InputError):
     """An audio file lies in the input folder but the manifest does not list it."""
 
 
+class TransientInputError(PipelineError):
+    """Reading a recording failed in a way that may pass (I/O error, timeout, stale network share).
+
+    The nightly flow retries these, with growing delays; it never retries a bad recording.
+    """
+
+    stage = "read"
+
+
 class AudioDecodeError(PipelineError):
     """The file is not audio, is corrupt, or has no audio stream."""
 

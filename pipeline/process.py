@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ import numpy as np
 from .asr import LoadedModel, identify_language, render_prompt, transcribe_turns
 from .audio import decode_audio, detect_speech
 from .config import CallqaConfig
-from .errors import PipelineError
+from .errors import PipelineError, TransientInputError
 from .guard import HallucinationGuard
 from .privacy import mask_result
 from .records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallResult, ErrorRecord,
@@ -23,6 +24,10 @@ from .records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallResu
 from .segment import build_utterances, regions_to_turns
 
 logger = logging.getLogger("callqa.process")
+
+# errno values of a read that may work a little later (network shares, busy storage)
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY, errno.ENETDOWN,
+                    errno.ENETUNREACH, errno.ECONNRESET, errno.EHOSTUNREACH}
 
 # Stereo files whose two channels differ by less than this are one signal copied twice.
 _DUPLICATE_CHANNEL_TOLERANCE = 1e-4
@@ -63,6 +68,10 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
 
     Returns:
         The result; ``status`` is ``error`` with ``error`` filled when anything failed.
+
+    Raises:
+        TransientInputError: the file could not be read for a reason that may pass; the caller may
+            retry (every other failure is returned as an error result, never raised).
     """
     from .incremental import file_sha256, transcription_fingerprint
 
@@ -72,7 +81,12 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
     stage = "decode"
     clock = time.perf_counter()
     try:
-        result.content_sha256 = file_sha256(recording.path)
+        try:
+            result.content_sha256 = file_sha256(recording.path)
+        except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:
+                raise TransientInputError(f"{recording.file}: cannot read it just now: {exc}") from exc
+            raise
         decoded = decode_audio(recording.path)
         result.duration_s = round(decoded.duration_s, 3)
         result.channels, result.sample_rate, result.codec = decoded.channels, decoded.sample_rate, decoded.codec
@@ -106,6 +120,8 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
                                                                 echo_of=prompt)
         mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
+    except TransientInputError:
+        raise
     except Exception as exc:  # one bad recording must never stop the others
         if not isinstance(exc, PipelineError):
             logger.exception("%s: unexpected failure in stage %s", recording.file, stage)

@@ -56,3 +56,28 @@ def summarise(run_id: str, discovery: Discovery, results: list[CallResult], wall
         ignored_files=list(discovery.ignored),
         rows_written=rows_written,
     )
+
+
+def summary_markdown(summary: RunSummary, results: list[CallResult], rule_results: list[dict]) -> str:
+    """The night in markdown, for the Prefect UI: counts, slowest calls, failing rules, errors."""
+    lines = ["# callqa night", "", "| | |", "|---|---|",
+             f"| recordings | {summary.recordings} |", f"| transcribed | {summary.processed} |",
+             f"| already transcribed, rescored only | {summary.cached} |", f"| failed | {summary.failed} |",
+             f"| ignored (not audio) | {summary.ignored} |", f"| audio | {summary.audio_s / 60:.1f} min |",
+             f"| flow wall time | {summary.wall_s:.1f} s |",
+             f"| speed | {summary.speed_x_realtime:.1f}x real time |", ""]
+    slow = sorted((r for r in results if r.ok and r.timings), key=lambda r: -sum(r.timings.values()))[:5]
+    if slow:
+        lines += ["## Slowest calls", "", "| call | audio s | processing s |", "|---|---|---|"]
+        lines += [f"| {r.recording.call_id} | {r.duration_s:.1f} | {sum(r.timings.values()):.1f} |" for r in slow]
+        lines.append("")
+    fails = Counter(row["rule_id"] for row in rule_results if row["outcome"] == "fail")
+    if fails:
+        lines += ["## Top failing rules", "", "| rule | calls failing |", "|---|---|"]
+        lines += [f"| {rule} | {count} |" for rule, count in fails.most_common(10)]
+        lines.append("")
+    errors = [r.error for r in results if r.error is not None]
+    if errors:
+        lines += ["## Failed recordings", "", "| file | stage | error |", "|---|---|---|"]
+        lines += [f"| {e.file} | {e.stage} | {e.error_type}: {e.message[:120]} |" for e in errors]
+    return "\n".join(lines) + "\n"

@@ -109,3 +109,56 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
     third = transcribe_folder(str(folder), out, str(config))
     assert (third["processed"], third["cached"]) == (1, 0)
     assert len(read_table(out, "calls")) == 1  # replaced, not duplicated
+
+
+def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, tmp_path, model, monkeypatch):
+    import errno
+    import shutil as sh
+
+    import flows.nightly as nightly
+    import pipeline.incremental as incremental
+    from tests.conftest import DATA
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sh.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "flaky.wav")
+    sh.copy(DATA / "corrupt.wav", folder / "bad.wav")
+    config = tmp_path / "callqa.toml"
+    config.write_text("[run]\nretry_delays_s = [0, 0, 0]\n", encoding="utf-8")
+    attempts = {"flaky.wav": 0, "bad.wav": 0}
+    real_hash, real_process = incremental.file_sha256, nightly.process_recording
+
+    def flaky_hash(path, *args):
+        from pathlib import Path
+
+        if Path(path).name == "flaky.wav" and attempts["flaky.wav"] <= 2:
+            raise OSError(errno.EIO, "Input/output error (network share)")
+        return real_hash(path, *args)
+
+    def counting_process(recording, *args, **kwargs):
+        attempts[recording.file] += 1
+        return real_process(recording, *args, **kwargs)
+
+    monkeypatch.setattr(nightly, "split_cached", lambda out, recs, fp: (recs, {}))  # no cache lookup: it hashes too
+    monkeypatch.setattr(incremental, "file_sha256", flaky_hash)
+    monkeypatch.setattr(nightly, "process_recording", counting_process)
+    summary = transcribe_folder(str(folder), str(tmp_path / "out"), str(config))
+    assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then success; the bad file once
+    assert (summary["processed"], summary["failed"]) == (1, 1)
+    assert summary["errors_by_stage"] == {"decode": 1}
+
+
+def test_a_night_publishes_a_summary_artifact_and_the_rescore_flow_runs(harness, demo_call, tmp_path, model):
+    from prefect.artifacts import Artifact
+
+    from flows.nightly import rescore_flow
+
+    out = str(tmp_path / "out")
+    transcribe_folder(str(demo_call), out)
+    artifact = Artifact.get("callqa-night")
+    assert artifact is not None
+    text = artifact.data
+    assert "| transcribed | 1 |" in text and "## Slowest calls" in text and "call01" in text
+    summary = rescore_flow(out, "2026-11-20", "2026-11-20")
+    assert summary["calls"] == 1 and summary["rule_results"] == 15
+    assert "callqa rescore" in Artifact.get("callqa-rescore").data
