@@ -53,7 +53,6 @@ def build(base: Path, out: Path, n_calls: int, days: int, agents: int) -> dict[s
             for copy in range(-(-todays // len(base_ids))):
                 k = day * per_day + copy * len(base_ids)
                 chunk = calls if name == "calls" else table
-                ids = chunk["call_id"].to_pylist()
                 mapping = {cid: f"{cid}-{k + i:07d}" for i, cid in enumerate(base_ids) if k + i < day * per_day + todays}
                 keep = pc.is_in(chunk["call_id"], value_set=pa.array(list(mapping)))
                 chunk = chunk.filter(keep)
@@ -63,7 +62,6 @@ def build(base: Path, out: Path, n_calls: int, days: int, agents: int) -> dict[s
                     agent = pa.array([f"A{(k + i) % agents:03d}" for i in range(chunk.num_rows)], pa.string())
                     chunk = chunk.set_column(chunk.schema.get_field_index("agent_id"), "agent_id", agent)
                 parts.append(chunk.drop_columns([PARTITION_COLUMN]))
-                del ids
             merged = pa.concat_tables(parts).cast(TABLES[name])
             target = out / name / f"{PARTITION_COLUMN}={date_str}" / PART_NAME
             target.parent.mkdir(parents=True, exist_ok=True)
