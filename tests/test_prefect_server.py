@@ -1,0 +1,75 @@
+"""The same code against a separately started Prefect server (`prefect server start`, PREFECT_API_URL)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_URL": ""}
+    prefect = Path(sys.executable).with_name("prefect")
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
+        time.sleep(1)
+    yield api
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def test_callqa_run_reports_to_a_separately_started_server(prefect_server, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "clip.wav")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home")}
+    callqa = Path(sys.executable).with_name("callqa")
+    done = subprocess.run([str(callqa), "run", str(folder), "--out", str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    request = urllib.request.Request(f"{prefect_server}/flow_runs/filter", data=json.dumps({}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        runs = json.loads(reply.read())
+    states = {(r["name"], r["state_type"]) for r in runs}
+    assert any(state == "COMPLETED" for _, state in states), states
+    flows = urllib.request.Request(f"{prefect_server}/flows/filter", data=b"{}",
+                                   headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(flows, timeout=10) as reply:
+        assert "callqa-transcribe" in {f["name"] for f in json.loads(reply.read())}
+    assert not (tmp_path / "client-home" / "prefect.db").exists()  # no embedded server was started
