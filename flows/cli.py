@@ -138,6 +138,36 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         console.print(failed)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the nightly flow on a cron schedule until stopped (Ctrl-C)."""
+    import os
+
+    from pipeline.config import load_config, resolve_concurrency
+
+    from .env import prepare_prefect_env
+
+    config = load_config(args.config)
+    check_folders(args.input_dir, args.out)
+    prepare_prefect_env(config.run.state_dir)
+    if not os.environ.get("PREFECT_API_URL"):
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("callqa serve needs a Prefect server that outlives this process: start one with "
+                          "`prefect server start` and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    from prefect.schedules import Cron
+
+    from . import nightly
+
+    parameters = {"input_dir": str(args.input_dir.resolve()), "out_dir": str(args.out.resolve()),
+                  "config_path": str(args.config.resolve()) if args.config else None,
+                  "concurrency": resolve_concurrency(config, args.concurrency)}
+    _console().print(f"serving deployment callqa-transcribe/{args.name}: cron {args.cron!r} in {args.timezone}; "
+                     f"run it now with `prefect deployment run callqa-transcribe/{args.name}`")
+    nightly.transcribe_folder.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
+                                    parameters=parameters)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     args.input_dir = DEMO_INPUT
     return cmd_run(args)
@@ -298,6 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=None, metavar="N",
                      help="recordings in flight at once (default: [run] concurrency; 0 = one per CPU core)")
     run.set_defaults(func=cmd_run)
+
+    serve = commands.add_parser("serve", help="run the nightly flow on a schedule (needs a Prefect server)",
+                                description="Register the nightly flow as a Prefect deployment with a cron "
+                                            "schedule and run it at those times until stopped. Needs a "
+                                            "separately started server: `prefect server start`, then "
+                                            "PREFECT_API_URL. `prefect deployment run callqa-transcribe/NAME` "
+                                            "starts a night by hand.")
+    serve.add_argument("input_dir", type=Path, metavar="INPUT_DIR", help="folder the nightly recordings arrive in")
+    serve.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    serve.add_argument("--cron", default="0 2 * * *", help="when to run (default: 02:00 every day)")
+    serve.add_argument("--timezone", default="Asia/Shanghai", help="timezone of the cron (default: Asia/Shanghai)")
+    serve.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
+    serve.add_argument("--concurrency", type=int, default=None, metavar="N", help="recordings in flight at once")
+    add_config(serve)
+    serve.set_defaults(func=cmd_serve)
 
     demo = commands.add_parser("demo", help="run on the bundled demo recordings (demo/recordings)")
     demo.add_argument("--out", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
