@@ -30,7 +30,7 @@ def _console():
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.config import load_config, resolve_concurrency
+    from pipeline.config import load_config
 
     from .env import prepare_prefect_env
 
@@ -40,8 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import nightly  # after the environment is prepared
 
     console = _console()
-    concurrency = resolve_concurrency(config, args.concurrency)
-    flow = nightly.with_concurrency(concurrency)
+    flow, concurrency = nightly.configured_flow(config, args.concurrency)
     progress = Progress(TextColumn("[bold]transcribing"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
                         transient=False)

@@ -173,3 +173,25 @@ def rescore_flow(out_dir: str, date_from: str | None = None, date_to: str | None
 def with_concurrency(concurrency: int):
     """The flow with ``concurrency`` recordings in flight at once (threads share one model)."""
     return transcribe_folder.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency))
+
+
+def configured_flow(config: CallqaConfig, concurrency: int | None = None):
+    """The nightly flow with the task runner ``[run] runner`` asks for, and the per-worker thread share.
+
+    Returns:
+        ``(flow, workers)``: pass ``workers`` as the flow's ``concurrency`` so that each worker
+        process gives the model its share of the machine's cores.
+    """
+    if config.run.runner != "dask":
+        workers = resolve_concurrency(config, concurrency)
+        return with_concurrency(workers), workers
+    from prefect_dask import DaskTaskRunner  # only sites that run Dask need it loaded
+
+    if config.run.dask_address:  # an existing cluster: its workers are other machines
+        return transcribe_folder.with_options(task_runner=DaskTaskRunner(address=config.run.dask_address)), 1
+    import os
+
+    workers = config.run.dask_workers or os.cpu_count() or 1
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                            "dashboard_address": ":0"})  # no fixed port to collide on
+    return transcribe_folder.with_options(task_runner=runner), workers

@@ -184,10 +184,17 @@ class RunOptions:
         state_dir: where callqa keeps local state, including Prefect's database (``PREFECT_HOME``).
         retry_delays_s: waits before each retry of a recording that could not be read for a passing
             reason (I/O error, timeout); a bad recording is never retried.
+        runner: ``threads`` (one process, recordings in threads sharing one model) or ``dask`` (each
+            recording a task on a Dask cluster; every worker process loads the model once).
+        dask_address: an existing Dask scheduler (``tcp://host:8786``); empty starts a local cluster.
+        dask_workers: worker processes of the local cluster (0: one per CPU core).
     """
 
     concurrency: int = 0
     retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0)
+    runner: str = "threads"
+    dask_address: str = ""
+    dask_workers: int = 0
     state_dir: str = ".callqa"
 
 
@@ -306,6 +313,8 @@ def validate_config(config: CallqaConfig) -> None:
     unknown_kinds = set(config.privacy.kinds) - {"landline", "phone", "id_card", "bank_card"}
     if unknown_kinds:
         raise ConfigError(f"[privacy] kinds: unknown {sorted(unknown_kinds)}; known: landline, phone, id_card, bank_card")
+    if config.run.runner not in ("threads", "dask"):
+        raise ConfigError(f"[run] runner must be threads or dask, got {config.run.runner!r}")
     if config.run.concurrency < 0:
         raise ConfigError("[run] concurrency must be 0 (automatic) or more")
     if config.segmentation.max_utterance_s > config.asr.window_s - 1:

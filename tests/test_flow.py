@@ -162,3 +162,25 @@ def test_a_night_publishes_a_summary_artifact_and_the_rescore_flow_runs(harness,
     summary = rescore_flow(out, "2026-11-20", "2026-11-20")
     assert summary["calls"] == 1 and summary["rule_results"] == 15
     assert "callqa rescore" in Artifact.get("callqa-rescore").data
+
+
+def test_the_dask_path_runs_calls_on_a_local_cluster_of_two_worker_processes(harness, tmp_path):
+    import shutil as sh
+
+    from flows.nightly import configured_flow
+    from pipeline.config import load_config
+    from tests.conftest import DATA
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("fmt_pcm16_8k_stereo.wav", "fmt_flac_16k_stereo.flac", "corrupt.wav"):
+        sh.copy(DATA / name, folder / name)
+    config_path = tmp_path / "callqa.toml"
+    config_path.write_text('[run]\nrunner = "dask"\ndask_workers = 2\n', encoding="utf-8")
+    flow, workers = configured_flow(load_config(config_path))
+    assert workers == 2 and type(flow.task_runner).__name__ == "DaskTaskRunner"
+    summary = flow(input_dir=str(folder), out_dir=str(tmp_path / "out"), config_path=str(config_path),
+                   concurrency=workers)
+    assert (summary["processed"], summary["failed"]) == (2, 1)
+    utts = read_table(tmp_path / "out", "utterances")
+    assert set(utts["speaker"]) == {"agent", "customer"} and utts["call_id"].nunique() == 2
