@@ -83,7 +83,7 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
 def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_change(harness, tmp_path, model):
     import shutil as sh
 
-    from tests.conftest import DATA
+    from tests.conftest import DATA, ROOT
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -100,6 +100,19 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
     assert len(calls) == 1 and calls["run_id"].iloc[0] == second["run_id"]
     assert calls["processed_at"].iloc[0] == stored["processed_at"].iloc[0]  # not transcribed again
     assert len(read_table(out, "rule_results")) == 15 and not read_table(out, "utterances").empty
+
+    # a lexicon change only rescores: same transcript, new lexicon version on every rule result
+    lexicons = tmp_path / "lexicons"
+    sh.copytree(ROOT / "lexicons", lexicons)
+    with open(lexicons / "forbidden.txt", "a", encoding="utf-8") as fh:
+        fh.write("\n[forbidden.extra]\n@severity = 中\n太贵了\n")
+    changed = tmp_path / "lexicons.toml"
+    changed.write_text(f'[rules]\nlexicons = "{lexicons}"\n', encoding="utf-8")
+    before = read_table(out, "rule_results")["lexicon_version"].unique().tolist()
+    rescored = transcribe_folder(str(folder), out, str(changed))
+    assert (rescored["processed"], rescored["cached"]) == (0, 1)
+    after = read_table(out, "rule_results")["lexicon_version"].unique().tolist()
+    assert len(before) == len(after) == 1 and before != after
 
     (folder / "clip.wav").write_bytes((folder / "clip.wav").read_bytes()[:-800])  # new content
     assert transcribe_folder(str(folder), out)["processed"] == 1
