@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # local and quiet, as callqa run is
 
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from rich.console import Console  # noqa: E402

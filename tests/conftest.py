@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -8,6 +9,9 @@ import pytest
 
 from pipeline.config import CallqaConfig, load_config
 from pipeline.records import Recording
+
+# Prefect's test servers stay local and quiet too (there is no network to send analytics to)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
