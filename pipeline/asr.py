@@ -14,7 +14,6 @@ about one window per 30 s of speech.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
 import logging
 import os
@@ -55,14 +54,6 @@ class ResolvedModel:
     model_id: str
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_bundled_model(directory: Path) -> None:
     """Check that an assembled bundled model is complete and its weights match the checksum.
 
@@ -74,7 +65,9 @@ def verify_bundled_model(directory: Path) -> None:
         if not (directory / name).is_file():
             raise ModelError(f"bundled model at {directory} is incomplete: {name} is missing; "
                              "run `callqa model install --force`")
-    actual = sha256_file(directory / "model.bin")
+    from .incremental import file_sha256  # one hashing helper for recordings and model weights
+
+    actual = file_sha256(directory / "model.bin")
     if actual != BUNDLED_MODEL_SHA256:
         raise ModelChecksumError(
             f"bundled model at {directory} is corrupt: model.bin has sha256 {actual}, expected "

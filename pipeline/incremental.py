@@ -24,7 +24,8 @@ from .store import read_arrow
 _NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "device"}
 
 
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+def file_sha256(path: str | Path, chunk_size: int = 1 << 22) -> str:
+    """sha256 of a file's bytes, read in chunks (recordings and model weights alike)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk_size):

@@ -20,7 +20,9 @@ def test_bundled_model_is_assembled_from_its_packages_and_verified(models_dir):
     assert resolved.source == "bundled"
     assert resolved.location == str(models_dir / "whisper-base")
     assert resolved.model_id == "whisper-base@905e5bf8336b"
-    assert asr.sha256_file(models_dir / "whisper-base" / "model.bin") == asr.BUNDLED_MODEL_SHA256
+    from pipeline.incremental import file_sha256
+
+    assert file_sha256(models_dir / "whisper-base" / "model.bin") == asr.BUNDLED_MODEL_SHA256
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

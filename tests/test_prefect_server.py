@@ -15,6 +15,14 @@ import pytest
 from tests.conftest import DATA
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,11 +53,7 @@ def prefect_server(tmp_path_factory):
             pytest.fail("prefect server did not start: " + (home / "server.log").read_text()[-2000:])
         time.sleep(1)
     yield api
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    _stop(server)
     log.close()
 
 
@@ -112,11 +116,7 @@ def test_serve_schedules_the_night_and_a_deployment_run_processes_it(prefect_ser
         calls = pd.read_parquet(out / "calls")
         assert calls["status"].tolist() == ["ok"], (tmp_path / "serve.log").read_text()[-2000:]
     finally:
-        serve.terminate()
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        _stop(serve)
         log.close()
 
 
