@@ -153,7 +153,7 @@ def _time_hits_from_words(out_dir, engine: RuleEngine, tables: dict, dates) -> N
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .rules import _stored_key, word_span_time
+    from .rules import _stored_key, moments_from_hits, word_span_time
 
     if not tables["hits"]:
         return
@@ -170,3 +170,4 @@ def _time_hits_from_words(out_dir, engine: RuleEngine, tables: dict, dates) -> N
         start_s, end_s = word_span_time(row["words"], len(_stored_key(row["text"])), *hit["_span"],
                                         (hit["start_s"], hit["end_s"]))
         hit["start_s"], hit["end_s"] = round(float(start_s), 3), round(float(end_s), 3)
+    moments_from_hits(tables["rule_results"], tables["hits"])

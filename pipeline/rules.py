@@ -367,15 +367,46 @@ class RuleEngine:
         for spec in self.lexicons.rules:
             check = _CHECKS[spec.type]
             try:
-                outcome, found, evidence = check(self, spec, call)
+                outcome, found, evidence, *span = check(self, spec, call)
             except Exception as exc:  # a rule bug must not stop the others; it is reported, not hidden
                 logger.exception("rule %s failed on call %s", spec.rule_id, call.call_id)
-                outcome, found, evidence = NOT_APPLICABLE, [], f"rule error: {type(exc).__name__}: {exc}"
-            for view, match in found:
-                hits.append(_hit_row(call, spec, view, match))
-            results.append({"call_id": call.call_id, "agent_id": call.agent_id, "rule_id": spec.rule_id,
-                            "outcome": outcome, "hit_count": len(found), "evidence": evidence})
+                outcome, found, evidence, span = NOT_APPLICABLE, [], f"rule error: {type(exc).__name__}: {exc}", []
+            rule_hits = [_hit_row(call, spec, view, match) for view, match in found]
+            hits.extend(rule_hits)
+            result = {"call_id": call.call_id, "agent_id": call.agent_id, "rule_id": spec.rule_id,
+                      "outcome": outcome, "hit_count": len(found), "evidence": evidence}
+            if outcome != NOT_APPLICABLE:
+                result.update(_moment(span[0] if span else None, rule_hits))
+            results.append(result)
         return hits, results
+
+
+def _moment(span: tuple[float, float] | None, rule_hits: list[dict]) -> dict:
+    """Where the evidence of a rule result is in the call: the check's own span (a hold, an unanswered
+    opening) or else its earliest finding, marked so that word-level hit times can refine it later."""
+    if span is not None:
+        return {"at_s": round(float(span[0]), 3), "until_s": round(float(span[1]), 3)}
+    if not rule_hits:
+        return {}
+    first = min(rule_hits, key=lambda h: h["start_s"])
+    return {"at_s": first["start_s"], "until_s": first["end_s"], "_moment_from_hits": True}
+
+
+def moments_from_hits(results: list[dict], hits: list[dict]) -> None:
+    """Reset the moment of results that point at a finding, after the hits were timed again."""
+    earliest: dict[tuple[str, str], dict] = {}
+    for hit in hits:
+        key = (hit["call_id"], hit["rule_id"])
+        if key not in earliest or hit["start_s"] < earliest[key]["start_s"]:
+            earliest[key] = hit
+    for result in results:
+        first = earliest.get((result["call_id"], result["rule_id"])) if result.get("_moment_from_hits") else None
+        if first is not None:
+            result["at_s"], result["until_s"] = first["start_s"], first["end_s"]
+
+
+def _span_of(views: list[UttView]) -> tuple[float, float] | None:
+    return (views[0].start_s, views[-1].end_s) if views else None
 
 
 def _hit_row(call: CallData, spec: RuleSpec, view: UttView, match: Match) -> dict:
@@ -452,7 +483,7 @@ def _judge(mode: str, found, min_hits: int, where: str, groups: list[str], scope
     if len(found) >= min_hits:
         return PASS, found, describe(found)
     said = " / ".join(f"“{v.text[:20]}”" for v in scope[:2])
-    return FAIL, found, f"not said in {where}" + (f": {said}" if said else "")
+    return FAIL, found, f"not said in {where}" + (f": {said}" if said else ""), _span_of(scope)
 
 
 def check_regex(engine: RuleEngine, spec: RuleSpec, call: CallData):
@@ -512,8 +543,8 @@ def check_hold(engine: RuleEngine, spec: RuleSpec, call: CallData):
         long = [h for h in holds if h.duration_s > opts["max_s"]]
         if long:
             return FAIL, [], f"hold over {opts['max_s']} s: " + ", ".join(
-                f"{h.start_s:.1f}-{h.end_s:.1f}s ({h.duration_s:.0f} s)" for h in long)
-        return PASS, [], f"hold(s) {listed}, none over {opts['max_s']} s"
+                f"{h.start_s:.1f}-{h.end_s:.1f}s ({h.duration_s:.0f} s)" for h in long), (long[0].start_s, long[0].end_s)
+        return PASS, [], f"hold(s) {listed}, none over {opts['max_s']} s", (holds[0].start_s, holds[0].end_s)
     agent = call.by_role(SPEAKER_AGENT)
     found, problems = [], []
     for hold in holds:
@@ -526,12 +557,14 @@ def check_hold(engine: RuleEngine, spec: RuleSpec, call: CallData):
         found.extend(notice + apology)
         label = f"hold {hold.start_s:.1f}-{hold.end_s:.1f}s"
         if not notice:
-            problems.append(f"{label} not announced")
+            problems.append((hold, f"{label} not announced"))
         if opts.get("require_apology", False) and not apology:
-            problems.append(f"{label} not apologised for")
+            problems.append((hold, f"{label} not apologised for"))
     if problems:
-        return FAIL, found, "; ".join(problems)
-    return PASS, found, f"{listed}: announced" + (" and apologised for" if opts.get("require_apology") else "")
+        first = problems[0][0]
+        return FAIL, found, "; ".join(text for _, text in problems), (first.start_s, first.end_s)
+    return (PASS, found, f"{listed}: announced" + (" and apologised for" if opts.get("require_apology") else ""),
+            (holds[0].start_s, holds[0].end_s))
 
 
 def check_speech_rate(engine: RuleEngine, spec: RuleSpec, call: CallData):
@@ -543,7 +576,12 @@ def check_speech_rate(engine: RuleEngine, spec: RuleSpec, call: CallData):
         return NOT_APPLICABLE, [], f"only {seconds:.1f} s of {_role_label(call, role)} speech"
     cpm = sum(len(u.key) for u in spoken) / seconds * 60
     verdict = PASS if opts["min_cpm"] <= cpm <= opts["max_cpm"] else FAIL
-    return verdict, [], f"{cpm:.0f} characters per minute over {seconds:.0f} s (band {opts['min_cpm']}-{opts['max_cpm']})"
+    example = spoken[0]  # a pass points at the first utterance, a failure at the utterance furthest off the band
+    if verdict == FAIL:
+        sign = 1 if cpm > opts["max_cpm"] else -1
+        example = max(spoken, key=lambda u: sign * len(u.key) / max(u.end_s - u.start_s, 0.1))
+    return (verdict, [], f"{cpm:.0f} characters per minute over {seconds:.0f} s (band {opts['min_cpm']}-{opts['max_cpm']})",
+            (example.start_s, example.end_s))
 
 
 def check_interruption(engine: RuleEngine, spec: RuleSpec, call: CallData):
@@ -564,7 +602,8 @@ def check_interruption(engine: RuleEngine, spec: RuleSpec, call: CallData):
     if events:
         text = "; ".join(f"{role} started at {u.start_s:.1f}s while {other} spoke until {o.end_s:.1f}s "
                          f"({ov:.1f} s over)" for u, o, ov in events[:3])
-        return FAIL, [], text
+        first, _, overlap = events[0]
+        return FAIL, [], text, (first.start_s, first.start_s + overlap)
     return PASS, [], f"no {role} start over {other} speech beyond {opts['tolerance_s']} s"
 
 
@@ -574,14 +613,14 @@ def check_answer_delay(engine: RuleEngine, spec: RuleSpec, call: CallData):
     voice = call.voice_of(SPEAKER_AGENT)
     first = min([s for s, _ in voice] + [u.start_s for u in agent[:1]], default=None)
     if first is None:
-        return FAIL, [], "the agent never spoke"
+        return FAIL, [], "the agent never spoke", (0.0, call.duration_s or 0.0)
     if first <= opts["max_s"]:
-        return PASS, [], f"first agent speech at {first:.1f}s"
+        return PASS, [], f"first agent speech at {first:.1f}s", (0.0, first)
     apology = engine.find(call, agent[:1], opts.get("apology", [])) if opts.get("apology") else []
     if apology:
-        return PASS, apology, f"first agent speech at {first:.1f}s, with an apology: {_quote(agent[0])}"
+        return PASS, apology, f"first agent speech at {first:.1f}s, with an apology: {_quote(agent[0])}", (0.0, first)
     return FAIL, [], f"first agent speech at {first:.1f}s (limit {opts['max_s']} s), no apology" + (
-        f": {_quote(agent[0])}" if agent else "")
+        f": {_quote(agent[0])}" if agent else ""), (0.0, first)
 
 
 def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData):
@@ -594,7 +633,8 @@ def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData):
     language, probability = call.agent_language, call.agent_language_prob
     if (language and language in opts.get("languages", []) and probability is not None
             and probability >= opts.get("min_language_prob", 0.5)):
-        return FAIL, found, f"the speech model identified the agent's speech as {language} (p={probability:.2f})"
+        return (FAIL, found, f"the speech model identified the agent's speech as {language} (p={probability:.2f})",
+                _span_of(spoken[:1]))
     markers = sorted({(m.group.dialect or m.group.id, m.phrase.text) for _, m in found})
     if len(markers) >= opts.get("min_markers", 1):
         return FAIL, found, f"{len(markers)} dialect marker(s): " + ", ".join(f"{w} ({d})" for d, w in markers[:8])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.3"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
+# 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -125,6 +126,10 @@ RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
     pa.field("evidence", pa.string(), nullable=False),  # short reason with times
     pa.field("lexicon_version", pa.string(), nullable=False),  # content hash of lexicons/
     pa.field("deduction", pa.float64()),  # points the rubric took off for this rule
+    # the span of the call the evidence is about (the first finding, the hold, the unanswered
+    # opening...); null when nothing in the call is to be pointed at (e.g. no forbidden phrase said)
+    pa.field("at_s", pa.float64()),
+    pa.field("until_s", pa.float64()),
 ])
 
 # One row per agent and period; call_date (the partition) is the period's first day. Rewritten whole

@@ -370,3 +370,29 @@ def test_dialogue_parsing():
     assert call["channels"] == 2
     with pytest.raises(DialogueError, match="line 2"):
         parse_dialogue("agent: 您好\nthis is not a dialogue line\n")
+
+
+def test_every_finding_points_at_its_moment_in_the_call(engine):
+    """at_s/until_s: the span to play for a result; from the finding, or the check's own evidence."""
+    results, hits = outcomes(engine, """
+        [0.5s] agent: 喂，什么事？
+        [3s] customer: 我上个月的账单多扣了五十块钱，我想问一下是怎么回事。
+        [4.5s] agent: 这个我们查不了，你自己去营业厅问吧。
+        [10s] customer: 好吧。
+        [30s] agent: 好了。
+    """)
+    greeting = results["opening.greeting"]  # not said: points at the agent's first utterance
+    assert greeting["outcome"] == "fail" and greeting["at_s"] == 0.5 and 0.5 < greeting["until_s"] < 3
+    forbidden = results["forbidden.phrase"]  # said: points at the earliest forbidden phrase
+    first = min((h for h in hits if h["rule_id"] == "forbidden.phrase"), key=lambda h: h["start_s"])
+    assert (forbidden["at_s"], forbidden["until_s"]) == (first["start_s"], first["end_s"])
+    assert forbidden["at_s"] < 3  # the bare 喂 at the start
+    interruption = results["manner.interruption"]
+    assert interruption["outcome"] == "fail" and interruption["at_s"] == 4.5
+    hold = results["hold.notice"]  # a silent 10.x-30 s gap on both channels
+    assert hold["outcome"] == "fail" and 10 < hold["at_s"] < 12 and hold["until_s"] == 30
+    answer = results["answer.delay"]
+    assert answer["outcome"] == "pass" and (answer["at_s"], answer["until_s"]) == (0.0, 0.5)
+    clean, _ = outcomes(engine, GOOD)
+    assert "at_s" not in clean["forbidden.phrase"]  # a pass of a "none said" rule has nothing to point at
+    assert "at_s" not in clean["hold.notice"]  # not applicable: no hold happened

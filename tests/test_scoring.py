@@ -171,6 +171,9 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path, monkeypatch
                 model="m", processed_at=datetime.now(timezone.utc), run_id="r")
     for row in utterances + voice:
         row["call_date"] = "2026-11-20"
+    for row in utterances:  # word timings, as Whisper gives them: one per character, 0.2 s each
+        row["words"] = [{"word": ch, "start_s": row["start_s"] + 0.2 * i, "end_s": row["start_s"] + 0.2 * (i + 1),
+                         "prob": 0.9} for i, ch in enumerate(row["text"])]
     lexicons, rubric = load_rules_and_rubric(None, None)
     tables = score_tables(RuleEngine(lexicons), rubric, {"calls": [call], "utterances": utterances,
                                                          "voice_activity": voice})
@@ -192,6 +195,9 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path, monkeypatch
     assert results.loc["forbidden.phrase", "outcome"] == "fail" and results.loc["forbidden.phrase", "deduction"] == 8
     hits = read_table(out, "hits")
     assert hits.query("rule_id == 'forbidden.phrase'")["matched_text"].tolist() == ["很划算"]
+    # the result points at the phrase as timed from its words, not at the start of the utterance
+    said_at = hits.query("rule_id == 'forbidden.phrase'")["start_s"].iloc[0]
+    assert results.loc["forbidden.phrase", "at_s"] == said_at and said_at > 6.5
     assert len(read_table(out, "rule_results")) == 15  # replaced, not duplicated
     scores = read_table(out, "agent_scores")
     assert scores.query("period_type == 'day'")["mean_score"].tolist() == [89.0]
