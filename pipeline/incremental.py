@@ -12,13 +12,15 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import CallqaConfig
 from .records import Recording
-from .store import read_arrow
+from .schemas import PARTITION_COLUMN
+from .store import call_date, read_arrow
 
 # Options that do not change what a transcript says: how hard the machine works.
 _NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "device"}
@@ -48,7 +50,8 @@ def transcription_fingerprint(model_id: str, config: CallqaConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def split_cached(out_dir: str | Path, recordings: list[Recording], fingerprint: str) -> tuple[list[Recording], dict]:
+def split_cached(out_dir: str | Path, recordings: list[Recording], fingerprint: str,
+                 tz: ZoneInfo | None = None) -> tuple[list[Recording], dict]:
     """Which recordings need transcribing, and the stored rows of those that do not.
 
     Returns:
@@ -72,7 +75,13 @@ def split_cached(out_dir: str | Path, recordings: list[Recording], fingerprint: 
         for table in ("calls", "utterances", "voice_activity", "suppressed"):
             rows = read_arrow(out_dir, table)
             cached[table] = rows.filter(pc.is_in(rows["call_id"], value_set=wanted)).to_pylist()
-        for row in cached["calls"]:  # the manifest may have changed who took the call
+        for row in cached["calls"]:  # the manifest may have changed who took the call, and when
             rec = by_id[row["call_id"]]
-            row.update(agent_id=rec.agent_id, file=rec.file)
+            row.update(agent_id=rec.agent_id, file=rec.file, started_at=rec.started_at,
+                       path=str(Path(rec.path).resolve()))
+        if tz is not None:
+            dates = {r.call_id: call_date(r.started_at, tz) for r in recordings if r.call_id in reuse}
+            for table in ("calls", "utterances", "voice_activity", "suppressed"):
+                for row in cached[table]:
+                    row[PARTITION_COLUMN] = dates[row["call_id"]]
     return to_transcribe, {"hashes": hashes, **cached}

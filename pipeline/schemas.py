@@ -11,7 +11,8 @@ import pyarrow as pa
 
 SCHEMA_VERSION = "1.3"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
-# 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play)
+# 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
+#      the recording's absolute path on calls
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -61,6 +62,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("lexicon_version", pa.string()),  # content hash of the lexicons that checked it
     pa.field("content_sha256", pa.string()),  # of the recording file
     pa.field("transcription_fingerprint", pa.string()),  # model id + every option that changes a transcript
+    pa.field("path", pa.string()),  # absolute path the recording was read from (example clips are cut from it)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [

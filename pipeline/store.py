@@ -60,7 +60,8 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
             "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
             "warnings": list(result.warnings), "agent_language": result.agent_language,
             "agent_language_prob": result.agent_language_prob, "content_sha256": result.content_sha256,
-            "transcription_fingerprint": result.transcription_fingerprint})
+            "transcription_fingerprint": result.transcription_fingerprint,
+            "path": str(Path(rec.path).resolve()) if rec.path is not None else None})
         for u in result.utterances:
             row = asdict(u)
             row["words"] = [asdict(w) for w in u.words]
@@ -192,6 +193,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
     call_ids = {row["call_id"] for row in tables.get("calls", [])}
     files = {row["file"] for row in tables.get("calls", [])} | {row["file"] for row in tables.get("errors", [])}
     dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
+    _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])})
     written = {}
     for table in TABLES:
         if table in WHOLE_TABLES:
@@ -209,6 +211,27 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
             if not target.exists():
                 _atomic_write(TABLES[table].empty_table(), target)
     return written
+
+
+def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str]) -> None:
+    """Remove the rows of calls that are stored under another call date than the one they are written
+    with now (the manifest's start time changed), so that no call is ever stored twice."""
+    if not new_dates or not (Path(out_dir) / "calls").exists():
+        return
+    stored = read_arrow(out_dir, "calls", ["call_id"])
+    moved: dict[str, set[str]] = defaultdict(set)
+    for call_id, date in zip(stored["call_id"].to_pylist(), stored[PARTITION_COLUMN].to_pylist()):
+        if call_id in new_dates and new_dates[call_id] != date:
+            moved[date].add(call_id)
+    for date, call_ids in moved.items():
+        logger.info("%d call(s) moved from call date %s: their old rows are removed", len(call_ids), date)
+        for table in TABLES:
+            if table in WHOLE_TABLES or _REPLACE_BY[table] != "call_id":
+                continue
+            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
+            if target.exists():
+                old = pq.read_table(target)
+                _atomic_write(_without(old, "call_id", call_ids), target)
 
 
 def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
