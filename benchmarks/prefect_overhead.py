@@ -1,9 +1,10 @@
 """Prefect's own overhead: the nightly flow against the same work done by the library without Prefect.
 
 Usage:
-    python benchmarks/prefect_overhead.py [--calls 1000]
+    python benchmarks/prefect_overhead.py [--calls 1000] [--mono]
 
-Makes N short recordings (copies of the 2.5 s two-speaker test clip, so every call is transcribed),
+Makes N short recordings (copies of the 2.5 s two-speaker test clip, or with --mono of the 2.5 s mono
+clip, which costs one Whisper window instead of two; every call is transcribed),
 then times (a) the library alone: discovery, the same thread pool of process_recording, rules,
 scores, writing the tables and agent scores; and (b) the `callqa-transcribe` flow doing the same on a
 fresh output folder, under Prefect's test harness (its server is started before the clock starts).
@@ -18,9 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,39 +30,24 @@ from rich.table import Table  # noqa: E402
 
 from pipeline.asr import load_model  # noqa: E402
 from pipeline.config import load_config, resolve_concurrency  # noqa: E402
-from pipeline.discover import discover_recordings  # noqa: E402
-from pipeline.guard import HallucinationGuard  # noqa: E402
-from pipeline.process import process_recording  # noqa: E402
-from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, score_tables  # noqa: E402
-from pipeline.rules import RuleEngine  # noqa: E402
-from pipeline.store import rows_for_run, write_run  # noqa: E402
+from pipeline.night import run_folder  # noqa: E402
 
 
 def library_night(folder: Path, out: Path) -> float:
     started = time.perf_counter()
-    config = load_config()
-    workers = resolve_concurrency(config)
-    model = load_model(config.asr, workers)
-    discovery = discover_recordings(folder, config.input)
-    guard = HallucinationGuard(config.guard)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda r: process_recording(r, model, config, guard=guard), discovery.recordings))
-    lexicons, rubric = load_rules_and_rubric(config.rules.lexicons, config.rules.rubric)
-    tables = score_tables(RuleEngine(lexicons), rubric,
-                          rows_for_run(results, discovery.errors, "library", ZoneInfo(config.input.timezone)))
-    write_run(out, tables)
-    refresh_agent_scores(out, rubric)
+    run_folder(folder, out)
     return time.perf_counter() - started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--mono", action="store_true", help="mono 2.5 s calls (half the transcription work)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="callqa-overhead-"))
     folder = work / "in"
     folder.mkdir()
-    clip = ROOT / "tests" / "data" / "fmt_pcm16_8k_stereo.wav"
+    clip = ROOT / "tests" / "data" / ("mono_8k.wav" if args.mono else "fmt_pcm16_8k_stereo.wav")
     for i in range(args.calls):
         shutil.copy(clip, folder / f"call{i:05d}.wav")
     load_model(load_config().asr, resolve_concurrency(load_config()))  # both sides start with the model loaded
@@ -78,7 +62,8 @@ def main() -> int:
         started = time.perf_counter()
         summary = flow(input_dir=str(folder), out_dir=str(work / "out-flow"), concurrency=concurrency)
         flow_s = time.perf_counter() - started
-    table = Table(title=f"{args.calls} short calls (2.5 s each), {concurrency} in flight")
+    table = Table(title=f"{args.calls} short {'mono' if args.mono else 'stereo'} calls (2.5 s each), "
+                                f"{concurrency} in flight")
     for column in ("library alone s", "Prefect flow s", "Prefect overhead", "calls transcribed by the flow"):
         table.add_column(column, justify="right")
     table.add_row(f"{library_s:.1f}", f"{flow_s:.1f}", f"{(flow_s - library_s) / flow_s:.1%}",

@@ -1,7 +1,9 @@
 """The Prefect flow that turns a folder of recordings into Parquet tables.
 
-Thin on purpose: each task is one call into ``pipeline``; the flow discovers, fans out one task per
-recording, and writes the results. A bad recording becomes an ``errors`` row and never fails the run;
+Thin on purpose: each task is one call into ``pipeline``; the flow discovers, looks up which recordings
+were already transcribed, fans the others out as tasks (a long recording per task, short ones grouped
+to about a minute of audio: ``pipeline.batches``), retries alone the ones that could not be read just
+now, and writes the results. A bad recording becomes an ``errors`` row and never fails the run;
 a problem with the run itself (input folder unreadable, model missing, output not writable) fails it
 with the library's message.
 """
@@ -9,6 +11,7 @@ with the library's message.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -16,10 +19,12 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.asr import load_model
+from pipeline.audio import probe_duration
+from pipeline.batches import plan_batches
 from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.discover import discover_recordings
 from pipeline.errors import TransientInputError
@@ -69,11 +74,44 @@ def retry_transient_only(task, task_run, state) -> bool:
     return False
 
 
-@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="transcribe {recording.file}",
-      retry_condition_fn=retry_transient_only)
-def transcribe_recording(recording: Recording, config: CallqaConfig, workers: int) -> CallResult:
+@dataclass(frozen=True)
+class Unreadable:
+    """A recording of a batch that could not be read just now: it gets a task of its own, with retries."""
+
+    recording: Recording
+    reason: str
+
+
+@task(name="transcribe-batch", cache_policy=NO_CACHE, task_run_name="transcribe {label}")
+def transcribe_batch(recordings: list[Recording], config: CallqaConfig, workers: int,
+                     label: str = "") -> list[CallResult | Unreadable]:
+    """Transcribe a batch of recordings one after the other (short ones share a task: see
+    ``pipeline.batches``). A bad recording becomes an error result; one that could not be read for a
+    passing reason comes back as :class:`Unreadable`, to be retried alone."""
     model = load_model(config.asr, workers)  # cached per process: loaded once per worker
+    guard = HallucinationGuard(config.guard)
+    results: list[CallResult | Unreadable] = []
+    for recording in recordings:
+        try:
+            results.append(process_recording(recording, model, config, guard=guard))
+        except TransientInputError as exc:
+            results.append(Unreadable(recording, str(exc)))
+    return results
+
+
+@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="retry {recording.file}",
+      retry_condition_fn=retry_transient_only)
+def transcribe_recording(recording: Recording, config: CallqaConfig, workers: int, first_wait_s: float = 0.0) -> CallResult:
+    """One recording that could not be read in its batch: waits ``first_wait_s``, then tries again
+    (and again after each of the task's retry delays)."""
+    if first_wait_s > 0 and task_run.run_count <= 1:
+        time.sleep(first_wait_s)
+    model = load_model(config.asr, workers)
     return process_recording(recording, model, config, guard=HallucinationGuard(config.guard))
+
+
+def _batch_label(batch: list[Recording]) -> str:
+    return batch[0].file + (f" and {len(batch) - 1} more" if len(batch) > 1 else "")
 
 
 def _unreadable(recording: Recording, model_label: str, exc: BaseException) -> CallResult:
@@ -123,24 +161,45 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     workers = resolve_concurrency(config, concurrency)
     if discovery.recordings:
         label = load_model_task(config, workers)
-        to_transcribe, cached = split_cached(out_dir, discovery.recordings, transcription_fingerprint(label, config))
+        to_transcribe, cached = split_cached(out_dir, discovery.recordings, transcription_fingerprint(label, config),
+                                           ZoneInfo(config.input.timezone))
         logger.info("%d recordings already transcribed with this model and options: rescored only",
                     len(discovery.recordings) - len(to_transcribe))
         for row in cached.get("calls", []):
             _notify(row["file"], total)
-        delays = list(config.run.retry_delays_s)
-        transcribe = transcribe_recording.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
-        futures = [(rec, transcribe.submit(rec, config, workers)) for rec in to_transcribe]
-        for rec, future in futures:
-            try:
-                result = future.result()
-            except TransientInputError as exc:
-                result = _unreadable(rec, label, exc)
+        durations = {r.call_id: probe_duration(r.path) for r in to_transcribe} if config.run.batch_audio_s else {}
+        batches = plan_batches(to_transcribe, lambda r: durations.get(r.call_id), config.run.batch_audio_s,
+                               config.run.batch_max_calls)
+        logger.info("%d recordings to transcribe in %d tasks", len(to_transcribe), len(batches))
+
+        def finished(result: CallResult) -> None:
             results.append(result)
             if not result.ok:
                 logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage,
                                result.error.message)
             _notify(result.recording.file, total)
+
+        futures = [transcribe_batch.submit(batch, config, workers, label=_batch_label(batch)) for batch in batches]
+        unreadable: list[Unreadable] = []
+        for future in futures:
+            for item in future.result():
+                if isinstance(item, Unreadable):
+                    unreadable.append(item)
+                else:
+                    finished(item)
+        delays = list(config.run.retry_delays_s)
+        retry = transcribe_recording.with_options(retries=max(0, len(delays) - 1),
+                                                  retry_delay_seconds=delays[1:] or 0)
+        retries = [(item, retry.submit(item.recording, config, workers, delays[0])) for item in unreadable] \
+            if delays else [(item, None) for item in unreadable]
+        for item, future in retries:
+            try:
+                if future is None:
+                    raise TransientInputError(item.reason)
+                result = future.result()
+            except TransientInputError as exc:
+                result = _unreadable(item.recording, label, exc)
+            finished(result)
     tables = rows_for_run(results, discovery.errors, run_id, ZoneInfo(config.input.timezone))
     for table in ("calls", "utterances", "voice_activity", "suppressed"):
         tables[table].extend(cached.get(table, []))

@@ -112,6 +112,21 @@ def decode_audio(path: str | Path) -> DecodedAudio:
                         codec=codec, truncated=truncated)
 
 
+def probe_duration(path: str | Path) -> float | None:
+    """The duration a recording's header declares, in seconds, without decoding it; None when the
+    file cannot be opened or declares none (decoding it later reports why)."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1e6 if container.duration else None
+    except Exception:
+        return None
+
+
 def _wav_data_missing(path: Path) -> bool:
     """True when a RIFF/WAVE file's data chunk is shorter than its header says (a cut-off recording).
 

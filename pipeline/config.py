@@ -188,6 +188,11 @@ class RunOptions:
             recording a task on a Dask cluster; every worker process loads the model once).
         dask_address: an existing Dask scheduler (``tcp://host:8786``); empty starts a local cluster.
         dask_workers: worker processes of the local cluster (0: one per CPU core).
+        batch_audio_s: recordings shorter than this share a task, up to about this much audio per
+            task, so that Prefect's cost per task (about 0.1 s of a worker's time, measured) stays
+            small next to the transcription; a longer recording is a task of its own. 0: one task
+            per recording.
+        batch_max_calls: at most this many recordings in one task.
     """
 
     concurrency: int = 0
@@ -195,6 +200,8 @@ class RunOptions:
     runner: str = "threads"
     dask_address: str = ""
     dask_workers: int = 0
+    batch_audio_s: float = 60.0
+    batch_max_calls: int = 32
     state_dir: str = ".callqa"
 
 
@@ -317,6 +324,9 @@ def validate_config(config: CallqaConfig) -> None:
         raise ConfigError(f"[run] runner must be threads or dask, got {config.run.runner!r}")
     if config.run.concurrency < 0:
         raise ConfigError("[run] concurrency must be 0 (automatic) or more")
+    if config.run.batch_audio_s < 0 or config.run.batch_max_calls < 1:
+        raise ConfigError("[run] batch_audio_s must be 0 (one task per recording) or more, and "
+                          "[run] batch_max_calls at least 1")
     if config.segmentation.max_utterance_s > config.asr.window_s - 1:
         raise ConfigError("[segmentation] max_utterance_s must be at least 1 s shorter than [asr] window_s")
     try:

@@ -114,6 +114,17 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
     after = read_table(out, "rule_results")["lexicon_version"].unique().tolist()
     assert len(before) == len(after) == 1 and before != after
 
+    # the manifest moves the call to another day: reused, and stored under the new call date only
+    (folder / "manifest.csv").write_text("file,agent_id,call_id,started_at,agent_channel,company\n"
+                                         f"clip.wav,A9,{stored['call_id'].iloc[0]},2026-11-12T10:00:00+08:00,left,"
+                                         f"{stored['company'].iloc[0]}\n", encoding="utf-8")
+    moved = transcribe_folder(str(folder), out)
+    assert (moved["processed"], moved["cached"]) == (0, 1)
+    calls = read_table(out, "calls")
+    assert calls["call_date"].tolist() == ["2026-11-12"] and calls["agent_id"].tolist() == ["A9"]
+    for table in ("utterances", "voice_activity", "rule_results"):
+        assert set(read_table(out, table)["call_date"]) == {"2026-11-12"}, table
+
     (folder / "clip.wav").write_bytes((folder / "clip.wav").read_bytes()[:-800])  # new content
     assert transcribe_folder(str(folder), out)["processed"] == 1
 
@@ -126,6 +137,7 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
 
 def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, tmp_path, model, monkeypatch):
     import errno
+    from uuid import UUID
     import shutil as sh
 
     import flows.nightly as nightly
@@ -152,11 +164,18 @@ def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, t
         attempts[recording.file] += 1
         return real_process(recording, *args, **kwargs)
 
-    monkeypatch.setattr(nightly, "split_cached", lambda out, recs, fp: (recs, {}))  # no cache lookup: it hashes too
+    monkeypatch.setattr(nightly, "split_cached", lambda out, recs, fp, tz: (recs, {}))  # no cache lookup: it hashes too
     monkeypatch.setattr(incremental, "file_sha256", flaky_hash)
     monkeypatch.setattr(nightly, "process_recording", counting_process)
     summary = transcribe_folder(str(folder), str(tmp_path / "out"), str(config))
     assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then success; the bad file once
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        names = sorted(run.name for run in client.read_task_runs() if run.flow_run_id == UUID(summary["run_id"]))
+    # bad.wav declares no duration: a task of its own; flaky.wav failed in its batch, then was retried alone
+    assert [n for n in names if n.startswith(("transcribe", "retry"))] == [
+        "retry flaky.wav", "transcribe bad.wav", "transcribe flaky.wav"]
     assert (summary["processed"], summary["failed"]) == (1, 1)
     assert summary["errors_by_stage"] == {"decode": 1}
 
