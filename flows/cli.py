@@ -292,6 +292,38 @@ def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
     console.print(table)
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pipeline.config import load_config
+    from pipeline.examples import export_examples, pick_examples
+    from pipeline.explore import load_results
+
+    config = load_config(args.config)
+    kind, n = ("best", args.best) if args.best is not None else ("worst", args.worst or 5)
+    if n < 1:
+        raise SystemExit("callqa examples: --worst / --best needs a number of examples of 1 or more")
+    results = load_results(args.results, args.date_from, args.date_to, config.rules.lexicons)
+    examples = pick_examples(results, args.rule, kind, n, agent=args.agent, min_severity=args.severity)
+    page = export_examples(results, examples, args.out, recordings_dir=args.recordings, pad_s=args.pad,
+                           title=f"callqa 培训示例 · {args.rule} · {'反面' if kind == 'worst' else '正面'}")
+    console = _console()
+    table = Table(title=f"{kind} {n} of {args.rule}" + (f", agent {args.agent}" if args.agent else ""))
+    for column in ("#", "call", "agent", "date", "moment", "score", "evidence", "clip"):
+        table.add_column(column, overflow="fold")
+    for ex in examples:
+        table.add_row(str(ex.rank), ex.call_id, ex.agent_id, ex.call_date, f"{ex.at_s:.1f}s", f"{ex.score:g}",
+                      escape(ex.evidence), ex.clip or f"[red]none: {escape(ex.audio_error or '')}[/red]")
+    console.print(table if examples else f"no {kind} examples of {args.rule} in {results.period}")
+    console.print(f"page: {page}")
+    missing = [ex for ex in examples if ex.clip is None]
+    if missing:
+        console.print(f"[red]{len(missing)} example(s) without audio: the reasons are on the page and in "
+                      f"{page.parent / 'examples.json'}[/red]")
+    return 2 if missing else 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import json
 
@@ -390,6 +422,32 @@ def build_parser() -> argparse.ArgumentParser:
                          help="last call date to rescore (default: all)")
     add_config(rescore)
     rescore.set_defaults(func=cmd_rescore)
+
+    examples = commands.add_parser(
+        "examples", help="export example calls of a rule (audio clips + an HTML page) for training",
+        description="Pick the clearest failures (--worst N, the default with 5) or cleanest passes (--best N) "
+                    "of a rule and write, into --out, an audio clip around each finding (both channels, "
+                    "with padding), examples.json, and index.html: one self-contained page with the "
+                    "evidence, a transcript excerpt and a player that starts at the finding. Exit code 2 "
+                    "when some example has no audio (the page says why).")
+    examples.add_argument("--rule", required=True, metavar="RULE_ID", help="rule id, e.g. forbidden.phrase")
+    which = examples.add_mutually_exclusive_group()
+    which.add_argument("--worst", type=int, default=None, metavar="N", help="the N clearest failures (default 5)")
+    which.add_argument("--best", type=int, default=None, metavar="N", help="the N cleanest passes")
+    examples.add_argument("--agent", default=None, metavar="ID", help="only this agent's calls")
+    examples.add_argument("--severity", default=None, choices=("轻", "中", "重"),
+                          help="only failures with a finding of this severity or worse")
+    examples.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD", help="first call date")
+    examples.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD", help="last call date")
+    examples.add_argument("--results", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
+                          help=f"output folder of `callqa run` (default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
+    examples.add_argument("--recordings", type=Path, default=None, metavar="DIR",
+                          help="where the recordings are now, if moved since they were scored")
+    examples.add_argument("--pad", type=float, default=3.0, metavar="SECONDS",
+                          help="audio kept before and after each finding (default 3)")
+    examples.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the page and clips")
+    add_config(examples)
+    examples.set_defaults(func=cmd_examples)
 
     config = commands.add_parser("config", help="print the effective configuration as JSON")
     add_config(config)

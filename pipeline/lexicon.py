@@ -71,6 +71,7 @@ class RuleSpec:
     options: dict[str, Any]
     description: str
     source: str
+    name: str = ""  # display name (rules.toml `name`; the rule id when not given)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ RULE_TYPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "dialect": {"lexicon": (_LEX, True), "role": ((str,), False), "min_markers": ((int,), False),
                 "languages": ((list,), False), "min_language_prob": (_NUM, False)},
 }
-_COMMON = ("type", "description", "enabled")
+_COMMON = ("type", "name", "description", "enabled")
 _MODES = {"keyword": ("any", "all", "none"), "regex": ("any", "none")}
 _ROLES = ("agent", "customer", "any")
 _WINDOW_KEYS = ("first_s", "last_s", "first_utterances", "last_utterances")
@@ -306,7 +307,7 @@ def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> t
         if options.get("enabled", True) is False:
             continue
         specs.append(RuleSpec(rule_id, rtype, {k: v for k, v in options.items() if k not in _COMMON},
-                              str(options.get("description", "")), where))
+                              str(options.get("description", "")), where, str(options.get("name") or rule_id)))
     return specs, equivalences
 
 

@@ -47,3 +47,13 @@ def demo_call(tmp_path) -> Path:
         "file,agent_id,call_id,started_at,agent_channel,company\n"
         "call01.flac,A1001,call01,2026-11-20T09:02:14+08:00,left,星河通信\n", encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_results(tmp_path_factory, model) -> Path:
+    """The bundled demo corpus transcribed, checked and scored (without Prefect): an output folder."""
+    from pipeline.night import run_folder
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    run_folder(DEMO / "recordings", out)
+    return out

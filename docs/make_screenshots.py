@@ -1,0 +1,84 @@
+"""Make the README's screenshots with the project's own tools: the executed QA notebook and a training page.
+
+Usage (after `make demo`, with Chromium and a CJK font installed, and `pip install -e ".[docs]"`):
+    python docs/make_screenshots.py [--results out/demo]
+
+Writes docs/notebook_overview.png (the top of qa_overview.ipynb, executed on the results),
+docs/notebook_drilldown.png (its one-call drill-down: timeline, findings, transcript) and
+docs/examples_page.png (the page of `callqa examples --rule forbidden.phrase --worst 2`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--virtual-time-budget=5000"]
+
+
+def screenshot(chromium: str, page: Path, target: Path, width: int, height: int, work: Path) -> None:
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={work / 'profile'}",
+                    f"--window-size={width},{height}", f"--screenshot={target}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image  # comes with matplotlib
+
+    image = Image.open(target).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)  # small in git
+    print(f"{target.relative_to(ROOT)}: {image.size[0]}x{image.size[1]}, {target.stat().st_size // 1024} KiB")
+
+
+def notebook_html(notebook, path: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input_prompt = exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(notebook)
+    path.write_text(body, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "out" / "demo")
+    args = parser.parse_args()
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("Chromium is needed (Debian: apt-get install chromium)")
+    import nbformat
+    from nbclient import NotebookClient
+
+    work = Path(tempfile.mkdtemp(prefix="callqa-shots-"))
+    os.environ["CALLQA_RESULTS"] = str(args.results.resolve())
+    notebook = nbformat.read(ROOT / "notebooks" / "qa_overview.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    notebook_html(notebook, work / "overview.html")
+    screenshot(chromium, work / "overview.html", ROOT / "docs" / "notebook_overview.png", 1100, 1500, work)
+    drill = copy.deepcopy(notebook)
+    start = next(i for i, c in enumerate(drill.cells) if c.cell_type == "markdown" and "单通话详情" in c.source)
+    drill.cells = drill.cells[start:]
+    notebook_html(drill, work / "drilldown.html")
+    screenshot(chromium, work / "drilldown.html", ROOT / "docs" / "notebook_drilldown.png", 1100, 1300, work)
+
+    from pipeline.examples import export_examples, pick_examples
+    from pipeline.explore import load_results
+
+    results = load_results(args.results)
+    page = export_examples(results, pick_examples(results, "forbidden.phrase", "worst", 2), work / "examples")
+    screenshot(chromium, page, ROOT / "docs" / "examples_page.png", 1000, 1250, work)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
