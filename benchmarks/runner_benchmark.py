@@ -1,5 +1,5 @@
 """Throughput of the nightly flow on the demo corpus with the Dask runner (1 and 2 worker processes)
-and with the default thread runner, each on a fresh output folder (nothing cached).
+and with the default thread runner (1 and 2 threads), each on a fresh output folder (nothing cached).
 
 Usage:
     python benchmarks/runner_benchmark.py
@@ -27,7 +27,7 @@ from rich.table import Table  # noqa: E402
 from flows.nightly import configured_flow  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
-SETUPS = [("dask", 1), ("dask", 2), ("threads", 2)]
+SETUPS = [("threads", 1), ("dask", 1), ("threads", 2), ("dask", 2)]
 
 
 def main() -> int:

@@ -216,3 +216,18 @@ def test_the_dask_path_runs_calls_on_a_local_cluster_of_two_worker_processes(har
     assert (summary["processed"], summary["failed"]) == (2, 1)
     utts = read_table(tmp_path / "out", "utterances")
     assert set(utts["speaker"]) == {"agent", "customer"} and utts["call_id"].nunique() == 2
+
+
+def test_dask_workers_start_without_the_defaults_that_slow_ctranslate2(monkeypatch):
+    import dask
+
+    from flows.nightly import configured_flow, worker_environment
+    from pipeline.config import CallqaConfig, RunOptions
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_environment(2) == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "4",
+                                     "MKL_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536}}):
+        _, workers = configured_flow(CallqaConfig(run=RunOptions(runner="dask", dask_workers=2)))
+        assert workers == 2
+        assert dask.config.get("distributed.nanny.pre-spawn-environ") == worker_environment(2)
