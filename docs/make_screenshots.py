@@ -43,6 +43,7 @@ def notebook_html(notebook, path: Path) -> None:
 
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input_prompt = exporter.exclude_output_prompt = True
+    exporter.exclude_input = True  # what a QA manager looks at: the results, not the code
     body, _ = exporter.from_notebook_node(notebook)
     path.write_text(body, encoding="utf-8")
 

@@ -75,8 +75,8 @@ def leaderboard_chart(board, pass_mark: float = 80) -> Figure:
         ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2,
                 f"{row['mean_score']:.1f} 分 · 合格率 {row['pass_rate']:.0%} · 红线 {int(row['red_lines'])} · {row['calls']} 通",
                 va="center", fontsize=9)
-    ax.axvline(pass_mark, color="grey", linestyle="--", linewidth=1)
-    ax.text(pass_mark, len(board) - 0.4, f" 合格线 {pass_mark:g}", color="grey", fontsize=8)
+    ax.axvline(pass_mark, color="grey", linestyle="--", linewidth=1, label=f"合格线 {pass_mark:g}")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xlim(0, 140)
     ax.set_xlabel("平均得分")
     ax.set_title("坐席排行榜（红色：有红线违规）")
@@ -147,11 +147,13 @@ def timeline_chart(detail: CallDetail, rule_names: dict[str, str] | None = None)
     for start, end in detail.holds:
         ax.axvspan(start, end, color=HOLD, alpha=0.35, zorder=0)
         ax.text((start + end) / 2, 2.55, f"静音/保持 {end - start:.0f}s", ha="center", fontsize=8, color="#555555")
-    failed = detail.failed.dropna(subset=["at_s"]).sort_values("at_s")
-    for i, row in enumerate(failed.itertuples()):
-        ax.axvline(row.at_s, color=FAIL, linewidth=1.2)
-        ax.text(row.at_s, 0.35 - 0.22 * (i % 2), f" {names.get(row.rule_id, row.rule_id)}", color=FAIL, fontsize=8,
-                va="center")
+    failed = detail.failed.dropna(subset=["at_s"])
+    moments: dict[float, list[str]] = {}
+    for row in failed.sort_values(["at_s", "rule_id"]).itertuples():  # rules failing at one moment share a label
+        moments.setdefault(round(float(row.at_s), 1), []).append(names.get(row.rule_id, row.rule_id))
+    for i, (at, labels) in enumerate(sorted(moments.items())):
+        ax.axvline(at, color=FAIL, linewidth=1.2)
+        ax.text(at, 0.35 - 0.22 * (i % 2), " " + "、".join(labels), color=FAIL, fontsize=8, va="center")
     used = [s for s in ("agent", "customer", "unknown") if (detail.voice_activity["speaker"] == s).any()]
     ax.set_yticks([lanes[s][0] for s in used], [lanes[s][2] for s in used])
     ax.set_ylim(0, 2.8)

@@ -140,7 +140,7 @@ def _plain(value):
 
 
 def excerpt(utterances: pd.DataFrame, at_s: float, until_s: float, context_s: float = 8.0,
-            max_lines: int = 8) -> list[dict]:
+            max_lines: int = 10) -> list[dict]:
     """Utterances around a moment: those within ``context_s`` of it, marked when they overlap it."""
     near = utterances[(utterances["end_s"] >= at_s - context_s) & (utterances["start_s"] <= until_s + context_s)]
     lines = []
@@ -161,6 +161,13 @@ class ClipError(InputError):
     stage = "examples"
 
 
+def focus_end(ex: Example, max_focus_s: float = 20.0) -> float:
+    """Where the part of the call an example is about ends: its evidence span, stretched over the
+    rule's further findings, at most ``max_focus_s`` after the first."""
+    later = [f["end_s"] for f in ex.findings if f["start_s"] <= ex.at_s + max_focus_s]
+    return min(max([ex.until_s, *later]), ex.at_s + max_focus_s)
+
+
 def finding_audio(ex: Example, path: str | Path | None = None, before_s: float = 0.5, after_s: float = 3.0,
                   max_focus_s: float = 20.0) -> tuple[np.ndarray, float]:
     """The audio of an example from ``before_s`` before its finding to ``after_s`` after it (the finding
@@ -178,7 +185,7 @@ def finding_audio(ex: Example, path: str | Path | None = None, before_s: float =
     except Exception as exc:
         raise ClipError(f"cannot decode {path.name}: {exc}") from exc
     start = max(0.0, ex.at_s - before_s)
-    end = min(audio.duration_s, min(ex.until_s, ex.at_s + max_focus_s) + after_s)
+    end = min(audio.duration_s, focus_end(ex, max_focus_s) + after_s)
     if end <= start:
         raise ClipError(f"the finding at {ex.at_s:.1f} s is past the end of the recording ({audio.duration_s:.1f} s)")
     return audio.channels_data[:, int(start * TARGET_RATE):int(end * TARGET_RATE)], start
@@ -199,8 +206,8 @@ def export_examples(results: Results, examples: list[Example], out_dir: str | Pa
                     pad_s: float = 3.0, max_focus_s: float = 20.0, title: str | None = None) -> Path:
     """Cut a clip per example and write ``index.html`` and ``examples.json`` into ``out_dir``.
 
-    Each clip runs from ``pad_s`` before the finding to ``pad_s`` after it (the finding itself is cut
-    at ``max_focus_s``), with every channel of the recording. ``recordings_dir`` finds recordings that
+    Each clip runs from ``pad_s`` before the finding to ``pad_s`` after it, or after the rule's last
+    further finding within ``max_focus_s``, with every channel of the recording. ``recordings_dir`` finds recordings that
     were moved since they were scored: the call's ``file`` is looked up under it.
 
     Returns:
@@ -214,7 +221,7 @@ def export_examples(results: Results, examples: list[Example], out_dir: str | Pa
     for ex in examples:
         call = calls.loc[ex.call_id]
         detail_utts = _utterances(results, ex.call_id, ex.call_date)
-        ex.excerpt = excerpt(detail_utts, ex.at_s, ex.until_s)
+        ex.excerpt = excerpt(detail_utts, ex.at_s, focus_end(ex, max_focus_s))
         path = Path(recordings_dir) / call["file"] if recordings_dir else (Path(ex.recording) if ex.recording else None)
         if path is None:
             ex.audio_error = "the results do not say where the recording is (written before schema 1.3): " \

@@ -58,7 +58,8 @@ def test_export_cuts_clips_around_the_finding_with_both_channels(results, tmp_pa
     with wave.open(str(tmp_path / "ex" / ex.clip)) as clip:
         seconds = clip.getnframes() / clip.getframerate()
         assert clip.getnchannels() == 2 and clip.getframerate() == 16000
-    focus = min(ex.until_s - ex.at_s, 20.0)
+    focus = examples.focus_end(ex, 20.0) - ex.at_s
+    assert ex.until_s - ex.at_s <= focus <= 20.0  # the hold, and any later finding of the rule within 20 s
     assert seconds == pytest.approx(focus + 6.0, abs=0.05)  # 3 s of padding either side
     assert ex.play_from_s == pytest.approx(3.0) and ex.clip_start_s == pytest.approx(ex.at_s - 3.0)
     stored = json.loads((tmp_path / "ex" / "examples.json").read_text(encoding="utf-8"))
@@ -66,6 +67,15 @@ def test_export_cuts_clips_around_the_finding_with_both_channels(results, tmp_pa
     text = page.read_text(encoding="utf-8")
     assert f'src="{ex.clip}#t=3.00"' in text and "等待前告知" in text
     assert "<script src" not in text and "<link" not in text  # self-contained
+
+
+def test_the_clip_stretches_over_the_rules_later_findings(results):
+    ex = next(e for e in examples.pick_examples(results, "forbidden.phrase", "worst", 2) if e.call_id == "call04")
+    later = [f for f in ex.findings if f["start_s"] > ex.until_s]
+    assert later  # call04 has forbidden phrases all through the call
+    end = examples.focus_end(ex, 20.0)
+    assert end == max(f["end_s"] for f in ex.findings if f["start_s"] <= ex.at_s + 20.0) or end == ex.at_s + 20.0
+    assert ex.until_s - 1e-9 <= examples.focus_end(ex, 1.0) <= ex.at_s + 1.0  # never past max_focus_s
 
 
 def test_a_missing_recording_is_listed_with_the_reason(results, tmp_path):
