@@ -21,7 +21,7 @@ import pandas as pd
 
 from .audio import TARGET_RATE, decode_audio
 from .errors import InputError
-from .explore import Results, worst_severity
+from .explore import Results, call_utterances, clock, worst_severity
 from .incremental import file_sha256
 from .lexicon import SEVERITIES
 
@@ -220,8 +220,7 @@ def export_examples(results: Results, examples: list[Example], out_dir: str | Pa
     calls = results.calls.set_index("call_id")
     for ex in examples:
         call = calls.loc[ex.call_id]
-        detail_utts = _utterances(results, ex.call_id, ex.call_date)
-        ex.excerpt = excerpt(detail_utts, ex.at_s, focus_end(ex, max_focus_s))
+        ex.excerpt = excerpt(call_utterances(results, ex.call_id, ex.call_date), ex.at_s, focus_end(ex, max_focus_s))
         path = Path(recordings_dir) / call["file"] if recordings_dir else (Path(ex.recording) if ex.recording else None)
         if path is None:
             ex.audio_error = "the results do not say where the recording is (written before schema 1.3): " \
@@ -251,20 +250,8 @@ def export_examples(results: Results, examples: list[Example], out_dir: str | Pa
     return page
 
 
-def _utterances(results: Results, call_id: str, date: str) -> pd.DataFrame:
-    from .store import read_table
-
-    utts = read_table(results.out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text"],
-                      dates=(date, date))
-    return utts[utts["call_id"] == call_id]
-
-
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:60]
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
 
 
 _SPEAKERS = {"agent": "坐席", "customer": "客户", "unknown": "录音"}
@@ -344,24 +331,24 @@ def _render_example(ex: Example) -> str:
         badges.append('<span class="badge red">红线</span>')
     said = [f["matched_text"] for f in ex.findings]
     rows = "".join(
-        f'<tr class="{e(line["speaker"])}{" at" if line["at_finding"] else ""}"><td class="time">{_clock(line["start_s"])}</td>'
+        f'<tr class="{e(line["speaker"])}{" at" if line["at_finding"] else ""}"><td class="time">{clock(line["start_s"])}</td>'
         f'<td class="who">{_SPEAKERS.get(line["speaker"], e(line["speaker"]))}</td>'
         f'<td>{_highlight(line["text"], said if line["at_finding"] else [])}</td></tr>' for line in ex.excerpt)
     finding_list = "".join(
-        f'<li>{_clock(f["start_s"])} {_SPEAKERS.get(f["speaker"], e(str(f["speaker"])))}说“{e(f["matched_text"])}”'
+        f'<li>{clock(f["start_s"])} {_SPEAKERS.get(f["speaker"], e(str(f["speaker"])))}说“{e(f["matched_text"])}”'
         f'（词条 {e(f["phrase"])}，{e(f["match_kind"])}{"，" + e(f["category"]) if f.get("category") else ""}'
         f'{"，" + e(f["severity"]) if f.get("severity") else ""}）</li>' for f in ex.findings)
     if ex.clip:
         audio_id = f"audio-{ex.rank}"
         player = (f'<audio id="{audio_id}" controls preload="metadata" data-play-from="{ex.play_from_s:.2f}" '
                   f'src="{e(ex.clip)}#t={ex.play_from_s:.2f}"></audio>'
-                  f'<button id="{audio_id}-from" type="button">从问题处播放（通话 {_clock(ex.at_s)}）</button>'
-                  f'<span class="meta"> 片段从通话 {_clock(ex.clip_start_s)} 开始；{_channels_note(ex)}</span>')
+                  f'<button id="{audio_id}-from" type="button">从问题处播放（通话 {clock(ex.at_s)}）</button>'
+                  f'<span class="meta"> 片段从通话 {clock(ex.clip_start_s)} 开始；{_channels_note(ex)}</span>')
     else:
         player = f'<p class="error">没有音频：{e(ex.audio_error or "unknown")}</p>'
     warnings = "".join(f'<p class="warn">注意：{e(w)}</p>' for w in ex.warnings)
     return (f'<section class="example {e(ex.kind)}" id="example-{ex.rank}" data-call-id="{e(ex.call_id)}">'
-            f'<h2>#{ex.rank} 通话 {e(ex.call_id)} · 坐席 {e(ex.agent_id)} · {e(ex.call_date)} · 问题时间 {_clock(ex.at_s)}</h2>'
+            f'<h2>#{ex.rank} 通话 {e(ex.call_id)} · 坐席 {e(ex.agent_id)} · {e(ex.call_date)} · 问题时间 {clock(ex.at_s)}</h2>'
             f'<p>{"".join(badges)}</p><p class="evidence">依据：{e(ex.evidence)}</p>'
             + (f"<ul>{finding_list}</ul>" if finding_list else "")
             + f'{player}{warnings}<table class="excerpt">{rows}</table></section>')

@@ -185,11 +185,8 @@ def call_detail(results: Results, call_id: str) -> CallDetail:
     if rows.empty:
         raise KeyError(f"call {call_id!r} is not in {results.out_dir} for {results.period}")
     call = rows.iloc[0].to_dict()
-    dates = (call["call_date"], call["call_date"])
-    utterances = read_table(results.out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s",
-                                                            "text"], dates=dates)
-    voice = read_table(results.out_dir, "voice_activity", dates=dates)
-    utterances = utterances[utterances["call_id"] == call_id].sort_values("start_s").reset_index(drop=True)
+    utterances = call_utterances(results, call_id, call["call_date"])
+    voice = read_table(results.out_dir, "voice_activity", dates=(call["call_date"], call["call_date"]))
     voice = voice[voice["call_id"] == call_id].sort_values("start_s").reset_index(drop=True)
     data = CallData(call_id, call["agent_id"], call.get("company") or "", call.get("channels"), call.get("duration_s"),
                     [], [(r.speaker, r.start_s, r.end_s) for r in voice.itertuples()], None, None)
@@ -197,6 +194,13 @@ def call_detail(results: Results, call_id: str) -> CallDetail:
     rr = results.rule_results[results.rule_results["call_id"] == call_id].sort_values("rule_id")
     hits = results.hits[results.hits["call_id"] == call_id].sort_values("start_s")
     return CallDetail(call, utterances, rr.reset_index(drop=True), hits.reset_index(drop=True), voice, holds)
+
+
+def call_utterances(results: Results, call_id: str, call_date: str) -> pd.DataFrame:
+    """One call's utterances (masked text as stored, without word timings), in time order."""
+    stored = read_table(results.out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text"],
+                        dates=(call_date, call_date))
+    return stored[stored["call_id"] == call_id].sort_values("start_s").reset_index(drop=True)
 
 
 def transcript(detail: CallDetail) -> pd.DataFrame:
@@ -208,7 +212,7 @@ def transcript(detail: CallDetail) -> pd.DataFrame:
     rows = []
     for u in detail.utterances.itertuples():
         speaker = u.speaker if u.speaker in ("agent", "customer") else "agent"  # mono: one column
-        rows.append({"time": _clock(u.start_s), "start_s": u.start_s,
+        rows.append({"time": clock(u.start_s), "start_s": u.start_s,
                      "agent": u.text if speaker == "agent" else "", "customer": u.text if speaker == "customer" else "",
                      "findings": "; ".join(found.get(int(u.utterance_idx), []))})
     return pd.DataFrame(rows, columns=["time", "start_s", "agent", "customer", "findings"])
@@ -217,10 +221,11 @@ def transcript(detail: CallDetail) -> pd.DataFrame:
 def findings(detail: CallDetail) -> pd.DataFrame:
     """Rule results of a call that failed, with their moment and what was said there."""
     failed = detail.failed.copy()
-    failed["time"] = [_clock(t) if pd.notna(t) else "" for t in failed["at_s"]]
+    failed["time"] = [clock(t) if pd.notna(t) else "" for t in failed["at_s"]]
     return failed[["rule_id", "time", "at_s", "until_s", "deduction", "evidence"]].reset_index(drop=True)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """A time in the call as mm:ss.s."""
     seconds = max(0.0, float(seconds))
     return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"

@@ -152,8 +152,6 @@ def test_agent_aggregates_against_hand_computed_values():
 
 def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path, monkeypatch):
     """Write a night from a dialogue, then rescore with one more forbidden phrase."""
-    from zoneinfo import ZoneInfo
-
     from pipeline import asr
     from pipeline.dialogue import parse_dialogue
     from pipeline.rescore import load_rules_and_rubric, refresh_agent_scores, rescore, score_tables
