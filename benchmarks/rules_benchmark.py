@@ -21,9 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,26 +29,18 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipeline.asr import load_model  # noqa: E402
-from pipeline.config import load_config, resolve_concurrency  # noqa: E402
-from pipeline.discover import discover_recordings  # noqa: E402
 from pipeline.lexicon import load_lexicons  # noqa: E402
-from pipeline.process import process_recording  # noqa: E402
+from pipeline.night import run_folder  # noqa: E402
 from pipeline.rules import RuleEngine, evaluate_calls  # noqa: E402
-from pipeline.store import read_table, rows_for_run, write_run  # noqa: E402
+from pipeline.store import read_table  # noqa: E402
 from pipeline.text import match_key  # noqa: E402
 
 DEMO = ROOT / "demo"
 
 
 def transcribe_demo(out: Path) -> None:
-    config = load_config()
-    discovery = discover_recordings(DEMO / "recordings", config.input)
-    workers = resolve_concurrency(config)
-    model = load_model(config.asr, workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda r: process_recording(r, model, config), discovery.recordings))
-    write_run(out, rows_for_run(results, discovery.errors, "benchmark", ZoneInfo(config.input.timezone)))
+    """The demo night, as the library runs it (transcripts, rules and scores) into ``out``."""
+    run_folder(DEMO / "recordings", out, run_id="benchmark")
 
 
 def main() -> int:
