@@ -18,6 +18,7 @@ stored transcripts are (the baseline's text is compared the same way).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -32,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipeline.asr import load_model  # noqa: E402
+from pipeline.transcribe.model import load_model  # noqa: E402
 from pipeline.config import load_config, resolve_concurrency  # noqa: E402
-from pipeline.discover import discover_recordings  # noqa: E402
-from pipeline.evaluation import cer_counts  # noqa: E402
-from pipeline.process import process_recording  # noqa: E402
+from pipeline.transcribe.discover import discover_recordings  # noqa: E402
+from pipeline.text import cer_counts  # noqa: E402
+from pipeline.transcribe.privacy import mask_text  # noqa: E402
+from pipeline.transcribe.recording import process_recording  # noqa: E402
 
 DEMO = ROOT / "demo"
 
@@ -63,6 +65,7 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(args.config)
+    mask = functools.partial(mask_text, options=config.privacy)  # references masked as stored transcripts are
     discovery = discover_recordings(DEMO / "recordings", config.input)
     wanted = set(filter(None, args.calls.split(",")))
     recordings = [r for r in discovery.recordings if not wanted or r.call_id in wanted]
@@ -76,7 +79,7 @@ def main() -> int:
     for column in ("call", "format", "audio s", "agent CER", "customer CER", "latency s", "x real time"):
         table.add_column(column, justify="right" if column not in ("call", "format") else "left")
     if args.baseline:
-        from pipeline.audio import decode_audio
+        from pipeline.transcribe.audio import decode_audio
 
         table.add_column("baseline CER agent", justify="right")
         table.add_column("baseline x RT", justify="right")
@@ -104,14 +107,14 @@ def main() -> int:
         totals["audio"] += result.duration_s
         cells = []
         if rec.agent_channel == "mono":
-            edits, n = cer_counts(truth_text(truth, None), "".join(u.text for u in result.utterances), config.privacy)
+            edits, n = cer_counts(truth_text(truth, None), "".join(u.text for u in result.utterances), mask)
             totals["mono"][0] += edits
             totals["mono"][1] += n
             cells = [f"{edits / n:.3f} (mono)", "-"]
         else:
             for speaker in ("agent", "customer"):
                 hyp = "".join(u.text for u in result.utterances if u.speaker == speaker)
-                edits, n = cer_counts(truth_text(truth, speaker), hyp, config.privacy)
+                edits, n = cer_counts(truth_text(truth, speaker), hyp, mask)
                 totals[speaker][0] += edits
                 totals[speaker][1] += n
                 cells.append(f"{edits / n:.3f}")
@@ -125,7 +128,7 @@ def main() -> int:
                 row += ["-", f"{result.duration_s / base_wall:.1f}"]
             else:
                 agent_text = texts[0 if rec.agent_channel == "left" else 1]
-                edits, n = cer_counts(truth_text(truth, "agent"), agent_text, config.privacy)
+                edits, n = cer_counts(truth_text(truth, "agent"), agent_text, mask)
                 totals["base_agent"][0] += edits
                 totals["base_agent"][1] += n
                 row += [f"{edits / n:.3f}", f"{result.duration_s / base_wall:.1f}"]

@@ -28,14 +28,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # local and 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipeline.asr import load_model  # noqa: E402
+from pipeline.transcribe.model import load_model  # noqa: E402
 from pipeline.config import load_config, resolve_concurrency  # noqa: E402
-from pipeline.night import run_folder  # noqa: E402
+from pipeline.night import run_night  # noqa: E402
 
 
 def library_night(folder: Path, out: Path) -> float:
     started = time.perf_counter()
-    run_folder(folder, out)
+    run_night(folder, out)
     return time.perf_counter() - started
 
 

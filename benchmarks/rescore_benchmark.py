@@ -32,7 +32,7 @@ from rich.table import Table  # noqa: E402
 
 from pipeline.rescore import rescore  # noqa: E402
 from pipeline.schemas import PARTITION_COLUMN, TABLES  # noqa: E402
-from pipeline.store import PART_NAME, read_arrow  # noqa: E402
+from pipeline.storage.parquet import PART_NAME, read_arrow  # noqa: E402
 
 
 def build(base: Path, out: Path, n_calls: int, days: int, agents: int) -> dict[str, int]:

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipeline.lexicon import load_lexicons  # noqa: E402
-from pipeline.night import run_folder  # noqa: E402
-from pipeline.rules import RuleEngine, evaluate_calls  # noqa: E402
-from pipeline.store import read_table  # noqa: E402
+from pipeline.rules.lexicon import load_lexicons  # noqa: E402
+from pipeline.night import run_night  # noqa: E402
+from pipeline.rules.engine import RuleEngine, evaluate_calls  # noqa: E402
+from pipeline.storage.parquet import read_table  # noqa: E402
 from pipeline.text import match_key  # noqa: E402
 
 DEMO = ROOT / "demo"
@@ -40,7 +40,7 @@ DEMO = ROOT / "demo"
 
 def transcribe_demo(out: Path) -> None:
     """The demo night, as the library runs it (transcripts, rules and scores) into ``out``."""
-    run_folder(DEMO / "recordings", out, run_id="benchmark")
+    run_night(DEMO / "recordings", out, run_id="benchmark")
 
 
 def main() -> int:
@@ -62,23 +62,24 @@ def main() -> int:
     calls = read_table(out, "calls").to_dict("records")
     utterances = read_table(out, "utterances").to_dict("records")
     voice = read_table(out, "voice_activity").to_dict("records")
-    hits, results = evaluate_calls(engine, calls, utterances, voice)
+    evaluation = evaluate_calls(engine, calls, utterances, voice)
+    hits, results = evaluation.hits, evaluation.results
 
     truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (DEMO / "truth").glob("*.json")}
     telephone = {cid for cid, t in truth.items() if t["sample_rate"] == 8000}
     per_rule: dict[str, dict] = {}
     wrong = []
     for row in results:
-        expected = truth[row["call_id"]]["expected"].get(row["rule_id"])
-        stats = per_rule.setdefault(row["rule_id"], {"all": [0, 0], "tel": [0, 0]})
-        ok = expected == row["outcome"]
+        expected = truth[row.call_id]["expected"].get(row.rule_id)
+        stats = per_rule.setdefault(row.rule_id, {"all": [0, 0], "tel": [0, 0]})
+        ok = expected == row.outcome
         stats["all"][0] += ok
         stats["all"][1] += 1
-        if row["call_id"] in telephone:
+        if row.call_id in telephone:
             stats["tel"][0] += ok
             stats["tel"][1] += 1
         if not ok:
-            wrong.append((row["rule_id"], row["call_id"], row["outcome"], expected, row["evidence"]))
+            wrong.append((row.rule_id, row.call_id, row.outcome, expected, row.evidence))
     table = Table(title=f"rule accuracy against demo/truth (lexicons {lexicons.version})")
     for column in ("rule id", "8 kHz calls", "accuracy 8 kHz", "all calls", "accuracy all"):
         table.add_column(column, justify="left" if column == "rule id" else "right")
@@ -106,7 +107,7 @@ def main() -> int:
                   f"您好 {heard['您好']}, 你好 {heard['你好']}, neither {heard['neither']}")
 
     # polite near-misses must never be reported as forbidden
-    forbidden_hits = [h for h in hits if h["rule_id"] == "forbidden.phrase"]
+    forbidden_hits = [h for h in hits if h.rule_id == "forbidden.phrase"]
     flagged = []
     for cid, t in truth.items():
         for line in t.get("near_misses", []):
@@ -114,8 +115,8 @@ def main() -> int:
             if turn is None:
                 continue
             for h in forbidden_hits:
-                if h["call_id"] == cid and h["start_s"] < turn["end_s"] + 0.5 and h["end_s"] > turn["start_s"] - 0.5:
-                    flagged.append((cid, line, h["phrase"], h["matched_text"]))
+                if h.call_id == cid and h.start_s < turn["end_s"] + 0.5 and h.end_s > turn["start_s"] - 0.5:
+                    flagged.append((cid, line, h.phrase, h.matched_text))
     n_near = sum(len(t.get("near_misses", [])) for t in truth.values())
     console.print(f"polite near-miss lines reported as forbidden: {len(flagged)} of {n_near}", markup=False)
     for item in flagged:
@@ -139,14 +140,15 @@ def main() -> int:
         big_voice.extend({**v, "call_id": cid} for v in voice_by_call.get(base["call_id"], []))
     fresh = RuleEngine(lexicons)
     started = time.perf_counter()
-    speed_hits, speed_results = evaluate_calls(fresh, big_calls, big_utts, big_voice)
+    speed = evaluate_calls(fresh, big_calls, big_utts, big_voice)
+    speed_hits, speed_results = speed.hits, speed.results
     elapsed = time.perf_counter() - started
-    speed = Table(title="rule engine speed (one process, lexicons compiled once, jieba loaded on first use)")
+    table_speed = Table(title="rule engine speed (one process, lexicons compiled once, jieba loaded on first use)")
     for column in ("calls", "utterances", "rule results", "hits", "seconds", "calls per second"):
-        speed.add_column(column, justify="right")
-    speed.add_row(str(n), str(len(big_utts)), str(len(speed_results)), str(len(speed_hits)), f"{elapsed:.1f}",
+        table_speed.add_column(column, justify="right")
+    table_speed.add_row(str(n), str(len(big_utts)), str(len(speed_results)), str(len(speed_hits)), f"{elapsed:.1f}",
                   f"{n / elapsed:.0f}")
-    console.print(speed)
+    console.print(table_speed)
     console.print(f"machine: {os.cpu_count()} cpus")
     return 0
 

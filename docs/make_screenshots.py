@@ -71,8 +71,8 @@ def main() -> int:
     notebook_html(drill, work / "drilldown.html")
     screenshot(chromium, work / "drilldown.html", ROOT / "docs" / "notebook_drilldown.png", 1100, 1300, work)
 
-    from pipeline.examples import export_examples, pick_examples
-    from pipeline.explore import load_results
+    from pipeline.review.examples import export_examples, pick_examples
+    from pipeline.review.explore import load_results
 
     results = load_results(args.results)
     page = export_examples(results, pick_examples(results, "forbidden.phrase", "worst", 2), work / "examples")

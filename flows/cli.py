@@ -1,8 +1,9 @@
 """``callqa``: the command line. Imports stay inside commands so ``callqa --help`` is instant.
 
 Exit codes: 0 every recording processed; 2 the run finished but some recordings failed (see the
-``errors`` table); 1 the run itself failed (bad config, unreadable input, model missing, output not
-writable).
+``errors`` table); 1 the run itself failed (bad command line, config, lexicons or rubric, unreadable
+input, model missing, output not writable), with ``callqa: error (STAGE): reason`` on one line (a file
+with several problems lists each on a line of its own below it).
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipeline.config import load_config
+    from pipeline.night import check_standards
+    from pipeline.transcribe.model import model_label
 
     from .env import prepare_prefect_env
 
-    config = load_config(args.config)  # fail fast, before Prefect starts
+    config = load_config(args.config)  # fail fast, before Prefect starts: options, folders, rules, model
     check_folders(args.input_dir, args.out)
+    check_standards(config)
+    model_label(config.asr)
     prepare_prefect_env(config.run.state_dir)
     from . import nightly  # after the environment is prepared
 
@@ -89,7 +94,7 @@ def check_folders(input_dir: Path, out_dir: Path) -> None:
 def print_summary(console, summary: dict, out_dir: Path) -> None:
     from rich.table import Table
 
-    from pipeline.store import read_table
+    from pipeline.storage.parquet import read_table
 
     table = Table(title="callqa run summary", show_header=False)
     table.add_column("what", style="bold")
@@ -173,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from pipeline import asr
+    from pipeline.transcribe import model as asr
 
     console = _console()
     if args.action == "install":
@@ -194,64 +199,71 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from pipeline.config import load_config
-    from pipeline.lexicon import load_lexicons
+    from pipeline.errors import RuleError, UsageError
+    from pipeline.rules.lexicon import load_lexicons
 
     config = load_config(args.config)
     folder = args.lexicons or config.rules.lexicons
     lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
     console = _console()
     if args.action == "check":
-        from pipeline.scoring import load_rubric
+        from pipeline.scoring.rubric import load_rubric
+        from pipeline.transcribe.guard import load_phrases
+        from pipeline.validation import effective_options
 
         rubric = load_rubric(args.rubric or config.rules.rubric, [r.rule_id for r in lexicons.rules])
+        hallucinations = load_phrases(config.guard.phrases_file)
         phrases = sum(len(g.phrases) for g in lexicons.groups.values())
         console.print(f"{folder}: OK, {len(lexicons.files)} files, {len(lexicons.groups)} phrase groups, "
                       f"{phrases} phrases, {len(lexicons.rules)} rules (version {lexicons.version}); "
-                      f"rubric {rubric.source}: OK (version {rubric.version}, pass mark {rubric.pass_mark:g})")
-        table = Table(title="rules")
-        for column in ("rule id", "type", "description"):
-            table.add_column(column)
+                      f"rubric {rubric.source}: OK (version {rubric.version}, pass mark {rubric.pass_mark:g}); "
+                      f"hallucination list {config.guard.phrases_file}: OK, {len(hallucinations)} entries")
+        table = Table(title="rules, with their effective options (defaults included)")
+        for column in ("rule id", "type", "description", "options"):
+            table.add_column(column, overflow="fold")
         for spec in lexicons.rules:
-            table.add_row(spec.rule_id, spec.type, spec.description)
+            table.add_row(spec.rule_id, spec.type, spec.description, escape(effective_options(spec.options)))
         console.print(table)
         return 0
     if args.dialogue is None:
-        raise SystemExit("callqa rules test: give a dialogue file (agent: … / customer: … lines)")
-    from pipeline.dialogue import read_dialogue
-    from pipeline.rules import RuleEngine, evaluate_calls
+        raise UsageError("callqa rules test needs a dialogue file (agent: … / customer: … lines)")
+    from pipeline.rules.dialogue import read_dialogue
+    from pipeline.rules.engine import RuleEngine, evaluate_calls
 
     call, utterances, voice = read_dialogue(args.dialogue, company=args.company or config.input.company)
-    hits, results = evaluate_calls(RuleEngine(lexicons), [call], utterances, voice)
+    evaluation = evaluate_calls(RuleEngine(lexicons), [call], utterances, voice)
+    if evaluation.crashed:
+        raise RuleError(next(iter(evaluation.crashed.values())).message)
     table = Table(title=f"rule results for {args.dialogue} (company {call['company']})")
     for column in ("rule id", "outcome", "hits", "evidence"):
         table.add_column(column, overflow="fold")
     style = {"pass": "green", "fail": "bold red", "not_applicable": "dim"}
-    for row in results:
-        table.add_row(row["rule_id"], f"[{style[row['outcome']]}]{row['outcome']}[/]", str(row["hit_count"]),
-                      row["evidence"])
+    for result in evaluation.results:
+        table.add_row(result.rule_id, f"[{style[result.outcome]}]{result.outcome}[/]", str(result.hit_count),
+                      escape(result.evidence))
     console.print(table)
-    if hits:
+    if evaluation.hits:
         found = Table(title="findings")
         for column in ("rule id", "speaker", "time", "phrase", "said", "match", "category", "severity"):
             found.add_column(column, overflow="fold")
-        for h in hits:
-            found.add_row(h["rule_id"], h["speaker"], f"{h['start_s']:.1f}-{h['end_s']:.1f}s", h["phrase"],
-                          h["matched_text"], h["match_kind"], h["category"] or "", h["severity"] or "")
+        for h in evaluation.hits:
+            found.add_row(h.rule_id, h.speaker, f"{h.start_s:.1f}-{h.end_s:.1f}s", escape(h.phrase),
+                          h.matched_text, h.match_kind, h.category or "", h.severity or "")
         console.print(found)
     return 0
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
+    from pipeline.errors import InputError
     from pipeline.rescore import rescore
 
     config = load_config(args.config)
     if not (args.out_dir / "calls").is_dir():
-        from pipeline.errors import InputError
-
         raise InputError(f"{args.out_dir} holds no calls table: give the OUT_DIR of an earlier `callqa run`")
     summary = rescore(args.out_dir, args.lexicons or config.rules.lexicons, args.rubric or config.rules.rubric,
                       args.date_from, args.date_to)
@@ -259,16 +271,19 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     console.print(f"rescored {summary.calls} calls ({summary.utterances} utterances) in {summary.seconds:.1f} s: "
                   f"{summary.rule_results} rule results, {summary.hits} findings, {summary.agent_score_rows} "
                   f"agent score rows (lexicons {summary.lexicon_version}, rubric {summary.rubric_version})")
+    if summary.failed:
+        console.print(f"[red]{summary.failed} call(s) not scored: a rule crashed on them (see the errors table, "
+                      "stage rules)[/red]")
     print_agent_table(console, args.out_dir, None)
-    return 0
+    return 2 if summary.failed else 0
 
 
 def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
     """Per agent: calls, mean score, pass rate, top failing rule (day rows of ``dates``, or all days)."""
     from rich.table import Table
 
-    from pipeline.scoring import top_failing_rule
-    from pipeline.store import read_table
+    from pipeline.scoring.scores import top_failing_rule
+    from pipeline.storage.parquet import read_table
 
     scores = read_table(out_dir, "agent_scores")
     days = scores[scores["period_type"] == "day"]
@@ -297,13 +312,14 @@ def cmd_examples(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from pipeline.config import load_config
-    from pipeline.examples import export_examples, pick_examples
-    from pipeline.explore import load_results
+    from pipeline.errors import UsageError
+    from pipeline.review.examples import export_examples, pick_examples
+    from pipeline.review.explore import load_results
 
     config = load_config(args.config)
-    kind, n = ("best", args.best) if args.best is not None else ("worst", args.worst or 5)
+    kind, n = ("best", args.best) if args.best is not None else ("worst", 5 if args.worst is None else args.worst)
     if n < 1:
-        raise SystemExit("callqa examples: --worst / --best needs a number of examples of 1 or more")
+        raise UsageError("callqa examples: --worst / --best needs a number of examples of 1 or more")
     results = load_results(args.results, args.date_from, args.date_to, config.rules.lexicons)
     examples = pick_examples(results, args.rule, kind, n, agent=args.agent, min_severity=args.severity)
     page = export_examples(results, examples, args.out, recordings_dir=args.recordings, pad_s=args.pad,
@@ -333,15 +349,34 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is a UsageError: one line, exit 1 (exit 2 means failed recordings)."""
+
+    def error(self, message: str):
+        from pipeline.errors import UsageError
+
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _date(text: str) -> str:
+    """A call date given on the command line: YYYY-MM-DD."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="callqa",
         description="Offline quality assurance for contact-centre call recordings (Mandarin).",
         epilog="Exit codes: 0 all recordings processed; 2 some recordings failed (see OUT_DIR/errors); "
                "1 the run failed. Options can also be set with CALLQA_<GROUP>_<OPTION> environment "
                "variables, e.g. CALLQA_ASR_MODEL=/models/whisper-small-ct2.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def add_config(p):
         p.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -391,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.set_defaults(func=cmd_model)
 
     rules = commands.add_parser("rules", help="check the lexicons, or try the rules on a dialogue",
-                                description="check: validate lexicons/ (phrase lists and rules.toml) and list "
-                                            "the rules. test: run the rules on a plain-text dialogue "
+                                description="check: validate lexicons/ (phrase lists and rules.toml), the rubric "
+                                            "and the hallucination list, and list the rules with their "
+                                            "effective options. test: run the rules on a plain-text dialogue "
                                             "('agent: …' / 'customer: …' lines, optional [12.5s] timestamps) "
                                             "and print each rule's outcome with its evidence.")
     rules.add_argument("action", choices=("check", "test"), help="check the lexicons, or test a dialogue")
@@ -416,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="lexicon folder (default: [rules] lexicons)")
     rescore.add_argument("--rubric", type=Path, default=None, metavar="FILE",
                          help="scoring rubric (default: [rules] rubric)")
-    rescore.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD",
+    rescore.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD", type=_date,
                          help="first call date to rescore (default: all)")
-    rescore.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD",
+    rescore.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD", type=_date,
                          help="last call date to rescore (default: all)")
     add_config(rescore)
     rescore.set_defaults(func=cmd_rescore)
@@ -437,8 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     examples.add_argument("--agent", default=None, metavar="ID", help="only this agent's calls")
     examples.add_argument("--severity", default=None, choices=("轻", "中", "重"),
                           help="only failures with a finding of this severity or worse")
-    examples.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD", help="first call date")
-    examples.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD", help="last call date")
+    examples.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD", type=_date,
+                          help="first call date")
+    examples.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD", type=_date, help="last call date")
     examples.add_argument("--results", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
                           help=f"output folder of `callqa run` (default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
     examples.add_argument("--recordings", type=Path, default=None, metavar="DIR",
@@ -456,12 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 2 some recordings failed, 1 the command failed)."""
     from pipeline.errors import PipelineError
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         return args.func(args)
     except PipelineError as exc:
         print(f"callqa: error ({exc.stage}): {exc}", file=sys.stderr)

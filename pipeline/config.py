@@ -3,7 +3,8 @@
 A ``callqa.toml`` holds one table per group (``[asr]``, ``[voice_activity]``, ``[segmentation]``,
 ``[guard]``, ``[input]``, ``[privacy]``, ``[rules]``, ``[run]``). Any option can also be set with an environment variable named
 ``CALLQA_<GROUP>_<OPTION>`` (e.g. ``CALLQA_ASR_MODEL=/models/whisper-large-v3``), which wins over the file.
-Unknown groups or options are errors, never silently ignored.
+Unknown groups or options are errors, never silently ignored; every problem is reported with its
+file and line (see :mod:`pipeline.validation`, which also builds the rule and rubric options).
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+from .validation import Source, build_options
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LEXICONS_DIR = PROJECT_ROOT / "lexicons"
+
+AgentChannel = Literal["left", "right", "mono"]
+AGENT_CHANNELS: tuple[str, ...] = typing.get_args(AgentChannel)
+PRIVACY_KINDS = ("landline", "phone", "id_card", "bank_card")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,18 @@ class AsrOptions:
     window_s: float = 30.0
     dialect_languages: tuple[str, ...] = ("yue",)
     initial_prompt: str = "以下是{company}客服中心的电话录音。"
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not 1 <= self.window_s <= 30:
+            problems.append(("window_s", "window_s must be between 1 and 30 seconds (Whisper's window)"))
+        if self.beam_size < 1:
+            problems.append(("beam_size", "beam_size must be at least 1"))
+        if self.batch_size < 1:
+            problems.append(("batch_size", "batch_size must be at least 1"))
+        if self.cpu_threads < 0:
+            problems.append(("cpu_threads", "cpu_threads must be 0 (share the cores) or more"))
+        return problems
 
 
 @dataclass(frozen=True)
@@ -135,13 +154,20 @@ class InputOptions:
         audio_extensions: file name endings treated as recordings when there is no manifest.
     """
 
-    agent_channel: str = "left"
+    agent_channel: AgentChannel = "left"
     company: str = "星河通信"
     timezone: str = "Asia/Shanghai"
     audio_extensions: tuple[str, ...] = (
         ".wav", ".mp3", ".flac", ".ogg", ".opus", ".oga", ".m4a", ".aac", ".mp4", ".wma",
         ".amr", ".webm", ".aif", ".aiff", ".au", ".caf", ".3gp",
     )
+
+    def validate(self) -> list[tuple[str, str]]:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return [("timezone", f"timezone {self.timezone!r} is not a known IANA timezone (e.g. Asia/Shanghai)")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -156,8 +182,12 @@ class PrivacyOptions:
     """
 
     mask: bool = True
-    kinds: tuple[str, ...] = ("landline", "phone", "id_card", "bank_card")
+    kinds: tuple[str, ...] = PRIVACY_KINDS
     min_digits: int = 9
+
+    def validate(self) -> list[tuple[str, str]]:
+        unknown = sorted(set(self.kinds) - set(PRIVACY_KINDS))
+        return [("kinds", f"kinds: unknown {unknown}; known: {', '.join(PRIVACY_KINDS)}")] if unknown else []
 
 
 @dataclass(frozen=True)
@@ -197,12 +227,26 @@ class RunOptions:
 
     concurrency: int = 0
     retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0)
-    runner: str = "threads"
+    runner: Literal["threads", "dask"] = "threads"
     dask_address: str = ""
     dask_workers: int = 0
     batch_audio_s: float = 60.0
     batch_max_calls: int = 32
     state_dir: str = ".callqa"
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.concurrency < 0:
+            problems.append(("concurrency", "concurrency must be 0 (automatic) or more"))
+        if self.dask_workers < 0:
+            problems.append(("dask_workers", "dask_workers must be 0 (one per core) or more"))
+        if self.batch_audio_s < 0:
+            problems.append(("batch_audio_s", "batch_audio_s must be 0 (one task per recording) or more"))
+        if self.batch_max_calls < 1:
+            problems.append(("batch_max_calls", "batch_max_calls must be at least 1"))
+        if any(delay < 0 for delay in self.retry_delays_s):
+            problems.append(("retry_delays_s", "retry_delays_s must not be negative"))
+        return problems
 
 
 @dataclass(frozen=True)
@@ -221,48 +265,22 @@ class CallqaConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-_VALID_CHANNELS = ("left", "right", "mono")
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a TOML or environment value to the option's declared type, or raise ConfigError."""
-    target = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
-    try:
-        if target is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("1", "true", "yes")
-            return bool(value)
-        if target is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            element = (typing.get_args(annotation) or (str,))[0]
-            return tuple(element(str(i).strip()) for i in items if str(i).strip())
-        if target in (int, float, str):
-            if target is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            if target is str and not isinstance(value, str):
-                raise ValueError(value)
-            return target(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(target, '__name__', target)}") from None
-    return value
+    def validate(self) -> list[tuple[str, str, str]]:
+        """Constraints between groups, as (group, option, message)."""
+        if self.segmentation.max_utterance_s > self.asr.window_s - 1:
+            return [("segmentation", "max_utterance_s",
+                     "max_utterance_s must be at least 1 s shorter than [asr] window_s")]
+        return []
 
 
-def _build_group(cls: type, values: Mapping[str, Any], group: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown option(s) in [{group}]: {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(known))}")
-    kwargs = {k: _coerce(v, hints[k], f"{source} [{group}] {k}") for k, v in values.items()}
+def _environment(group: str, cls: type) -> dict[str, tuple[str, str]]:
+    """The ``CALLQA_<GROUP>_<OPTION>`` variables set for one group: option -> (variable, text)."""
+    found = {}
     for f in fields(cls):
-        env = f"CALLQA_{group.upper()}_{f.name.upper()}"
-        if env in os.environ:
-            kwargs[f.name] = _coerce(os.environ[env], hints[f.name], f"environment {env}")
-    return cls(**kwargs)
+        variable = f"CALLQA_{group.upper()}_{f.name.upper()}"
+        if variable in os.environ:
+            found[f.name] = (variable, os.environ[variable])
+    return found
 
 
 def load_config(path: str | os.PathLike | None = None) -> CallqaConfig:
@@ -275,66 +293,36 @@ def load_config(path: str | os.PathLike | None = None) -> CallqaConfig:
         The validated, frozen configuration.
 
     Raises:
-        ConfigError: the file is missing or not valid TOML, or an option is unknown or invalid.
+        ConfigError: the file is missing, unreadable or not valid TOML, or options are unknown or
+            invalid (every problem, each with its file and line).
     """
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = Source("defaults")
     if path is not None:
-        source = str(path)
         try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
+            text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        source = Source(str(path), text)
     groups = {f.name: f for f in fields(CallqaConfig)}
-    unknown = sorted(set(data) - set(groups))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s): {', '.join(unknown)}; known: {', '.join(groups)}")
-    built = {}
+    problems = [f"{source.where((name,))}: unknown section [{name}]; known: {', '.join(groups)}"
+                for name in data if name not in groups]
     hints = typing.get_type_hints(CallqaConfig)
-    for name in groups:
-        section = data.get(name, {})
-        if not isinstance(section, dict):
-            raise ConfigError(f"{source}: [{name}] must be a table")
-        built[name] = _build_group(hints[name], section, name, source)
+    built = {name: build_options(hints[name], data.get(name, {}), source, (name,), f"[{name}]", problems,
+                                 _environment(name, hints[name])) for name in groups}
+    if problems:
+        raise ConfigError(problems)
     config = CallqaConfig(**built)
-    validate_config(config)
+    problems = [f"{source.where((group,), key)}: [{group}] {message}" for group, key, message in config.validate()]
+    if problems:
+        raise ConfigError(problems)
     return config
-
-
-def validate_config(config: CallqaConfig) -> None:
-    """Check cross-field constraints that types alone cannot express.
-
-    Raises:
-        ConfigError: an option has a value outside its valid range.
-    """
-    if config.input.agent_channel not in _VALID_CHANNELS:
-        raise ConfigError(f"[input] agent_channel must be one of {_VALID_CHANNELS}, "
-                          f"got {config.input.agent_channel!r}")
-    if not 1 <= config.asr.window_s <= 30:
-        raise ConfigError("[asr] window_s must be between 1 and 30 seconds (Whisper's window)")
-    if config.asr.beam_size < 1 or config.asr.batch_size < 1:
-        raise ConfigError("[asr] beam_size and [asr] batch_size must be at least 1")
-    unknown_kinds = set(config.privacy.kinds) - {"landline", "phone", "id_card", "bank_card"}
-    if unknown_kinds:
-        raise ConfigError(f"[privacy] kinds: unknown {sorted(unknown_kinds)}; known: landline, phone, id_card, bank_card")
-    if config.run.runner not in ("threads", "dask"):
-        raise ConfigError(f"[run] runner must be threads or dask, got {config.run.runner!r}")
-    if config.run.concurrency < 0:
-        raise ConfigError("[run] concurrency must be 0 (automatic) or more")
-    if config.run.batch_audio_s < 0 or config.run.batch_max_calls < 1:
-        raise ConfigError("[run] batch_audio_s must be 0 (one task per recording) or more, and "
-                          "[run] batch_max_calls at least 1")
-    if config.segmentation.max_utterance_s > config.asr.window_s - 1:
-        raise ConfigError("[segmentation] max_utterance_s must be at least 1 s shorter than [asr] window_s")
-    try:
-        from zoneinfo import ZoneInfo
-
-        ZoneInfo(config.input.timezone)
-    except Exception:
-        raise ConfigError(f"[input] timezone {config.input.timezone!r} is not a known IANA timezone") from None
 
 
 def resolve_concurrency(config: CallqaConfig, requested: int | None = None) -> int:
@@ -343,7 +331,3 @@ def resolve_concurrency(config: CallqaConfig, requested: int | None = None) -> i
     if value:
         return value
     return 1 if config.asr.device == "cuda" else max(1, os.cpu_count() or 1)
-
-
-def valid_agent_channels() -> tuple[str, ...]:
-    return _VALID_CHANNELS

@@ -1,6 +1,15 @@
-"""The plain records that flow between stages: one recording in, one CallResult out.
+"""The plain records that flow between stages, in the order a call meets them.
 
-They carry no behaviour beyond small conveniences; the Parquet layout of each is in ``schemas.py``.
+First half (audio -> transcript): a :class:`Recording` is decoded; voice activity gives
+:class:`SpeechRegion`\\ s and :class:`Turn`\\ s; the model gives :class:`TurnWord`\\ s; the guard and
+normalisation turn them into :class:`Utterance`\\ s (with :class:`Word` timings) and
+:class:`SuppressedText`; all of it lands in one :class:`CallResult` (or an :class:`ErrorRecord`).
+
+Second half (transcript -> scores): the rule engine reads stored rows and writes one :class:`Hit` per
+finding and one :class:`RuleResult` per call and rule; the rubric fills in deductions and scores.
+
+They carry no behaviour beyond small conveniences; the Parquet layout of each is in ``schemas.py``
+(a record's fields that are not columns there are working data of the stage that made it, and say so).
 """
 
 from __future__ import annotations
@@ -12,6 +21,11 @@ from pathlib import Path
 SPEAKER_AGENT = "agent"
 SPEAKER_CUSTOMER = "customer"
 SPEAKER_UNKNOWN = "unknown"  # mono recordings, until role attribution exists
+
+PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not_applicable"
+OUTCOMES = (PASS, FAIL, NOT_APPLICABLE)
+
+STATUS_OK, STATUS_ERROR = "ok", "error"
 
 
 @dataclass(frozen=True)
@@ -31,20 +45,53 @@ class Recording:
 
 
 @dataclass(frozen=True)
-class Word:
-    word: str
-    start_s: float
-    end_s: float
-    prob: float
-
-
-@dataclass(frozen=True)
 class SpeechRegion:
     """A stretch of voice activity on one speaker's channel (from Silero VAD, not from Whisper)."""
 
     speaker: str
     start_s: float
     end_s: float
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stretch of one speaker's speech that becomes one utterance (if anything is said in it).
+
+    ``channel`` is the row of the decoded audio it is read from; ``voiced_s`` the voice activity
+    inside it (the turn minus its short pauses).
+    """
+
+    speaker: str
+    channel: int
+    start_s: float
+    end_s: float
+    voiced_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TurnWord:
+    """A word the model recognised, mapped back to its turn and its time in the recording, with the
+    confidence figures of the model segment it came from (the guard reads them)."""
+
+    turn_index: int
+    word: str
+    start_s: float
+    end_s: float
+    prob: float
+    segment_id: int
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word of a stored utterance: normalised text and its time in the recording."""
+
+    word: str
+    start_s: float
+    end_s: float
+    prob: float
 
 
 @dataclass
@@ -89,7 +136,7 @@ class ErrorRecord:
 
 @dataclass
 class CallResult:
-    """Everything the pipeline learned about one recording."""
+    """Everything the first half learned about one recording."""
 
     recording: Recording
     status: str  # ok | error
@@ -112,4 +159,51 @@ class CallResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == STATUS_OK
+
+
+@dataclass(slots=True)
+class Hit:
+    """One finding of a rule: a phrase said (or a pattern matched) in one utterance; a ``hits`` row.
+
+    ``key_start``/``key_end`` are working data, not columns: where the phrase is in the utterance's
+    match key, so that a rescore can time it from the utterance's words.
+    """
+
+    call_id: str
+    rule_id: str
+    speaker: str
+    start_s: float
+    end_s: float
+    utterance_idx: int
+    phrase: str  # the lexicon entry (or the pattern)
+    matched_text: str  # what was said, as transcribed
+    match_kind: str  # exact | sound_alike | near_sound | asr_variant | regex
+    category: str | None
+    severity: str | None
+    key_start: int = 0
+    key_end: int = 0
+    call_date: str | None = None
+
+
+@dataclass(slots=True)
+class RuleResult:
+    """One rule's verdict on one call, with its evidence; a ``rule_results`` row.
+
+    ``at_s``/``until_s`` say where in the call the evidence is (None: nothing to point at).
+    ``moment_from_hits`` is working data, not a column: the moment is the earliest finding's, so it
+    follows the finding when a rescore times the findings from their words.
+    """
+
+    call_id: str
+    agent_id: str
+    rule_id: str
+    outcome: str  # pass | fail | not_applicable
+    hit_count: int
+    evidence: str
+    lexicon_version: str = ""
+    deduction: float | None = None  # filled in by the rubric
+    at_s: float | None = None
+    until_s: float | None = None
+    moment_from_hits: bool = False
+    call_date: str | None = None

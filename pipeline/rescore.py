@@ -1,62 +1,37 @@
 """Scoring stored calls again: rules and rubric over what is in Parquet, never audio or the model.
 
-Used by the nightly run (score the night, refresh agent scores) and by ``callqa rescore`` after a
-lexicon or rubric change: a month of stored utterances is rescored in minutes.
+``callqa rescore`` after a lexicon or rubric change: a month of stored utterances is rescored in
+minutes, in parallel worker processes (Arrow in and out). A call a rule crashed on before is checked
+again (the rule may be fixed); a call a rule crashes on now is failed at stage ``rules`` and not
+scored, with an ``errors`` row.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .lexicon import LexiconSet, load_lexicons
-from .rules import RuleEngine, apply_rules
+from .rules.engine import RuleEngine, evaluable, moments_from_hits
+from .rules.matching import word_span_time
 from .schemas import PARTITION_COLUMN
-from .scoring import Rubric, agent_scores, load_rubric, score_calls
-from .store import read_arrow, read_table, replace_table, write_table
+from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
+from .storage.parquet import read_arrow, remove_rows, to_arrow, write_table
+from .text import stored_key
 
 logger = logging.getLogger("callqa.rescore")
 
 
-def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Path | None) -> tuple[LexiconSet, Rubric]:
-    """Both validated together: the rubric may only name rules that ``rules.toml`` defines.
-
-    Raises:
-        LexiconError: any problem in either, with file and line.
-    """
-    lexicons = load_lexicons(lexicons_dir)
-    return lexicons, load_rubric(rubric_path, [r.rule_id for r in lexicons.rules])
-
-
-def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """Rules and scores for a set of calls' rows (as stored): adds ``hits`` and ``rule_results`` and
-    fills the score columns of ``calls``."""
-    apply_rules(engine, tables)
-    score_calls(rubric, tables["calls"], tables["rule_results"], tables["hits"], engine.lexicons.version)
-    return tables
-
-
-def refresh_agent_scores(out_dir: str | Path, rubric: Rubric) -> int:
-    """Recompute ``agent_scores`` from all stored calls and rule results and rewrite it.
-
-    Returns:
-        Rows written.
-    """
-    calls = read_table(out_dir, "calls", ["call_id", "agent_id", "status", "score", "passed", "red_line"])
-    results = read_table(out_dir, "rule_results", ["call_id", "rule_id", "outcome"])
-    scores = agent_scores(calls, results)
-    scores["rubric_version"] = rubric.version
-    scores[PARTITION_COLUMN] = scores["period_start"]
-    rows = scores.astype(object).where(scores.notna(), None).to_dict("records")
-    return replace_table(out_dir, "agent_scores", rows)
-
-
 @dataclass
 class RescoreSummary:
+    """What a rescore did. ``failed``: calls a rule crashed on (not scored; see the ``errors`` table)."""
+
     calls: int
     utterances: int
     hits: int
@@ -65,32 +40,28 @@ class RescoreSummary:
     lexicon_version: str
     rubric_version: str
     seconds: float
+    failed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _rows(frame: pd.DataFrame) -> list[dict]:
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
 def _score_chunk(job: tuple) -> dict:
     """Rules and scores for some calls; runs in a worker process. Arrow in, Arrow out (cheap to pass)."""
-    import pyarrow as pa
-
-    from .store import to_arrow
-
     out_dir, lexicons_dir, rubric_path, dates, calls, utterances, voice = job
     lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
     engine = RuleEngine(lexicons)
-    tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist()}
+    tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist(),
+              "errors": []}
+    evaluated = {row["file"] for row in tables["calls"] if evaluable(row)}
     score_tables(engine, rubric, tables)
-    _time_hits_from_words(out_dir, engine, tables, dates)
-    result = {"utterances": len(tables["utterances"])}
-    for name in ("calls", "rule_results", "hits"):
+    _time_hits_from_words(out_dir, tables, dates)
+    result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
+    for name in ("calls", "rule_results", "hits", "errors"):
         rows = tables[name]
         arrow = to_arrow(name, rows)
-        result[name] = arrow.append_column(PARTITION_COLUMN, pa.array([r[PARTITION_COLUMN] for r in rows], pa.string()))
+        dates_of = [r[PARTITION_COLUMN] if isinstance(r, dict) else r.call_date for r in rows]
+        result[name] = arrow.append_column(PARTITION_COLUMN, pa.array(dates_of, pa.string()))
     return result
 
 
@@ -106,14 +77,9 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
         workers: processes that evaluate rules in parallel (default: one per CPU core).
 
     Raises:
-        LexiconError: the lexicons or the rubric are invalid (nothing is written).
+        LexiconError, RubricError: the lexicons or the rubric are invalid (nothing is written).
+        StoreError: the output cannot be read or written.
     """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     started = time.perf_counter()
     lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)  # fail before reading anything
     dates = (date_from, date_to)
@@ -137,37 +103,36 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             parts = list(pool.map(_score_chunk, jobs))
-    merged = {name: pa.concat_tables([p[name] for p in parts]) for name in ("calls", "rule_results", "hits")}
+    merged = {name: pa.concat_tables([p[name] for p in parts]) for name in ("calls", "rule_results", "hits", "errors")}
     replace = set(call_ids)
     for table in ("hits", "rule_results", "calls"):
         write_table(out_dir, table, merged[table], replace=replace)
+    # a call checked again drops the rules error it had, and gets one if a rule crashes on it now
+    remove_rows(out_dir, "errors", set().union(*(p["evaluated_files"] for p in parts)))
+    if merged["errors"].num_rows:
+        write_table(out_dir, "errors", merged["errors"])
     rows = refresh_agent_scores(out_dir, rubric)
     return RescoreSummary(len(call_ids), sum(p["utterances"] for p in parts), merged["hits"].num_rows,
                           merged["rule_results"].num_rows, rows, lexicons.version, rubric.version,
-                          round(time.perf_counter() - started, 2))
+                          round(time.perf_counter() - started, 2), merged["errors"].num_rows)
 
 
-def _time_hits_from_words(out_dir, engine: RuleEngine, tables: dict, dates) -> None:
+def _time_hits_from_words(out_dir, tables: dict, dates) -> None:
     """Give hits their word-level times: the first pass read utterances without words (the biggest
     column); only the utterances that have findings are read again with them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .rules import _stored_key, moments_from_hits, word_span_time
-
     if not tables["hits"]:
         return
-    wanted = {f"{h['call_id']}#{h['utterance_idx']}" for h in tables["hits"]}
+    wanted = {f"{h.call_id}#{h.utterance_idx}" for h in tables["hits"]}
     stored = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "start_s", "end_s", "text", "words"],
                         dates=dates)
     keys = pc.binary_join_element_wise(stored["call_id"], pc.cast(stored["utterance_idx"], pa.string()), "#")
     stored = stored.filter(pc.is_in(keys, value_set=pa.array(sorted(wanted), pa.string())))
     rows = {f"{r['call_id']}#{r['utterance_idx']}": r for r in stored.to_pylist()}
     for hit in tables["hits"]:
-        row = rows.get(f"{hit['call_id']}#{hit['utterance_idx']}")
+        row = rows.get(f"{hit.call_id}#{hit.utterance_idx}")
         if row is None:
             continue
-        start_s, end_s = word_span_time(row["words"], len(_stored_key(row["text"])), *hit["_span"],
-                                        (hit["start_s"], hit["end_s"]))
-        hit["start_s"], hit["end_s"] = round(float(start_s), 3), round(float(end_s), 3)
+        start_s, end_s = word_span_time(row["words"], len(stored_key(row["text"])), hit.key_start, hit.key_end,
+                                        (hit.start_s, hit.end_s))
+        hit.start_s, hit.end_s = round(float(start_s), 3), round(float(end_s), 3)
     moments_from_hits(tables["rule_results"], tables["hits"])

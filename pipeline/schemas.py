@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.4"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
+# 1.4: error_stage on calls (the stage a failed recording failed at; "rules" when a rule crashed on
+#      it, which a rescore retries)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -27,12 +29,23 @@ WORD = pa.struct([
 ])
 
 
-def _schema(name: str, key: tuple[str, ...], fields: list[pa.Field]) -> pa.Schema:
+def _schema(name: str, key: tuple[str, ...], fields: list[pa.Field], replaced_by: str = "call_id",
+            whole: bool = False) -> pa.Schema:
+    """A table's schema with its identity in the metadata (the only place it is declared).
+
+    Args:
+        key: the columns that identify a row.
+        replaced_by: the column whose values a write replaces: writing a call's rows removes that
+            call's earlier rows (``errors``: a file's earlier rows), so a night written twice is
+            stored once.
+        whole: the table is derived from the whole history and rewritten whole (``agent_scores``).
+    """
     return pa.schema(fields, metadata={
         b"callqa.table": name.encode(),
         b"callqa.schema_version": SCHEMA_VERSION.encode(),
-        # rows with the same key replace each other when a night is written again
         b"callqa.key": ",".join(key).encode(),
+        b"callqa.replaced_by": replaced_by.encode(),
+        b"callqa.rewrite": b"whole" if whole else b"merge",
     })
 
 
@@ -63,6 +76,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("content_sha256", pa.string()),  # of the recording file
     pa.field("transcription_fingerprint", pa.string()),  # model id + every option that changes a transcript
     pa.field("path", pa.string()),  # absolute path the recording was read from (example clips are cut from it)
+    pa.field("error_stage", pa.string()),  # status error: the stage it failed at (decode, transcribe, rules…)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
@@ -95,7 +109,7 @@ SUPPRESSED = _schema("suppressed", ("call_id", "speaker", "start_s"), [
     pa.field("reason", pa.string(), nullable=False),
 ])
 
-ERRORS = _schema("errors", ("file",), [
+ERRORS = _schema("errors", ("file",), replaced_by="file", fields=[
     pa.field("file", pa.string(), nullable=False),
     pa.field("call_id", pa.string()),
     pa.field("stage", pa.string(), nullable=False),
@@ -136,7 +150,8 @@ RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
 
 # One row per agent and period; call_date (the partition) is the period's first day. Rewritten whole
 # after every run and rescore, from the calls and rule_results tables.
-AGENT_SCORES = _schema("agent_scores", ("period_type", "period", "agent_id"), [
+AGENT_SCORES = _schema("agent_scores", ("period_type", "period", "agent_id"), replaced_by="agent_id", whole=True,
+                       fields=[
     pa.field("period_type", pa.string(), nullable=False),  # day | week | month
     pa.field("period", pa.string(), nullable=False),  # 2026-11-20 | 2026-W47 | 2026-11
     pa.field("period_start", pa.string(), nullable=False),
@@ -167,6 +182,16 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
-def table_key(schema: pa.Schema) -> list[str]:
-    """The columns that identify a row: a rewrite of the same key replaces the old row."""
-    return schema.metadata[b"callqa.key"].decode().split(",")
+def table_key(table: str) -> list[str]:
+    """The columns that identify a row of ``table``."""
+    return TABLES[table].metadata[b"callqa.key"].decode().split(",")
+
+
+def replaced_by(table: str) -> str:
+    """The column whose values a write of ``table`` replaces (``call_id``; ``file`` for errors)."""
+    return TABLES[table].metadata[b"callqa.replaced_by"].decode()
+
+
+def rewritten_whole(table: str) -> bool:
+    """Whether ``table`` is derived from the whole history and rewritten whole (``agent_scores``)."""
+    return TABLES[table].metadata[b"callqa.rewrite"] == b"whole"

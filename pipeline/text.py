@@ -1,4 +1,5 @@
-"""Text normalisation: what the model wrote -> the form every later stage matches on.
+"""Text normalisation (what the model wrote -> the form every later stage matches on), match keys,
+and the character error rate that compares a transcript with what was really said.
 
 Whisper base writes Mandarin in traditional characters and mixes full-width and half-width forms.
 Stored ``text`` is simplified with full-width forms folded to their ASCII equivalents and is
@@ -49,3 +50,35 @@ def strip_punctuation(text: str) -> str:
 def match_key(text: str) -> str:
     """Text reduced to what was said, for comparing: simplified, no punctuation or spaces, lower case."""
     return strip_punctuation(normalise_text(text)).lower()
+
+
+def stored_key(text: str) -> str:
+    """``match_key`` of text that is already normalised (stored text and words): no conversion, so it
+    is cheap enough for millions of rows; the same letters and digits, lower case."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN").lower()
+
+
+def edit_distance(reference: str, hypothesis: str) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    if len(reference) < len(hypothesis):
+        reference, hypothesis = hypothesis, reference
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref_char in enumerate(reference, 1):
+        current = [i]
+        for j, hyp_char in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_char != hyp_char)))
+        previous = current
+    return previous[-1]
+
+
+def cer_counts(reference: str, hypothesis: str, mask=None) -> tuple[int, int]:
+    """``(edits, reference length)`` after :func:`match_key`; the character error rate is their ratio.
+
+    ``mask`` (e.g. ``functools.partial(privacy.mask_text, options=...)``) is applied to the reference
+    first, as stored transcripts are masked: a masked phone number in the transcript is then compared
+    with a masked one, not counted as eleven errors.
+    """
+    if mask is not None:
+        reference = mask(reference)
+    ref, hyp = match_key(reference), match_key(hypothesis)
+    return edit_distance(ref, hyp), len(ref)

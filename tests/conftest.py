@@ -26,7 +26,7 @@ def config() -> CallqaConfig:
 @pytest.fixture(scope="session")
 def model(config):
     """The bundled Whisper base, assembled from its packages on first use and loaded once."""
-    from pipeline.asr import load_model
+    from pipeline.transcribe.model import load_model
 
     return load_model(config.asr)
 
@@ -52,8 +52,19 @@ def demo_call(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def demo_results(tmp_path_factory, model) -> Path:
     """The bundled demo corpus transcribed, checked and scored (without Prefect): an output folder."""
-    from pipeline.night import run_folder
+    from pipeline.night import run_night
 
     out = tmp_path_factory.mktemp("demo") / "out"
-    run_folder(DEMO / "recordings", out)
+    run_night(DEMO / "recordings", out)
     return out
+
+
+# Fixtures that load the bundled Whisper model (or need its output): a test using one of them is a
+# `model` test whether or not its file says so, so `pytest -m "not model"` never loads the model.
+MODEL_FIXTURES = {"model", "demo_results"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)

@@ -6,7 +6,7 @@ import wave
 import numpy as np
 import pytest
 
-from pipeline.audio import TARGET_RATE, decode_audio, detect_speech
+from pipeline.transcribe.audio import TARGET_RATE, decode_audio, detect_speech
 from pipeline.config import VoiceActivityOptions
 from pipeline.errors import AudioDecodeError, UnsupportedAudioError
 from tests.conftest import DATA

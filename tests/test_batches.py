@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.audio import probe_duration
-from pipeline.batches import plan_batches
+from pipeline.transcribe.audio import probe_duration
+from pipeline.night import plan_batches
 from tests.conftest import DATA
 
 

@@ -65,12 +65,10 @@ def test_rules_check_lists_the_rules(capsys):
     assert "OK" in out and "forbidden.phrase" in out and "15 rules" in out
 
 
-def test_rules_check_reports_every_problem_with_file_and_line(tmp_path, capsys):
-    (tmp_path / "a.txt").write_text("[x]\n@severity = huge\n好\n", encoding="utf-8")
-    (tmp_path / "rules.toml").write_text('[rules."r"]\ntype = "nope"\n', encoding="utf-8")
-    assert main(["rules", "check", "--lexicons", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "a.txt:2" in err and "rules.toml:2" in err
+def outcome_in_table(out: str, rule_id: str) -> str:
+    """The outcome cell of a rule's row in the printed rule results table."""
+    row = next(line for line in out.splitlines() if f"│ {rule_id} " in line)
+    return row.split("│")[2].strip()
 
 
 def test_rules_test_runs_a_dialogue(tmp_path, capsys):
@@ -78,4 +76,74 @@ def test_rules_test_runs_a_dialogue(tmp_path, capsys):
     dialogue.write_text("[0.5s] agent: 喂，什么事？\n[3s] customer: 查话费。\n[6s] agent: 我不知道。\n", encoding="utf-8")
     assert main(["rules", "test", str(dialogue)]) == 0
     out = capsys.readouterr().out
-    assert "opening.greeting" in out and "fail" in out and "不知道" in out
+    assert outcome_in_table(out, "opening.greeting") == "fail"  # no 您好 in the opening
+    assert outcome_in_table(out, "hold.notice") == "not_applicable"  # no hold in this dialogue
+    assert outcome_in_table(out, "answer.delay") == "pass"
+    assert "不知道" in out  # the forbidden phrase, among the findings
+    dialogue.write_text("[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 好的，谢谢，再见。\n",
+                        encoding="utf-8")
+    assert main(["rules", "test", str(dialogue)]) == 0
+    assert outcome_in_table(capsys.readouterr().out, "opening.greeting") == "pass"
+
+
+def test_rules_check_prints_each_rules_effective_options(capsys):
+    assert main(["rules", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "hallucination list" in out and "OK" in out
+    row = " ".join(line for line in out.splitlines() if "hold.notice" in line or "edge_s" in line)
+    assert "check=announced" in row and "edge_s=0.5" in row  # a default the file does not spell out
+
+
+def _bad_lexicons(folder):
+    folder.mkdir()
+    (folder / "a.txt").write_text("[x]\n@severity = huge\n好\n", encoding="utf-8")
+    (folder / "rules.toml").write_text('[rules."r"]\ntype = "nope"\n', encoding="utf-8")
+    return folder
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "callqa.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# every error a user can cause: (command line, the stage the one-line message names)
+USER_ERRORS = {
+    "missing input folder": (lambda t: ["run", str(t / "nope"), "--out", str(t / "out")], "discover"),
+    "unknown config option": (lambda t: ["config", "--config", _config(t, "[asr]\nbeem = 1\n")], "config"),
+    "config path is a folder": (lambda t: ["config", "--config", str(t)], "config"),
+    "bad rubric": (lambda t: ["rules", "check", "--rubric", _config(t, "[score]\npass_mark = 200\n")], "rubric"),
+    "bad hallucination list": (lambda t: ["rules", "check", "--config", _config(
+        t, f"[guard]\nphrases_file = '{t / 'missing.txt'}'\n")], "guard"),
+    "run with a bad hallucination list": (lambda t: ["run", str(t), "--out", str(t / "out"), "--config", _config(
+        t, f"[guard]\nphrases_file = '{t / 'missing.txt'}'\n")], "guard"),
+    "run with a model that is not there": (lambda t: ["run", str(t), "--out", str(t / "out"), "--config", _config(
+        t, f"[asr]\nmodel = '{t / 'no-model'}'\n")], "model"),
+    "rules test without a dialogue": (lambda t: ["rules", "test"], "usage"),
+    "rules test of a missing dialogue": (lambda t: ["rules", "test", str(t / "none.txt")], "dialogue"),
+    "rescore a folder without results": (lambda t: ["rescore", str(t)], "discover"),
+    "rescore from a bad date": (lambda t: ["rescore", str(t), "--from", "yesterday"], "usage"),
+    "examples without results": (lambda t: ["examples", "--rule", "x", "--results", str(t), "--out", str(t / "x")],
+                                 "results"),
+    "examples of zero calls": (lambda t: ["examples", "--rule", "x", "--worst", "0", "--out", str(t / "x")], "usage"),
+    "unknown command": (lambda t: ["transcribe"], "usage"),
+    "missing --out": (lambda t: ["run", str(t)], "usage"),
+    "unknown model action": (lambda t: ["model", "download"], "usage"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_ERRORS))
+def test_every_user_error_is_one_line_and_exit_1(case, tmp_path, capsys):
+    argv, stage = USER_ERRORS[case]
+    code = main(argv(tmp_path))
+    captured = capsys.readouterr()
+    assert code == 1, captured
+    assert captured.err.startswith(f"callqa: error ({stage}): ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_a_file_with_several_problems_lists_each_under_one_error_line(tmp_path, capsys):
+    assert main(["rules", "check", "--lexicons", str(_bad_lexicons(tmp_path / "lex"))]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "callqa: error (lexicon): 2 problems in the lexicons:"
+    assert lines[1].strip().startswith("a.txt:2: ") and lines[2].strip().startswith("rules.toml:2: ")

@@ -29,12 +29,16 @@ def test_environment_overrides_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[asr]\nbeem_size = 5\n", "unknown option"),
-    ("[asrr]\nbeam_size = 5\n", "unknown section"),
-    ("[asr]\nbeam_size = 'five'\n", "not a valid int"),
-    ("[input]\nagent_channel = 'middle'\n", "agent_channel"),
-    ("[input]\ntimezone = 'Mars/Olympus'\n", "timezone"),
-    ("[asr]\nwindow_s = 45\n", "window_s"),
+    ("[asr]\nbeem_size = 5\n", r"callqa.toml:2: \[asr\]: unknown option 'beem_size'; known: model, "),
+    ("[asrr]\nbeam_size = 5\n", r"callqa.toml:1: unknown section \[asrr\]"),
+    ("[asr]\nbeam_size = 'five'\n", r"callqa.toml:2: \[asr\]: beam_size = 'five' is not a valid whole number"),
+    ("[input]\ncompany = 'x'\nagent_channel = 'middle'\n",
+     r"callqa.toml:3: \[input\]: agent_channel must be one of left, right, mono, not 'middle'"),
+    ("[input]\ntimezone = 'Mars/Olympus'\n", r"callqa.toml:2: \[input\]: timezone 'Mars/Olympus' is not a known"),
+    ("[asr]\nwindow_s = 45\n", r"callqa.toml:2: \[asr\]: window_s must be between 1 and 30"),
+    ("[run]\nrunner = 'celery'\n", r"callqa.toml:2: \[run\]: runner must be one of threads, dask"),
+    ("[privacy]\nmask = 'yes'\n", r"callqa.toml:2: \[privacy\]: mask = 'yes' is not a valid true or false"),
+    ("[segmentation]\nmax_utterance_s = 29.5\n", r"callqa.toml:2: \[segmentation\] max_utterance_s must be"),
     ("[asr\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, message):
@@ -47,3 +51,27 @@ def test_bad_config_is_a_clear_error(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_every_problem_of_a_config_file_is_reported_at_once(tmp_path):
+    path = tmp_path / "callqa.toml"
+    path.write_text("[asr]\nbeem_size = 5\n\n[run]\nconcurrency = -1\n[input]\ntimezone = 'Nowhere'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in info.value.problems] == ["2", "7", "5"]
+    assert str(info.value).startswith("3 problems in the configuration:")
+
+
+def test_a_bad_environment_variable_is_named(monkeypatch):
+    monkeypatch.setenv("CALLQA_ASR_BEAM_SIZE", "many")
+    with pytest.raises(ConfigError, match="environment CALLQA_ASR_BEAM_SIZE: 'many' is not a valid whole number"):
+        load_config()
+    monkeypatch.setenv("CALLQA_ASR_BEAM_SIZE", "2")
+    monkeypatch.setenv("CALLQA_PRIVACY_KINDS", "phone, bank_card")
+    config = load_config()
+    assert config.asr.beam_size == 2 and config.privacy.kinds == ("phone", "bank_card")
+
+
+def test_an_unreadable_config_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)  # a folder, not a file

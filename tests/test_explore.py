@@ -4,8 +4,9 @@ import warnings
 
 import pytest
 
-from pipeline import explore
-from pipeline.store import read_table
+from pipeline.errors import CallNotFoundError, CJKFontMissingError, PipelineError
+from pipeline.review import explore
+from pipeline.storage.parquet import read_table
 
 pytestmark = pytest.mark.model
 
@@ -82,13 +83,13 @@ def test_a_folder_without_results_and_a_period_without_calls_are_clear_errors(tm
         explore.load_results(tmp_path)
     with pytest.raises(explore.ResultsNotFoundError, match="no calls between 2025-01-01"):
         explore.load_results(demo_results, "2025-01-01", "2025-01-31")
-    with pytest.raises(KeyError, match="nosuchcall"):
+    with pytest.raises(CallNotFoundError, match="nosuchcall"):
         explore.call_detail(explore.load_results(demo_results), "nosuchcall")
 
 
 def test_charts_draw_chinese_labels_as_characters(results, tmp_path):
     """matplotlib warns 'Glyph … missing from font(s)' when it draws a box: here that is an error."""
-    from pipeline import charts
+    from pipeline.review import charts
 
     family = charts.use_cjk_font()
     assert family in charts.CJK_FAMILIES
@@ -113,8 +114,32 @@ def test_charts_draw_chinese_labels_as_characters(results, tmp_path):
 
 
 def test_a_missing_cjk_font_is_an_error_not_boxes(monkeypatch):
-    from pipeline import charts
+    from pipeline.review import charts
 
+    assert issubclass(CJKFontMissingError, PipelineError)  # one line at the command line, like every user error
     monkeypatch.setenv("CALLQA_CJK_FONT", "/nonexistent/font.ttc")
-    with pytest.raises(charts.CJKFontMissingError, match="no such font file"):
+    with pytest.raises(CJKFontMissingError, match="no such font file"):
         charts.use_cjk_font()
+
+
+def test_the_leaderboard_and_the_stored_scorecards_name_the_same_top_failing_rule(results, demo_results):
+    """One function decides the "top failing rule": the notebook's leaderboard for a day says what
+    ``agent_scores`` (and so ``callqa run``'s agent table) says for that day."""
+    from pipeline.scoring.scores import top_failing_rule
+
+    scores = read_table(demo_results, "agent_scores").query("period_type == 'day'")
+    compared = 0
+    for day, stored in scores.groupby("period"):
+        board = explore.leaderboard(explore.load_results(demo_results, day, day)).set_index("agent_id")
+        for row in stored.itertuples():
+            assert board.loc[row.agent_id, "most_failed_rule"] == top_failing_rule(row.rule_fail_rates), (day, row)
+            compared += bool(board.loc[row.agent_id, "most_failed_rule"])
+    assert compared >= 3  # days on which some agent failed some rule
+
+
+def test_equal_failure_rates_go_to_the_first_rule_id():
+    from pipeline.scoring.scores import top_failing_rule
+
+    assert top_failing_rule([("opening.greeting", 1.0), ("hold.notice", 1.0), ("courtesy.ninhao", 0.5)]) == \
+        "hold.notice (100%)"
+    assert top_failing_rule([("b", 0.0), ("a", 0.0)]) == "" and top_failing_rule(None) == ""

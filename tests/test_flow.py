@@ -7,7 +7,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.nightly import add_progress_listener, remove_progress_listener, transcribe_folder
-from pipeline.store import read_table
+from pipeline.storage.parquet import read_table
 from tests.conftest import DEMO
 
 
@@ -67,8 +67,10 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
     hits = read_table(out, "hits")
     assert not hits.empty and set(hits["call_id"]) == {"call01"}
     assert set(hits["match_kind"]) <= {"exact", "sound_alike", "near_sound", "asr_variant", "regex"}
-    # the customer reads out a phone number in call01: it is stored masked, everywhere
-    assert utts["text"].str.contains(r"\*{7,}").any()
+    # the customer reads out a phone number in call01: it is stored masked, everywhere. How the model
+    # writes it differs by CPU (13800138000, 一三八，一二三四，五六七八 -> ***,****,****), so count the
+    # masked digits of the customer's text, not one run
+    assert utts.query("speaker == 'customer'")["text"].str.count(r"\*").sum() >= 7
     for table, column in (("utterances", "text"), ("utterances", "raw_text"), ("hits", "matched_text"),
                           ("rule_results", "evidence")):
         stored = read_table(out, table)[column]
@@ -140,8 +142,8 @@ def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, t
     from uuid import UUID
     import shutil as sh
 
-    import flows.nightly as nightly
-    import pipeline.incremental as incremental
+    import pipeline.night as night
+    import pipeline.transcribe.recording as recording
     from tests.conftest import DATA
 
     folder = tmp_path / "in"
@@ -151,7 +153,7 @@ def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, t
     config = tmp_path / "callqa.toml"
     config.write_text("[run]\nretry_delays_s = [0, 0, 0]\n", encoding="utf-8")
     attempts = {"flaky.wav": 0, "bad.wav": 0}
-    real_hash, real_process = incremental.file_sha256, nightly.process_recording
+    real_hash, real_process = recording.file_sha256, night.process_recording
 
     def flaky_hash(path, *args):
         from pathlib import Path
@@ -164,9 +166,8 @@ def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, t
         attempts[recording.file] += 1
         return real_process(recording, *args, **kwargs)
 
-    monkeypatch.setattr(nightly, "split_cached", lambda out, recs, fp, tz: (recs, {}))  # no cache lookup: it hashes too
-    monkeypatch.setattr(incremental, "file_sha256", flaky_hash)
-    monkeypatch.setattr(nightly, "process_recording", counting_process)
+    monkeypatch.setattr(recording, "file_sha256", flaky_hash)
+    monkeypatch.setattr(night, "process_recording", counting_process)
     summary = transcribe_folder(str(folder), str(tmp_path / "out"), str(config))
     assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then success; the bad file once
     from prefect import get_client
@@ -196,6 +197,7 @@ def test_a_night_publishes_a_summary_artifact_and_the_rescore_flow_runs(harness,
     assert "callqa rescore" in Artifact.get("callqa-rescore").data
 
 
+@pytest.mark.model
 def test_the_dask_path_runs_calls_on_a_local_cluster_of_two_worker_processes(harness, tmp_path):
     import shutil as sh
 

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pipeline.config import InputOptions
-from pipeline.discover import discover_recordings
+from pipeline.transcribe.discover import discover_recordings
 from pipeline.errors import InputError, ManifestError
 
 HEADER = "file,agent_id,call_id,started_at,agent_channel,company\n"

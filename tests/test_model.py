@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from pipeline import asr
+from pipeline.transcribe import model as asr
 from pipeline.config import AsrOptions
 from pipeline.errors import ModelChecksumError, ModelError
 
@@ -15,17 +15,19 @@ def models_dir(tmp_path, monkeypatch):
     return tmp_path / "models"
 
 
+@pytest.mark.model  # assembles the bundled model from its packages
 def test_bundled_model_is_assembled_from_its_packages_and_verified(models_dir):
     resolved = asr.resolve_model("bundled")
     assert resolved.source == "bundled"
     assert resolved.location == str(models_dir / "whisper-base")
     assert resolved.model_id == "whisper-base@905e5bf8336b"
-    from pipeline.incremental import file_sha256
+    from pipeline.storage.hashing import file_sha256
 
     assert file_sha256(models_dir / "whisper-base" / "model.bin") == asr.BUNDLED_MODEL_SHA256
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
+@pytest.mark.model  # assembles the bundled model from its packages
 def test_corrupt_bundled_model_is_refused_with_a_way_out(models_dir):
     target = asr.install_bundled_model()
     with open(target / "model.bin", "r+b") as fh:  # flip one byte in the middle of the weights
@@ -41,6 +43,7 @@ def test_corrupt_bundled_model_is_refused_with_a_way_out(models_dir):
     asr.verify_bundled_model(target)
 
 
+@pytest.mark.model  # assembles the bundled model from its packages
 def test_incomplete_bundled_model_is_refused(models_dir):
     target = asr.install_bundled_model()
     (target / "tokenizer.json").unlink()
@@ -48,6 +51,7 @@ def test_incomplete_bundled_model_is_refused(models_dir):
         asr.resolve_model("bundled")
 
 
+@pytest.mark.model  # assembles the bundled model from its packages
 def test_any_ctranslate2_directory_is_accepted(models_dir, tmp_path):
     source = asr.install_bundled_model()
     mine = tmp_path / "my-whisper"

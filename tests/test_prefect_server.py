@@ -57,6 +57,7 @@ def prefect_server(tmp_path_factory):
     log.close()
 
 
+@pytest.mark.model
 def test_callqa_run_reports_to_a_separately_started_server(prefect_server, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -79,6 +80,7 @@ def test_callqa_run_reports_to_a_separately_started_server(prefect_server, tmp_p
     assert not (tmp_path / "client-home" / "prefect.db").exists()  # no embedded server was started
 
 
+@pytest.mark.model
 def test_serve_schedules_the_night_and_a_deployment_run_processes_it(prefect_server, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

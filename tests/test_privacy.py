@@ -1,9 +1,11 @@
 """Personal numbers are masked in every stored text field, in the forms people say them."""
 
+import re
+
 import pytest
 
 from pipeline.config import PrivacyOptions
-from pipeline.privacy import find_numbers, mask_result, mask_text
+from pipeline.transcribe.privacy import find_numbers, mask_result, mask_text
 from pipeline.records import CallResult, SuppressedText, Utterance, Word
 from tests.conftest import make_recording
 
@@ -53,14 +55,42 @@ def test_every_text_field_of_a_call_is_masked():
     assert result.suppressed[0].text == result.suppressed[0].raw_text == "***********"
 
 
-def test_findings_and_evidence_never_carry_the_number():
-    """Rules run on the masked transcript, so matched_text and evidence cannot leak it."""
-    from pipeline.dialogue import parse_dialogue
-    from pipeline.lexicon import load_lexicons
-    from pipeline.rules import RuleEngine, evaluate_calls
+def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, config):
+    """The night's real path, from the recording to every table, with the speech model replaced by one
+    that hears a phone number in every turn: no stored text may carry its digits. The opening rule
+    fails (no greeting) and quotes the agent's first line in its evidence, so a number left unmasked
+    anywhere before the rules would be stored there too."""
+    from types import SimpleNamespace
 
-    call, utterances, voice = parse_dialogue("[0.5s] agent: 你好，请讲\n[3s] agent: " +
-                                             mask_text("一三八零零一三八零零零，不知道", ON) + "\n")
-    hits, results = evaluate_calls(RuleEngine(load_lexicons()), [call], utterances, voice)
-    dumped = repr(hits) + repr(results)
-    assert "一三八" not in dumped and "***" in dumped
+    from pipeline.night import NightPlan, finish_night
+    from pipeline.records import TurnWord
+    from pipeline.storage.incremental import StoredTranscripts
+    from pipeline.storage.parquet import read_table
+    from pipeline.transcribe import recording
+    from pipeline.transcribe.discover import Discovery
+    from tests.conftest import DATA
+
+    said = "我的号码是一三八零零一三八零零零"
+
+    def hears_a_number(model, channels, turns, segmentation, prompt=""):
+        return [TurnWord(i, said, t.start_s, t.end_s, 0.9, 0, -0.2, 0.01, 1.0) for i, t in enumerate(turns)]
+
+    monkeypatch.setattr(recording, "transcribe_turns", hears_a_number)
+    monkeypatch.setattr(recording, "identify_language", lambda *args, **kwargs: None)
+    heard = recording.process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav"),
+                                        SimpleNamespace(model_label="fake cpu/int8"), config)
+    assert heard.ok and len(heard.utterances) == 2
+    out = tmp_path / "out"
+    plan = NightPlan(tmp_path, out, config, "run", "fake cpu/int8", Discovery(), StoredTranscripts(), [])
+    finish_night(plan, [heard], 0.0)
+
+    text_columns = {"utterances": ("text", "raw_text"), "suppressed": ("text", "raw_text"),
+                    "hits": ("matched_text",), "rule_results": ("evidence",), "errors": ("message",)}
+    stored = [w["word"] for words in read_table(out, "utterances")["words"] for w in words]
+    for table, columns in text_columns.items():
+        frame = read_table(out, table)
+        stored += [v for column in columns for v in frame[column]]
+    assert len(stored) >= 2 + 2 + 2 + 15  # words, text and raw_text of two utterances, 15 rule results
+    assert not [v for v in stored if re.search("[0-9零〇一二三四五六七八九幺两]{7,}", v)]
+    evidence = read_table(out, "rule_results").set_index("rule_id").loc["opening.greeting", "evidence"]
+    assert "***********" in evidence  # the quoted line, masked

@@ -4,9 +4,10 @@ import textwrap
 
 import pytest
 
-from pipeline.dialogue import DialogueError, parse_dialogue
-from pipeline.lexicon import LexiconError, load_lexicons
-from pipeline.rules import RuleEngine, evaluate_calls
+from pipeline.errors import DialogueError, LexiconError
+from pipeline.rules.dialogue import parse_dialogue
+from pipeline.rules.lexicon import load_lexicons
+from pipeline.rules.engine import RuleEngine, evaluate_calls
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,9 @@ def outcomes(engine, dialogue: str, company: str = "星河通信", mono: bool = 
         call["channels"] = 1
         for row in utterances + voice:
             row["speaker"] = "unknown"
-    hits, results = evaluate_calls(engine, [call], utterances, voice)
-    return {r["rule_id"]: r for r in results}, hits
+    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    assert not evaluation.crashed, evaluation.crashed
+    return {r.rule_id: r for r in evaluation.results}, evaluation.hits
 
 
 GOOD = """
@@ -37,12 +39,12 @@ GOOD = """
 
 def test_a_good_call_passes_every_standard_rule(engine):
     results, hits = outcomes(engine, GOOD)
-    failed = {k: v["evidence"] for k, v in results.items() if v["outcome"] == "fail"}
+    failed = {k: v.evidence for k, v in results.items() if v.outcome == "fail"}
     assert failed == {}
-    assert results["hold.notice"]["outcome"] == "not_applicable"  # no hold happened
-    assert results["hold.duration"]["outcome"] == "not_applicable"
-    assert results["manner.interruption"]["outcome"] == "pass"
-    assert all(h["rule_id"] != "forbidden.phrase" for h in hits)
+    assert results["hold.notice"].outcome == "not_applicable"  # no hold happened
+    assert results["hold.duration"].outcome == "not_applicable"
+    assert results["manner.interruption"].outcome == "pass"
+    assert all(h.rule_id != "forbidden.phrase" for h in hits)
 
 
 def test_missing_greeting_and_company(engine):
@@ -51,11 +53,11 @@ def test_missing_greeting_and_company(engine):
         [3s] customer: 我想改套餐。
         [6s] agent: 请讲您的手机号码。谢谢，再见。
     """)
-    assert results["opening.greeting"]["outcome"] == "fail"
-    assert results["opening.company"]["outcome"] == "fail"
-    assert results["courtesy.ninhao"]["outcome"] == "fail"
-    assert results["forbidden.phrase"]["outcome"] == "fail"  # the bare 喂
-    assert "喂" in results["forbidden.phrase"]["evidence"]
+    assert results["opening.greeting"].outcome == "fail"
+    assert results["opening.company"].outcome == "fail"
+    assert results["courtesy.ninhao"].outcome == "fail"
+    assert results["forbidden.phrase"].outcome == "fail"  # the bare 喂
+    assert "喂" in results["forbidden.phrase"].evidence
 
 
 def test_greeting_must_be_in_the_first_utterance(engine):
@@ -64,9 +66,9 @@ def test_greeting_must_be_in_the_first_utterance(engine):
         [3s] customer: 你好。
         [5s] agent: 您好，请讲。
     """)
-    assert results["opening.greeting"]["outcome"] == "fail"
-    assert results["courtesy.ninhao"]["outcome"] == "pass"  # said, just not in the opening
-    assert results["opening.company"]["outcome"] == "pass"
+    assert results["opening.greeting"].outcome == "fail"
+    assert results["courtesy.ninhao"].outcome == "pass"  # said, just not in the opening
+    assert results["opening.company"].outcome == "pass"
 
 
 def test_sound_alike_matching_with_the_real_whisper_confusions(engine):
@@ -77,10 +79,10 @@ def test_sound_alike_matching_with_the_real_whisper_confusions(engine):
         [6s] agent: 請您稍後。
         [20s] agent: 讓您久等了，五十八元，谢谢，再见。
     """)
-    assert results["opening.company"]["outcome"] == "pass"
-    assert results["courtesy.qingjiang"]["outcome"] == "pass"
-    assert results["hold.notice"]["outcome"] == "pass"
-    kinds = {(h["rule_id"], h["phrase"]): (h["match_kind"], h["matched_text"]) for h in hits}
+    assert results["opening.company"].outcome == "pass"
+    assert results["courtesy.qingjiang"].outcome == "pass"
+    assert results["hold.notice"].outcome == "pass"
+    kinds = {(h.rule_id, h.phrase): (h.match_kind, h.matched_text) for h in hits}
     assert kinds[("opening.company", "{company}")] == ("sound_alike", "心和通信")
     assert kinds[("courtesy.qingjiang", "请讲")] == ("sound_alike", "请将")
     assert ("hold.notice", "稍后") in kinds  # the lexicon lists 稍后 itself too
@@ -101,15 +103,15 @@ def test_sound_keys_fold_near_sounds(tmp_path):
     assert sounds.of("资询") == sounds.of("咨询") and sounds.of("知询") == sounds.of("咨询")  # z=zh
     assert sounds.of("亲和") != sounds.of("星河")  # q and x are not near sounds
     results = run(engine, "[0s] agent: 請您稍後。\n")
-    assert results["wait"]["outcome"] == "pass" and "sound_alike" in results["wait"]["evidence"]
+    assert results["wait"].outcome == "pass" and "sound_alike" in results["wait"].evidence
 
 
 def test_company_name_with_one_syllable_off_is_a_near_sound_match(engine):
     results, hits = outcomes(engine, "[0.5s] agent: 你好，亲和通信，请问有什么可以帮您？\n")
-    assert results["opening.company"]["outcome"] == "pass"
-    assert [h["match_kind"] for h in hits if h["rule_id"] == "opening.company"] == ["near_sound"]
+    assert results["opening.company"].outcome == "pass"
+    assert [h.match_kind for h in hits if h.rule_id == "opening.company"] == ["near_sound"]
     results, _ = outcomes(engine, "[0.5s] agent: 你好，中国移动，请问有什么可以帮您？\n")
-    assert results["opening.company"]["outcome"] == "fail"
+    assert results["opening.company"].outcome == "fail"
 
 
 def test_forbidden_phrases_with_category_and_severity(engine):
@@ -120,13 +122,13 @@ def test_forbidden_phrases_with_category_and_severity(engine):
         [10s] customer: 我要投诉你！
         [13s] agent: 随你找谁去好了，不要拉倒。
     """)
-    assert results["forbidden.phrase"]["outcome"] == "fail"
-    found = {h["phrase"] for h in hits if h["rule_id"] == "forbidden.phrase"}
+    assert results["forbidden.phrase"].outcome == "fail"
+    found = {h.phrase for h in hits if h.rule_id == "forbidden.phrase"}
     assert {"不知道", "你自己看", "不要拉倒"} <= found
     assert any(p.startswith("随你找谁去") for p in found)
-    assert all(h["category"] and h["severity"] in ("轻", "中", "重") for h in hits if h["rule_id"] == "forbidden.phrase")
-    refusal = next(h for h in hits if h["phrase"] == "不知道")
-    assert refusal["speaker"] == "agent" and refusal["start_s"] == 6.0 and refusal["utterance_idx"] == 2
+    assert all(h.category and h.severity in ("轻", "中", "重") for h in hits if h.rule_id == "forbidden.phrase")
+    refusal = next(h for h in hits if h.phrase == "不知道")
+    assert refusal.speaker == "agent" and refusal.start_s == 6.0 and refusal.utterance_idx == 2
 
 
 @pytest.mark.parametrize("polite", [
@@ -135,7 +137,7 @@ def test_forbidden_phrases_with_category_and_severity(engine):
 ])
 def test_polite_exclusion_contexts_are_never_forbidden(engine, polite):
     results, hits = outcomes(engine, f"[0.5s] agent: 您好，星河通信。\n[4s] agent: {polite}\n")
-    assert results["forbidden.phrase"]["outcome"] == "pass", [h["phrase"] for h in hits]
+    assert results["forbidden.phrase"].outcome == "pass", [h.phrase for h in hits]
 
 
 def test_customer_words_do_not_count_against_the_agent(engine):
@@ -144,12 +146,12 @@ def test_customer_words_do_not_count_against_the_agent(engine):
         [3s] customer: 我不知道，你自己看着办。
         [7s] agent: 好的，谢谢，再见。
     """)
-    assert results["forbidden.phrase"]["outcome"] == "pass"
+    assert results["forbidden.phrase"].outcome == "pass"
 
 
 def test_word_boundaries(engine):
     results, _ = outcomes(engine, "[0.5s] agent: 您好，星河通信。我们会按时喂养。\n")
-    assert results["forbidden.phrase"]["outcome"] == "pass"  # 喂 inside 喂养 is not a bare 喂
+    assert results["forbidden.phrase"].outcome == "pass"  # 喂 inside 喂养 is not a bare 喂
 
 
 def test_holds_announced_silent_and_too_long(engine):
@@ -160,17 +162,17 @@ def test_holds_announced_silent_and_too_long(engine):
         [22s] agent: 让您久等了，已经到账了。谢谢，再见。
     """
     results, hits = outcomes(engine, announced)
-    assert results["hold.notice"]["outcome"] == "pass", results["hold.notice"]["evidence"]
-    assert results["hold.duration"]["outcome"] == "pass"
-    assert {h["phrase"] for h in hits if h["rule_id"] == "hold.notice"} >= {"稍候", "久等"}
+    assert results["hold.notice"].outcome == "pass", results["hold.notice"].evidence
+    assert results["hold.duration"].outcome == "pass"
+    assert {h.phrase for h in hits if h.rule_id == "hold.notice"} >= {"稍候", "久等"}
     silent = announced.replace("好的，请您稍候，我帮您查询一下。", "好的。").replace("让您久等了，", "")
     results, _ = outcomes(engine, silent)
-    assert results["hold.notice"]["outcome"] == "fail"
-    assert "not announced" in results["hold.notice"]["evidence"]
+    assert results["hold.notice"].outcome == "fail"
+    assert "not announced" in results["hold.notice"].evidence
     too_long = announced.replace("[22s]", "[80s]")
     results, _ = outcomes(engine, too_long)
-    assert results["hold.notice"]["outcome"] == "pass"
-    assert results["hold.duration"]["outcome"] == "fail" and "over 60 s" in results["hold.duration"]["evidence"]
+    assert results["hold.notice"].outcome == "pass"
+    assert results["hold.duration"].outcome == "fail" and "over 60 s" in results["hold.duration"].evidence
 
 
 def test_answer_delay(engine):
@@ -180,17 +182,17 @@ def test_answer_delay(engine):
         [24s] agent: 好的，谢谢，再见。
     """
     results, _ = outcomes(engine, late)
-    assert results["answer.delay"]["outcome"] == "fail" and "17.0s" in results["answer.delay"]["evidence"]
+    assert results["answer.delay"].outcome == "fail" and "17.0s" in results["answer.delay"].evidence
     results, _ = outcomes(engine, late.replace("[17s] agent: 您好，", "[17s] agent: 您好，抱歉让您久等了，"))
-    assert "apology" in results["answer.delay"]["evidence"]
-    assert results["answer.delay"]["outcome"] == "pass"
-    assert outcomes(engine, GOOD)[0]["answer.delay"]["outcome"] == "pass"
+    assert "apology" in results["answer.delay"].evidence
+    assert results["answer.delay"].outcome == "pass"
+    assert outcomes(engine, GOOD)[0]["answer.delay"].outcome == "pass"
 
 
 def test_farewell_must_be_in_the_last_two_agent_utterances(engine):
     results, _ = outcomes(engine, GOOD.replace("感谢您的来电，再见！", "好的。"))
-    assert results["closing.farewell"]["outcome"] == "fail"
-    assert results["courtesy.zaijian"]["outcome"] == "fail"
+    assert results["closing.farewell"].outcome == "fail"
+    assert results["courtesy.zaijian"].outcome == "fail"
 
 
 def test_interruption_and_its_not_applicable_cases(engine):
@@ -199,24 +201,24 @@ def test_interruption_and_its_not_applicable_cases(engine):
         [3s] customer: 我上个月的账单多扣了五十块钱，我想问一下是怎么回事。
         [4.5s] agent: 这个我们查不了。
     """)
-    assert results["manner.interruption"]["outcome"] == "fail"
-    assert "started at 4.5s" in results["manner.interruption"]["evidence"]
+    assert results["manner.interruption"].outcome == "fail"
+    assert "started at 4.5s" in results["manner.interruption"].evidence
     results, _ = outcomes(engine, GOOD, mono=True)
-    assert results["manner.interruption"]["outcome"] == "not_applicable"
-    assert results["opening.greeting"]["outcome"] == "pass"  # mono: the rules read all speech
+    assert results["manner.interruption"].outcome == "not_applicable"
+    assert results["opening.greeting"].outcome == "pass"  # mono: the rules read all speech
 
 
 def test_speech_rate(engine):
     results, _ = outcomes(engine, GOOD)  # dialogue pace: 4.5 characters per second = 270 per minute
-    assert results["pace.speech_rate"]["outcome"] == "pass"
-    assert "270 characters per minute" in results["pace.speech_rate"]["evidence"]
+    assert results["pace.speech_rate"].outcome == "pass"
+    assert "270 characters per minute" in results["pace.speech_rate"].evidence
     call, utterances, voice = parse_dialogue(GOOD, company="星河通信")
     for row in utterances:  # the same words in 70% of the time: about 386 characters per minute
         row["end_s"] = row["start_s"] + (row["end_s"] - row["start_s"]) * 0.7
-    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
-    assert results["pace.speech_rate"]["outcome"] == "fail"
+    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    assert results["pace.speech_rate"].outcome == "fail"
     short = outcomes(engine, "[0.5s] agent: 您好。\n")[0]
-    assert short["pace.speech_rate"]["outcome"] == "not_applicable"
+    assert short["pace.speech_rate"].outcome == "not_applicable"
 
 
 def test_dialect_markers(engine):
@@ -225,20 +227,20 @@ def test_dialect_markers(engine):
         [3s] customer: 我想交话费。
         [6s] agent: 而家系统冇问题，你睇下短信，唔该。
     """)
-    assert results["dialect.putonghua"]["outcome"] == "fail"
-    assert "cantonese" in results["dialect.putonghua"]["evidence"]
-    assert outcomes(engine, GOOD)[0]["dialect.putonghua"]["outcome"] == "pass"
+    assert results["dialect.putonghua"].outcome == "fail"
+    assert "cantonese" in results["dialect.putonghua"].evidence
+    assert outcomes(engine, GOOD)[0]["dialect.putonghua"].outcome == "pass"
 
 
 def test_dialect_from_the_models_language_identification(engine):
     call, utterances, voice = parse_dialogue("[0.5s] agent: 您好，星河通信，请讲。\n")
     call.update(agent_language="yue", agent_language_prob=0.83)
-    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
-    assert results["dialect.putonghua"]["outcome"] == "fail"
-    assert "identified the agent's speech as yue (p=0.83)" in results["dialect.putonghua"]["evidence"]
+    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    assert results["dialect.putonghua"].outcome == "fail"
+    assert "identified the agent's speech as yue (p=0.83)" in results["dialect.putonghua"].evidence
     call.update(agent_language="zh", agent_language_prob=0.98)
-    results = {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
-    assert results["dialect.putonghua"]["outcome"] == "pass"
+    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    assert results["dialect.putonghua"].outcome == "pass"
 
 
 def write_lexicons(folder, phrases: str, rules: str):
@@ -250,7 +252,7 @@ def write_lexicons(folder, phrases: str, rules: str):
 
 def run(engine, dialogue):
     call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
-    return {r["rule_id"]: r for r in evaluate_calls(engine, [call], utterances, voice)[1]}
+    return {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
 
 
 def test_keyword_all_and_position_windows(tmp_path):
@@ -280,12 +282,12 @@ def test_keyword_all_and_position_windows(tmp_path):
         role = "customer"
     """)
     results = run(engine, "[0s] agent: 跟您确认一下号码。\n[30s] agent: 确认完毕。\n")
-    assert results["all"]["outcome"] == "pass" and results["last"]["outcome"] == "pass"
-    assert results["customer"]["outcome"] == "not_applicable"  # no customer speech at all
+    assert results["all"].outcome == "pass" and results["last"].outcome == "pass"
+    assert results["customer"].outcome == "not_applicable"  # no customer speech at all
     results = run(engine, "[0s] agent: 跟您确认一下。\n[30s] agent: 好的。\n[40s] customer: 号码是多少\n")
-    assert results["all"]["outcome"] == "fail" and "missing b" in results["all"]["evidence"]
-    assert results["last"]["outcome"] == "fail"
-    assert results["customer"]["outcome"] == "pass"
+    assert results["all"].outcome == "fail" and "missing b" in results["all"].evidence
+    assert results["last"].outcome == "fail"
+    assert results["customer"].outcome == "pass"
 
 
 def test_regex_with_exclusion_and_sequence(tmp_path):
@@ -309,12 +311,12 @@ def test_regex_with_exclusion_and_sequence(tmp_path):
         within_s = 60
     """)
     results = run(engine, "[0s] agent: 先帮您核实身份。\n[10s] agent: 现在帮您变更套餐，五十八元。\n")
-    assert results["no.price"]["outcome"] == "fail" and results["verify.first"]["outcome"] == "pass"
+    assert results["no.price"].outcome == "fail" and results["verify.first"].outcome == "pass"
     results = run(engine, "[0s] agent: 原价五十八元。\n[10s] agent: 现在帮您变更套餐。\n")
-    assert results["no.price"]["outcome"] == "pass"  # the exclusion pattern
-    assert results["verify.first"]["outcome"] == "fail"
+    assert results["no.price"].outcome == "pass"  # the exclusion pattern
+    assert results["verify.first"].outcome == "fail"
     results = run(engine, "[0s] agent: 您好。\n")
-    assert results["verify.first"]["outcome"] == "not_applicable"  # the anchor never came
+    assert results["verify.first"].outcome == "not_applicable"  # the anchor never came
 
 
 @pytest.mark.parametrize("phrases, rules, message", [
@@ -382,17 +384,17 @@ def test_every_finding_points_at_its_moment_in_the_call(engine):
         [30s] agent: 好了。
     """)
     greeting = results["opening.greeting"]  # not said: points at the agent's first utterance
-    assert greeting["outcome"] == "fail" and greeting["at_s"] == 0.5 and 0.5 < greeting["until_s"] < 3
+    assert greeting.outcome == "fail" and greeting.at_s == 0.5 and 0.5 < greeting.until_s < 3
     forbidden = results["forbidden.phrase"]  # said: points at the earliest forbidden phrase
-    first = min((h for h in hits if h["rule_id"] == "forbidden.phrase"), key=lambda h: h["start_s"])
-    assert (forbidden["at_s"], forbidden["until_s"]) == (first["start_s"], first["end_s"])
-    assert forbidden["at_s"] < 3  # the bare 喂 at the start
+    first = min((h for h in hits if h.rule_id == "forbidden.phrase"), key=lambda h: h.start_s)
+    assert (forbidden.at_s, forbidden.until_s) == (first.start_s, first.end_s)
+    assert forbidden.at_s < 3  # the bare 喂 at the start
     interruption = results["manner.interruption"]
-    assert interruption["outcome"] == "fail" and interruption["at_s"] == 4.5
+    assert interruption.outcome == "fail" and interruption.at_s == 4.5
     hold = results["hold.notice"]  # a silent 10.x-30 s gap on both channels
-    assert hold["outcome"] == "fail" and 10 < hold["at_s"] < 12 and hold["until_s"] == 30
+    assert hold.outcome == "fail" and 10 < hold.at_s < 12 and hold.until_s == 30
     answer = results["answer.delay"]
-    assert answer["outcome"] == "pass" and (answer["at_s"], answer["until_s"]) == (0.0, 0.5)
+    assert answer.outcome == "pass" and (answer.at_s, answer.until_s) == (0.0, 0.5)
     clean, _ = outcomes(engine, GOOD)
-    assert "at_s" not in clean["forbidden.phrase"]  # a pass of a "none said" rule has nothing to point at
-    assert "at_s" not in clean["hold.notice"]  # not applicable: no hold happened
+    assert clean["forbidden.phrase"].at_s is None  # a pass of a "none said" rule has nothing to point at
+    assert clean["hold.notice"].at_s is None  # not applicable: no hold happened

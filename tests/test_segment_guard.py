@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from pipeline.asr import Turn, TurnWord, _piece_for, pack_turns
+from pipeline.records import Turn, TurnWord
+from pipeline.transcribe.decode import _piece_for, pack_turns
 from pipeline.config import GuardOptions, SegmentationOptions
-from pipeline.errors import ConfigError
-from pipeline.guard import HallucinationGuard, load_phrases
-from pipeline.segment import build_utterances, regions_to_turns
+from pipeline.errors import HallucinationListError
+from pipeline.transcribe.guard import HallucinationGuard, load_phrases
+from pipeline.transcribe.turns import regions_to_turns
+from pipeline.transcribe.utterances import build_utterances
 
 SEG = SegmentationOptions(split_pause_s=0.8, max_utterance_s=10.0, pack_gap_s=0.3)
 
@@ -40,7 +42,9 @@ def test_packing_maps_packed_time_back_to_the_recording():
     assert piece.turn_index == 1 and piece.orig_start == 6.0
     # a word straddling the gap goes to the piece it overlaps most
     assert _piece_for(3.9, 4.35, pieces).turn_index == 0
-    assert _piece_for(4.05, 4.2, pieces).turn_index in (0, 1)  # in the gap: nearest piece
+    # a word inside the gap (packed 4.0..4.3) goes to the nearest piece edge
+    assert _piece_for(4.05, 4.2, pieces).turn_index == 0  # 0.125 s from the agent's end, 0.175 s from the customer
+    assert _piece_for(4.15, 4.28, pieces).turn_index == 1  # 0.215 s from the agent's end, 0.085 s from the customer
 
 
 def test_packing_fills_windows_and_pads_turns():
@@ -130,12 +134,13 @@ def test_guard_drops_a_low_confidence_piece_of_the_prompt_but_not_a_sure_one(gua
 
 def test_guard_phrase_file_errors(tmp_path):
     bad = tmp_path / "h.txt"
-    bad.write_text("# comment\nre:([unclosed\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"h.txt:2: invalid regular expression"):
+    bad.write_text("# comment\nre:([unclosed\n字幕\n!!!\n", encoding="utf-8")
+    with pytest.raises(HallucinationListError) as info:
         load_phrases(bad)
-    bad.write_text("!!!\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"h.txt:1"):
-        load_phrases(bad)
+    assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in info.value.problems] == ["2", "4"]  # every bad line
+    assert "invalid regular expression" in info.value.problems[0] and "no letters or digits" in info.value.problems[1]
+    with pytest.raises(HallucinationListError, match="cannot read the hallucination list"):
+        load_phrases(tmp_path / "missing.txt")
 
 
 def test_utterances_are_built_per_turn_in_time_order(guard):

@@ -1,4 +1,4 @@
-from pipeline.evaluation import cer_counts, edit_distance
+from pipeline.text import cer_counts, edit_distance
 from pipeline.text import fold_width, normalise_text, strip_punctuation, to_simplified
 
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pipeline.process import process_recording
+from pipeline.transcribe.recording import process_recording
 from tests.conftest import DATA, make_recording
 from tests.test_audio import CLIP, FORMATS
 
@@ -83,10 +83,11 @@ def test_guard_stops_what_whisper_invents_on_silence_and_noise(name, prompt, mod
     Seen while writing this test: 您好 (on silence, no prompt), 驾驶 (noise), 中文字幕制作 (noise,
     prompt). None of it may become anybody's words.
     """
-    from pipeline.asr import Turn, transcribe_turns
-    from pipeline.audio import decode_audio
-    from pipeline.guard import HallucinationGuard
-    from pipeline.segment import build_utterances
+    from pipeline.records import Turn
+    from pipeline.transcribe.decode import transcribe_turns
+    from pipeline.transcribe.audio import decode_audio
+    from pipeline.transcribe.guard import HallucinationGuard
+    from pipeline.transcribe.utterances import build_utterances
 
     audio = decode_audio(DATA / name)
     turns = [Turn("agent", 0, 0.0, 9.9, 9.9)]
@@ -107,8 +108,9 @@ def test_bad_recording_gives_an_error_result_not_an_exception(model, config, tmp
 
 
 def test_language_identification_runs_only_where_it_is_informative(model, config):
-    from pipeline.asr import Turn, identify_language
-    from pipeline.audio import decode_audio
+    from pipeline.records import Turn
+    from pipeline.transcribe.decode import identify_language
+    from pipeline.transcribe.audio import decode_audio
 
     audio = decode_audio(DATA / "long_hold_8k_stereo.flac")
     turns = [Turn("agent", 0, 2.4, 5.3, 2.9), Turn("agent", 0, 17.2, 20.4, 3.2)]

@@ -19,19 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audio import TARGET_RATE, decode_audio
-from .errors import InputError
+from ..errors import ClipError, ExampleSelectionError, StoreError
+from ..rules.lexicon import SEVERITIES
+from ..storage.hashing import file_sha256
+from ..transcribe.audio import TARGET_RATE, decode_audio
 from .explore import Results, call_utterances, clock, worst_severity
-from .incremental import file_sha256
-from .lexicon import SEVERITIES
 
 KINDS = ("worst", "best")
-
-
-class ExampleSelectionError(InputError):
-    """The request cannot be answered: unknown rule, kind or severity."""
-
-    stage = "examples"
 
 
 @dataclass
@@ -155,12 +149,6 @@ def excerpt(utterances: pd.DataFrame, at_s: float, until_s: float, context_s: fl
     return lines
 
 
-class ClipError(InputError):
-    """The audio around a finding cannot be cut: the recording does not decode or is too short."""
-
-    stage = "examples"
-
-
 def focus_end(ex: Example, max_focus_s: float = 20.0) -> float:
     """Where the part of the call an example is about ends: its evidence span, stretched over the
     rule's further findings, at most ``max_focus_s`` after the first."""
@@ -214,9 +202,12 @@ def export_examples(results: Results, examples: list[Example], out_dir: str | Pa
         The path of ``index.html``.
     """
     out_dir = Path(out_dir)
-    (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-    for old in (out_dir / "clips").glob("*.wav"):  # a new export replaces the last one's clips
-        old.unlink()
+    try:
+        (out_dir / "clips").mkdir(parents=True, exist_ok=True)
+        for old in (out_dir / "clips").glob("*.wav"):  # a new export replaces the last one's clips
+            old.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write examples into {out_dir}: {exc}") from None
     calls = results.calls.set_index("call_id")
     for ex in examples:
         call = calls.loc[ex.call_id]

@@ -13,18 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import PipelineError
-from .lexicon import LexiconError, load_lexicons
-from .rules import CallData, find_holds
-from .lexicon import SEVERITIES
-from .store import read_table
-
-
-class ResultsNotFoundError(PipelineError):
-    """The folder holds no callqa output (or none in the period asked for)."""
-
-    stage = "results"
-
+from ..errors import CallNotFoundError, LexiconError, ResultsNotFoundError
+from ..rules.checks import CallData, find_holds
+from ..rules.lexicon import SEVERITIES, load_lexicons
+from ..scoring.scores import fail_rates, top_failing_rule
+from ..storage.parquet import read_table
 
 @dataclass
 class Results:
@@ -76,7 +69,7 @@ def load_results(out_dir: str | Path, date_from: str | None = None, date_to: str
         rules = load_lexicons(lexicons_dir).rules
         descriptions = {r.rule_id: r.description for r in rules}
         names = {r.rule_id: r.name for r in rules}
-        hold_s = next((float(r.options["min_silence_s"]) for r in rules if r.type == "hold"), hold_s)
+        hold_s = next((float(r.options.min_silence_s) for r in rules if r.type == "hold"), hold_s)
     except LexiconError:  # a broken lexicon folder must not hide results already scored
         pass
     return Results(out_dir, date_from, date_to, calls.sort_values("started_at").reset_index(drop=True),
@@ -102,20 +95,16 @@ def team_overview(results: Results) -> pd.DataFrame:
 
 def leaderboard(results: Results) -> pd.DataFrame:
     """Agents of the period, best mean score first: calls, mean and lowest score, pass rate, red lines,
-    the rule each fails most often, and recordings of theirs that failed."""
+    the rule each fails most often (as ``callqa run`` reports it: :func:`top_failing_rule`), and
+    recordings of theirs that failed."""
     scored = results.scored
-    failed = results.rule_results[results.rule_results["outcome"] == "fail"]
-    applicable = results.rule_results[results.rule_results["outcome"] != "not_applicable"]
-    counts = failed.groupby(["agent_id", "rule_id"]).size()
-    rates = (counts / applicable.groupby(["agent_id", "rule_id"]).size()).dropna().reset_index(name="rate")
-    rates["failed"] = counts.reindex(pd.MultiIndex.from_frame(rates[["agent_id", "rule_id"]])).to_numpy()
-    worst = rates.sort_values(["rate", "failed", "rule_id"], ascending=[False, False, True]).drop_duplicates("agent_id")
-    worst = worst.assign(label=lambda d: d["rule_id"] + " (" + (d["rate"] * 100).round().astype(int).astype(str)
-                         + "%)").set_index("agent_id")["label"]
+    rates = fail_rates(results.rule_results[results.rule_results["call_id"].isin(scored["call_id"])], ["agent_id"])
+    worst = {agent: top_failing_rule(list(part.droplevel(0).items()))
+             for agent, part in rates.groupby(level=0)}
     board = scored.groupby("agent_id").agg(calls=("call_id", "size"), mean_score=("score", "mean"),
                                            lowest_score=("score", "min"), pass_rate=("passed", "mean"),
                                            red_lines=("red_line", "sum"))
-    board["most_failed_rule"] = worst.reindex(board.index).fillna("")
+    board["most_failed_rule"] = [worst.get(agent, "") for agent in board.index]
     errors = results.calls[results.calls["status"] != "ok"].groupby("agent_id").size()
     board["failed_recordings"] = errors.reindex(board.index).fillna(0).astype(int)
     board = board.sort_values(["mean_score", "pass_rate"], ascending=False)
@@ -179,11 +168,11 @@ def call_detail(results: Results, call_id: str) -> CallDetail:
     each channel's speech, and the holds (mutual silences as long as the hold rules count).
 
     Raises:
-        KeyError: no such call in the loaded period.
+        CallNotFoundError: no such call in the loaded period.
     """
     rows = results.calls[results.calls["call_id"] == call_id]
     if rows.empty:
-        raise KeyError(f"call {call_id!r} is not in {results.out_dir} for {results.period}")
+        raise CallNotFoundError(f"call {call_id!r} is not in {results.out_dir} for {results.period}")
     call = rows.iloc[0].to_dict()
     utterances = call_utterances(results, call_id, call["call_date"])
     voice = read_table(results.out_dir, "voice_activity", dates=(call["call_date"], call["call_date"]))

@@ -1,59 +1,62 @@
-"""One recording from file to CallResult: decode -> voice activity -> turns -> ASR -> guard -> utterances.
+"""One recording from file to CallResult: hash -> decode -> roles -> voice activity -> turns -> decode
+with the model -> guard -> utterances -> masking.
 
 ``process_recording`` never raises for a bad recording: any failure becomes a CallResult with status
-``error`` and an ErrorRecord naming the stage, so one bad file never stops a night.
+``error`` and an ErrorRecord naming the stage, so one bad file never stops a night. Only a read that
+may work later (:class:`~pipeline.errors.TransientInputError`) is raised, for the caller to retry.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 
-import numpy as np
-
-from .asr import LoadedModel, identify_language, render_prompt, transcribe_turns
+from ..config import CallqaConfig
+from ..errors import PipelineError, TransientInputError
+from ..records import SPEAKER_AGENT, STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, Recording, SpeechRegion
+from ..storage.hashing import file_sha256
 from .audio import decode_audio, detect_speech
-from .config import CallqaConfig
-from .errors import PipelineError, TransientInputError
-from .guard import HallucinationGuard
+from .decode import identify_language, render_prompt, transcribe_turns
+from .guard import HallucinationGuard, read_phrase_text
+from .model import LoadedModel
 from .privacy import mask_result
-from .records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallResult, ErrorRecord,
-                      Recording, SpeechRegion)
-from .segment import build_utterances, regions_to_turns
+from .roles import channel_roles
+from .turns import regions_to_turns
+from .utterances import build_utterances
 
-logger = logging.getLogger("callqa.process")
+logger = logging.getLogger("callqa.recording")
 
 # errno values of a read that may work a little later (network shares, busy storage)
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY, errno.ENETDOWN,
                     errno.ENETUNREACH, errno.ECONNRESET, errno.EHOSTUNREACH}
 
-# Stereo files whose two channels differ by less than this are one signal copied twice.
-_DUPLICATE_CHANNEL_TOLERANCE = 1e-4
+# Options that do not change what a transcript says: how hard the machine works.
+_NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "device"}
 
 
-def channel_roles(recording: Recording, decoded_channels: int,
-                  channels_data: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
-    """Decide which channel is whose.
+def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
+    """A hash of the model and every option that changes a transcript (decoding, voice activity,
+    turns, guard and its phrase list, masking): what an incremental night compares.
 
-    Returns:
-        The audio rows to transcribe, the speaker of each row, and warnings about the decision.
+    Raises:
+        HallucinationListError: the guard's phrase list cannot be read.
     """
-    warnings: list[str] = []
-    if decoded_channels == 2:
-        if recording.agent_channel == "mono":
-            warnings.append("agent_channel is mono but the file is stereo: channels mixed, speakers unknown")
-            return channels_data.mean(axis=0, keepdims=True), [SPEAKER_UNKNOWN], warnings
-        if np.max(np.abs(channels_data[0] - channels_data[1])) < _DUPLICATE_CHANNEL_TOLERANCE:
-            warnings.append("both channels carry the same signal: treated as mono, speakers unknown")
-            return channels_data[:1], [SPEAKER_UNKNOWN], warnings
-        if recording.agent_channel == "right":
-            return channels_data[::-1].copy(), [SPEAKER_AGENT, SPEAKER_CUSTOMER], warnings
-        return channels_data, [SPEAKER_AGENT, SPEAKER_CUSTOMER], warnings
-    if recording.agent_channel != "mono":
-        warnings.append(f"agent_channel is {recording.agent_channel} but the file is mono: speakers unknown")
-    return channels_data, [SPEAKER_UNKNOWN], warnings
+    options = {
+        "model": model_label,
+        "asr": {k: v for k, v in asdict(config.asr).items() if k not in _NOT_IN_FINGERPRINT and k != "model"},
+        "voice_activity": asdict(config.voice_activity),
+        "segmentation": asdict(config.segmentation),
+        "guard": {**asdict(config.guard), "phrases": read_phrase_text(config.guard.phrases_file)},
+        "privacy": asdict(config.privacy),
+    }
+    options["guard"].pop("phrases_file")
+    text = json.dumps(options, sort_keys=True, ensure_ascii=False, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def process_recording(recording: Recording, model: LoadedModel, config: CallqaConfig,
@@ -73,9 +76,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         TransientInputError: the file could not be read for a reason that may pass; the caller may
             retry (every other failure is returned as an error result, never raised).
     """
-    from .incremental import file_sha256, transcription_fingerprint
-
-    result = CallResult(recording=recording, status="ok", model=model.model_label,
+    result = CallResult(recording=recording, status=STATUS_OK, model=model.model_label,
                         processed_at=datetime.now(timezone.utc),
                         transcription_fingerprint=transcription_fingerprint(model.model_label, config))
     stage = "decode"
@@ -125,7 +126,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
     except Exception as exc:  # one bad recording must never stop the others
         if not isinstance(exc, PipelineError):
             logger.exception("%s: unexpected failure in stage %s", recording.file, stage)
-        result.status = "error"
+        result.status = STATUS_ERROR
         result.utterances, result.suppressed = [], []
         result.error = ErrorRecord(file=recording.file, call_id=recording.call_id,
                                    stage=getattr(exc, "stage", stage), error_type=type(exc).__name__,

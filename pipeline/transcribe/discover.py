@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import InputOptions, valid_agent_channels
-from .errors import InputError, ManifestError, ManifestRowError, NotInManifestError
-from .records import ErrorRecord, Recording
+from ..config import AGENT_CHANNELS, InputOptions
+from ..errors import InputError, ManifestError, ManifestRowError, NotInManifestError
+from ..records import ErrorRecord, Recording
 
 logger = logging.getLogger("callqa.discover")
 
@@ -167,9 +167,9 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
             if call_id in seen_ids:
                 raise ManifestRowError(f"call_id {call_id!r} is used twice (first on line {seen_ids[call_id]})")
             channel = (row.get("agent_channel") or options.agent_channel).lower()
-            if channel not in valid_agent_channels():
+            if channel not in AGENT_CHANNELS:
                 raise ManifestRowError(f"agent_channel {row.get('agent_channel')!r} is not one of "
-                                       f"{', '.join(valid_agent_channels())}")
+                                       f"{', '.join(AGENT_CHANNELS)}")
             if row.get("started_at"):
                 try:
                     started_at = parse_started_at(row["started_at"], tz)

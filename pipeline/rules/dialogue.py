@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import InputError
-from .records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
-from .text import match_key, normalise_text
+from ..errors import DialogueError
+from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
+from ..text import match_key, normalise_text
 
 CHARS_PER_SECOND = 4.5
 GAP_S = 0.5
@@ -23,10 +23,6 @@ _SPEAKERS = {"agent": SPEAKER_AGENT, "坐席": SPEAKER_AGENT, "客服": SPEAKER_
 _TIME = r"\[\s*(?P<{name}>\d+(?:\.\d+)?)\s*s?\s*\]"
 _LINE = re.compile(r"^(?:%s\s*)?(?P<speaker>[A-Za-z\u4e00-\u9fff]+)\s*[:：]\s*(?:%s\s*)?(?P<text>.*)$"
                    % (_TIME.format(name="t1"), _TIME.format(name="t2")))
-
-
-class DialogueError(InputError):
-    """A dialogue file line cannot be read."""
 
 
 def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialogue",

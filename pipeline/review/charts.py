@@ -16,6 +16,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..errors import CJKFontMissingError
 from .explore import CallDetail
 
 # families tried in order: Noto/Source Han (Debian fonts-noto-cjk), WenQuanYi, then common desktop fonts
@@ -24,10 +25,6 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "S
 CJK_FONT_FILES = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
                   "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 AGENT, CUSTOMER, HOLD, FAIL, PASS = "#2f6db5", "#e08a2c", "#bbbbbb", "#c0392b", "#2e8b57"
-
-
-class CJKFontMissingError(RuntimeError):
-    """No font with Chinese characters is installed: charts would show boxes."""
 
 
 def use_cjk_font() -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .config import PrivacyOptions
-from .records import CallResult, SuppressedText, Utterance, Word
+from ..config import PrivacyOptions
+from ..records import CallResult, SuppressedText, Utterance, Word
 
 _DIGITS = "0-9０-９零〇一二三四五六七八九幺两"
 _SEPARATOR = r"[\s\-‐－—,，、.·]"

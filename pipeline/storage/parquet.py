@@ -1,9 +1,14 @@
 """The only module that reads or writes Parquet.
 
 Layout: ``OUT_DIR/<table>/call_date=YYYY-MM-DD/part-0.parquet``, one file per table and call date.
-A write merges into that file: rows of the calls (or files) being written replace their earlier rows,
-so running the same night twice never duplicates anything. The new file is written beside the old one
-under a hidden name and renamed over it, so a reader never sees a half-written file.
+A write merges into that file: rows of the calls (or files) being written replace their earlier rows
+(the column a table is replaced by is declared in its schema: ``schemas.replaced_by``), so running the
+same night twice never duplicates anything. The new file is written beside the old one under a hidden
+name and renamed over it, so a reader never sees a half-written file.
+
+Rows to write are dicts (the transcript tables, as :mod:`pipeline.storage.rows` makes them) or typed
+records (:class:`~pipeline.records.Hit`, :class:`~pipeline.records.RuleResult`): their columns are the
+schema's, read by name; a dict with a key the schema lacks is refused.
 """
 
 from __future__ import annotations
@@ -12,11 +17,8 @@ import logging
 import os
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,75 +26,35 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .errors import SchemaMismatchError, StoreError
-from .records import CallResult, ErrorRecord
-from .schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
+from ..errors import SchemaMismatchError, StoreError
+from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, replaced_by, rewritten_whole
 
 logger = logging.getLogger("callqa.store")
 
 PART_NAME = "part-0.parquet"
-# Tables derived from the whole history and rewritten whole (replace_table), not merged per call.
-WHOLE_TABLES = ("agent_scores",)
-# Which column identifies the unit a write replaces, per table.
-_REPLACE_BY = {"calls": "call_id", "utterances": "call_id", "voice_activity": "call_id",
-               "suppressed": "call_id", "errors": "file", "hits": "call_id", "rule_results": "call_id",
-               "agent_scores": "agent_id"}
 
 
-def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
-    """The call date (local to the contact centre) that partitions a row."""
-    return (moment or datetime.now(timezone.utc)).astimezone(tz).date().isoformat()
+def partition_of(row: Any) -> str:
+    """The call date a row is stored under (its ``call_date``)."""
+    return row[PARTITION_COLUMN] if isinstance(row, dict) else row.call_date
 
 
-def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], run_id: str,
-                 tz: ZoneInfo) -> dict[str, list[dict]]:
-    """Flatten a run's results into rows per table, each with its ``call_date``."""
-    now = datetime.now(timezone.utc)
-    tables: dict[str, list[dict]] = {name: [] for name in TABLES}
-    for result in results:
-        rec = result.recording
-        date = call_date(rec.started_at, tz)
-        tables["calls"].append({
-            PARTITION_COLUMN: date, "call_id": rec.call_id, "agent_id": rec.agent_id, "file": rec.file,
-            "started_at": rec.started_at, "duration_s": result.duration_s, "channels": result.channels,
-            "sample_rate": result.sample_rate, "codec": result.codec, "agent_channel": rec.agent_channel,
-            "company": rec.company, "status": result.status, "model": result.model,
-            "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
-            "warnings": list(result.warnings), "agent_language": result.agent_language,
-            "agent_language_prob": result.agent_language_prob, "content_sha256": result.content_sha256,
-            "transcription_fingerprint": result.transcription_fingerprint,
-            "path": str(Path(rec.path).resolve()) if rec.path is not None else None})
-        for u in result.utterances:
-            row = asdict(u)
-            row["words"] = [asdict(w) for w in u.words]
-            tables["utterances"].append({PARTITION_COLUMN: date, **row})
-        for region in result.voice_activity:
-            tables["voice_activity"].append({PARTITION_COLUMN: date, "call_id": rec.call_id, **asdict(region)})
-        for item in result.suppressed:
-            tables["suppressed"].append({PARTITION_COLUMN: date, "call_id": rec.call_id, **asdict(item)})
-        if result.error is not None:
-            errors = [*errors, result.error]
-    for error in errors:
-        tables["errors"].append({
-            PARTITION_COLUMN: call_date(error.started_at, tz), "file": error.file, "call_id": error.call_id,
-            "stage": error.stage, "error_type": error.error_type, "message": error.message, "run_id": run_id,
-            "occurred_at": now})
-    return tables
-
-
-def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+def to_arrow(table: str, rows: list) -> pa.Table:
     """Build an Arrow table for ``table`` from rows, validated against its schema.
 
     Raises:
         SchemaMismatchError: a column is missing, extra, or of the wrong type.
     """
     schema = TABLES[table]
-    # keys starting with "_" are working data of the stage that made the rows, never columns
-    extra = {k for row in rows for k in row if not k.startswith("_")} - set(schema.names) - {PARTITION_COLUMN}
+    names = schema.names
+    dicts = [row for row in rows if isinstance(row, dict)]
+    extra = {k for row in dicts for k in row} - set(names) - {PARTITION_COLUMN}
     if extra:
         raise SchemaMismatchError(f"{table}: columns not in schema v{SCHEMA_VERSION}: {sorted(extra)}")
     try:
-        return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+        values = [{k: row.get(k) for k in names} if isinstance(row, dict) else {k: getattr(row, k) for k in names}
+                  for row in rows]
+        return pa.Table.from_pylist(values, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise SchemaMismatchError(f"{table}: rows do not match schema v{SCHEMA_VERSION}: {exc}") from exc
 
@@ -136,7 +98,7 @@ def _atomic_write(table: pa.Table, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _partitions(table: str, rows: list[dict] | pa.Table) -> dict[str, pa.Table]:
+def _partitions(table: str, rows: list | pa.Table) -> dict[str, pa.Table]:
     """Rows (dicts, or an Arrow table with a ``call_date`` column) split by call date, in the schema."""
     if isinstance(rows, pa.Table):
         out = {}
@@ -147,19 +109,19 @@ def _partitions(table: str, rows: list[dict] | pa.Table) -> dict[str, pa.Table]:
             except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
                 raise SchemaMismatchError(f"{table}: table does not match schema v{SCHEMA_VERSION}: {exc}") from exc
         return out
-    by_date: dict[str, list[dict]] = defaultdict(list)
+    by_date: dict[str, list] = defaultdict(list)
     for row in rows:
-        by_date[row[PARTITION_COLUMN]].append(row)
+        by_date[partition_of(row)].append(row)
     return {date: to_arrow(table, date_rows) for date, date_rows in by_date.items()}
 
 
-def write_table(out_dir: str | Path, table: str, rows: list[dict] | pa.Table, replace: set[str] | None = None) -> int:
+def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace: set[str] | None = None) -> int:
     """Merge rows into a table's date partitions, atomically.
 
     Args:
         out_dir: the output folder.
         table: one of ``schemas.TABLES``.
-        rows: rows with a ``call_date`` each (dicts, or an Arrow table with a ``call_date`` column).
+        rows: rows with a ``call_date`` each (dicts or records, or an Arrow table with a ``call_date`` column).
         replace: values of the table's replace column whose old rows are removed (default: those in rows).
 
     Returns:
@@ -169,7 +131,7 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict] | pa.Table, re
         SchemaMismatchError: rows (or an existing file) do not match the schema.
         StoreError: the output cannot be written.
     """
-    column = _REPLACE_BY[table]
+    column = replaced_by(table)
     partitions = _partitions(table, rows)
     replace = set(replace or ()) | {v for part in partitions.values() for v in part[column].to_pylist()}
     try:
@@ -184,7 +146,7 @@ def write_table(out_dir: str | Path, table: str, rows: list[dict] | pa.Table, re
     return sum(part.num_rows for part in partitions.values())
 
 
-def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, int]:
+def write_run(out_dir: str | Path, tables: dict[str, list]) -> dict[str, int]:
     """Write every table of a run. Rows of the run's calls replace earlier rows of the same calls.
 
     Returns:
@@ -196,7 +158,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
     _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])})
     written = {}
     for table in TABLES:
-        if table in WHOLE_TABLES:
+        if rewritten_whole(table):
             continue
         rows = tables.get(table, [])
         replace = files if table == "errors" else call_ids
@@ -204,7 +166,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list[dict]]) -> dict[str, i
             written[table] = write_table(out_dir, table, rows, replace)
         else:
             written[table] = 0
-            _remove_keys(out_dir, table, replace)
+            remove_rows(out_dir, table, replace)
         # every table of a night exists, even with no rows, so readers get its columns instead of an error
         for date in dates:
             target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
@@ -226,7 +188,7 @@ def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str]) -> None:
     for date, call_ids in moved.items():
         logger.info("%d call(s) moved from call date %s: their old rows are removed", len(call_ids), date)
         for table in TABLES:
-            if table in WHOLE_TABLES or _REPLACE_BY[table] != "call_id":
+            if rewritten_whole(table) or replaced_by(table) != "call_id":
                 continue
             target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
             if target.exists():
@@ -234,11 +196,12 @@ def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str]) -> None:
                 _atomic_write(_without(old, "call_id", call_ids), target)
 
 
-def _remove_keys(out_dir: str | Path, table: str, replace: set[str]) -> None:
-    """Drop old rows of re-processed calls from a table that gets no new rows this time."""
+def remove_rows(out_dir: str | Path, table: str, replace: set[str]) -> None:
+    """Drop the rows whose replace column (``schemas.replaced_by``) is one of ``replace``, in every
+    partition: the old rows of re-processed calls when a table gets no new rows for them."""
     if not replace:
         return
-    column = _REPLACE_BY[table]
+    column = replaced_by(table)
     for target in sorted((Path(out_dir) / table).glob(f"{PARTITION_COLUMN}=*/{PART_NAME}")):
         old = pq.read_table(target)
         kept = _without(old, column, replace)
@@ -256,7 +219,7 @@ def replace_table(out_dir: str | Path, table: str, rows: list[dict]) -> int:
     """
     by_date: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        by_date[row[PARTITION_COLUMN]].append(row)
+        by_date[partition_of(row)].append(row)
     root = Path(out_dir) / table
     try:
         for date, date_rows in sorted(by_date.items()):
@@ -277,6 +240,7 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
 
     Raises:
         SchemaMismatchError: a file has another major schema version.
+        StoreError: a file cannot be read (damaged, not Parquet, not readable).
     """
     schema = TABLES[table]
     path = Path(out_dir) / table
@@ -284,14 +248,21 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
     out_schema = pa.schema(wanted + [pa.field(PARTITION_COLUMN, pa.string())])
     if not path.exists():
         return out_schema.empty_table()
-    dataset = ds.dataset(path, format="parquet", partitioning=ds.partitioning(
-        pa.schema([pa.field(PARTITION_COLUMN, pa.string())]), flavor="hive"))
+    try:
+        dataset = ds.dataset(path, format="parquet", partitioning=ds.partitioning(
+            pa.schema([pa.field(PARTITION_COLUMN, pa.string())]), flavor="hive"))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"cannot read the {table} table under {out_dir}: {exc}") from exc
     parts = []
     for fragment in dataset.get_fragments():
         date = fragment.path.rsplit(f"{PARTITION_COLUMN}=", 1)[1].split("/", 1)[0]
         if (dates[0] and date < dates[0]) or (dates[1] and date > dates[1]):
             continue
-        stored = conform(fragment.to_table(schema=fragment.physical_schema), table, fragment.path)
+        try:
+            physical = fragment.to_table(schema=fragment.physical_schema)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(f"cannot read {fragment.path}: {exc}") from exc
+        stored = conform(physical, table, fragment.path)
         stored = stored.select([f.name for f in wanted])
         parts.append(stored.append_column(PARTITION_COLUMN, pa.array([date] * stored.num_rows, pa.string())))
     return pa.concat_tables(parts) if parts else out_schema.empty_table()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import VoiceActivityOptions
-from .errors import AudioDecodeError, UnsupportedAudioError
+from ..config import VoiceActivityOptions
+from ..errors import AudioDecodeError, UnsupportedAudioError
 
 logger = logging.getLogger("callqa.audio")
 

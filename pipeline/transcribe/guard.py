@@ -18,11 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .asr import TurnWord
-from .config import GuardOptions
-from .errors import ConfigError
-from .records import SuppressedText
-from .text import match_key, normalise_text
+from ..config import GuardOptions
+from ..errors import HallucinationListError
+from ..records import SuppressedText, TurnWord
+from ..text import match_key, normalise_text
 
 
 _DIGITS = set("0123456789零〇一二三四五六七八九十百千万两幺")
@@ -35,20 +34,30 @@ class _Pattern:
     regex: re.Pattern
 
 
+def read_phrase_text(path: str | Path) -> str:
+    """The hallucination list's text (its content is part of the transcription fingerprint).
+
+    Raises:
+        HallucinationListError: the file is missing or unreadable.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HallucinationListError(f"cannot read the hallucination list {path}: {exc}") from None
+
+
 def load_phrases(path: str | Path) -> list[_Pattern]:
     """Read the hallucination list: one phrase per line, ``re:`` for a regular expression, ``#`` comments.
 
     Phrases are compared without punctuation or spaces, after simplification, case-insensitively.
 
     Raises:
-        ConfigError: the file is missing or a ``re:`` line is not a valid expression.
+        HallucinationListError: the file is missing or unreadable, or lines are invalid (every bad
+            line, with its number).
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the hallucination list {path}: {exc}") from None
-    patterns = []
+    lines = read_phrase_text(path).splitlines()
+    patterns, problems = [], []
     for number, line in enumerate(lines, 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
@@ -57,12 +66,15 @@ def load_phrases(path: str | Path) -> list[_Pattern]:
             try:
                 patterns.append(_Pattern(entry, re.compile(entry[3:].strip(), re.IGNORECASE)))
             except re.error as exc:
-                raise ConfigError(f"{path}:{number}: invalid regular expression: {exc}") from None
+                problems.append(f"{path}:{number}: invalid regular expression: {exc}")
         else:
             key = match_key(entry)
             if not key:
-                raise ConfigError(f"{path}:{number}: phrase {entry!r} has no letters or digits")
-            patterns.append(_Pattern(entry, re.compile(re.escape(key))))
+                problems.append(f"{path}:{number}: phrase {entry!r} has no letters or digits")
+            else:
+                patterns.append(_Pattern(entry, re.compile(re.escape(key))))
+    if problems:
+        raise HallucinationListError(problems)
     return patterns
 
 

@@ -1,9 +1,10 @@
 """Loading and validating ``lexicons/``: phrase lists (``*.txt``) and rule definitions (``rules.toml``).
 
 Everything is checked on load. A typo, an unknown option, an empty phrase, a duplicate id or a rule
-that names a missing phrase group is a :class:`LexiconError` that lists every problem found, each with
-its file and line, so a QA manager fixes them in one go. The file format is described in
-``lexicons/README.md``.
+that names a missing phrase group is a :class:`~pipeline.errors.LexiconError` that lists every problem
+found, each with its file and line, so a QA manager fixes them in one go. Each rule's options are
+built into the dataclass of its type (:mod:`pipeline.rules.options`) by the same validator as the
+configuration. The file format is described in ``lexicons/README.md``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import fnmatch
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
-from .config import LEXICONS_DIR
-from .errors import PipelineError
-from .text import match_key
+from ..config import LEXICONS_DIR
+from ..errors import LexiconError
+from ..text import match_key
+from ..validation import Source, build_options
+from .options import RULE_TYPES, RuleOptions
 
 SEVERITIES = ("轻", "中", "重")
 PHRASE_KINDS = ("phrase", "asr_variant")
@@ -27,16 +29,6 @@ _GROUP_OPTIONS = ("category", "severity", "sound", "inside", "dialect", "mismatc
 _PHRASE_OPTIONS = ("except", "sound", "inside", "kind", "at")
 PHRASE_POSITIONS = ("anywhere", "start")
 COMPANY_PLACEHOLDER = "{company}"
-
-
-class LexiconError(PipelineError):
-    """One or more lexicon files are invalid; ``problems`` holds ``file:line: message`` strings."""
-
-    stage = "lexicon"
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) in the lexicons:\n  " + "\n  ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -66,11 +58,13 @@ class Group:
 
 @dataclass(frozen=True)
 class RuleSpec:
+    """One rule of ``rules.toml``: its id, type, typed options and how it is shown."""
+
     rule_id: str
     type: str
-    options: dict[str, Any]
+    options: RuleOptions
     description: str
-    source: str
+    source: str  # rules.toml:line
     name: str = ""  # display name (rules.toml `name`; the rule id when not given)
 
 
@@ -113,7 +107,12 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
         groups.append(Group(current["id"], tuple(current["phrases"]), current["category"], current["severity"],
                             current["dialect"], current["mismatch"], current["source"]))
 
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{name}: cannot read: {exc}")
+        return groups
+    for number, raw in enumerate(lines, 1):
         where = f"{name}:{number}"
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -191,55 +190,29 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
     return groups
 
 
-# Each rule type's options: name -> (python types, required)
-_NUM = (int, float)
-_LEX = (list, str)
-_WINDOW = (dict,)
-RULE_TYPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "keyword": {"lexicon": (_LEX, True), "mode": ((str,), True), "role": ((str,), False),
-                "window": (_WINDOW, False), "min_hits": ((int,), False)},
-    "regex": {"pattern": ((str,), True), "exclude": ((str,), False), "mode": ((str,), True),
-              "role": ((str,), False), "window": (_WINDOW, False)},
-    "sequence": {"before": (_LEX, True), "after": (_LEX, True), "role": ((str,), False),
-                 "within_s": (_NUM, False), "within_utterances": ((int,), False)},
-    "hold": {"check": ((str,), True), "min_silence_s": (_NUM, True), "notice": (_LEX, False),
-             "notice_within_s": (_NUM, False), "apology": (_LEX, False), "apology_within_s": (_NUM, False),
-             "require_apology": ((bool,), False), "max_s": (_NUM, False)},
-    "speech_rate": {"role": ((str,), False), "min_cpm": (_NUM, True), "max_cpm": (_NUM, True),
-                    "min_speech_s": (_NUM, False)},
-    "interruption": {"role": ((str,), False), "other": ((str,), False), "tolerance_s": (_NUM, True)},
-    "answer_delay": {"max_s": (_NUM, True), "apology": (_LEX, False)},
-    "dialect": {"lexicon": (_LEX, True), "role": ((str,), False), "min_markers": ((int,), False),
-                "languages": ((list,), False), "min_language_prob": (_NUM, False)},
-}
 _COMMON = ("type", "name", "description", "enabled")
-_MODES = {"keyword": ("any", "all", "none"), "regex": ("any", "none")}
-_ROLES = ("agent", "customer", "any")
-_WINDOW_KEYS = ("first_s", "last_s", "first_utterances", "last_utterances")
-_LEXICON_KEYS = ("lexicon", "before", "after", "notice", "apology")
 DEFAULT_EQUIVALENCES = ("in=ing", "en=eng", "z=zh", "c=ch", "s=sh", "n=l", "f=h", "an=ang")
 
 
-def rule_line(text_lines: list[str], rule_id: str, key: str | None = None) -> int:
-    """The line of a rule's table header (or of one of its keys), for error messages."""
-    header = re.compile(r'^\s*\[\s*rules\s*\.\s*"?%s"?\s*\]' % re.escape(rule_id))
-    for number, line in enumerate(text_lines, 1):
-        if header.match(line):
-            if key is None:
-                return number
-            for offset, later in enumerate(text_lines[number:], number + 1):
-                if later.lstrip().startswith("["):
-                    break
-                if re.match(r"^\s*%s\s*=" % re.escape(key), later):
-                    return offset
-            return number
-    return 1
+def lexicon_fields(options: RuleOptions) -> list[str]:
+    """The options of a rule that name phrase groups."""
+    return [f.name for f in fields(options) if f.metadata.get("lexicon")]
 
 
 def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> tuple[list[RuleSpec], tuple[str, ...]]:
-    """Parse and check ``rules.toml`` against the rule types and the known phrase groups."""
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
+    """Parse and check ``rules.toml`` against the rule types and the known phrase groups.
+
+    Problems are appended (``rules.toml:LINE: …``), not raised, so that every one is reported.
+
+    Returns:
+        The enabled rules, in file order, and the sound equivalences.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name}: cannot read: {exc}")
+        return [], DEFAULT_EQUIVALENCES
+    source = Source(path.name, text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -247,67 +220,42 @@ def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> t
         return [], DEFAULT_EQUIVALENCES
     for key in data:
         if key not in ("rules", "sound"):
-            problems.append(f"{path.name}: unknown top-level table [{key}] (known: [rules.\"id\"], [sound])")
+            problems.append(f"{source.where((key,))}: unknown top-level table [{key}] (known: [rules.\"id\"], [sound])")
     equivalences = tuple(data.get("sound", {}).get("equivalences", DEFAULT_EQUIVALENCES))
     for pair in equivalences:
-        if not re.fullmatch(r"[a-z]+=[a-z]+", pair):
-            problems.append(f"{path.name}: [sound] equivalence {pair!r} must look like in=ing")
+        if not isinstance(pair, str) or not re.fullmatch(r"[a-z]+=[a-z]+", pair):
+            problems.append(f"{source.where(('sound',), 'equivalences')}: [sound] equivalence {pair!r} must look "
+                            "like in=ing")
     specs = []
-    for rule_id, options in data.get("rules", {}).items():
-        where = f"{path.name}:{rule_line(lines, rule_id)}"
-        if not isinstance(options, dict):
+    for rule_id, table in data.get("rules", {}).items():
+        where = source.where(("rules", rule_id))
+        label = f"rule {rule_id!r}"
+        if not isinstance(table, dict):
             problems.append(f"{where}: rules.{rule_id} must be a table")
             continue
-        rtype = options.get("type")
+        rtype = table.get("type")
         if rtype not in RULE_TYPES:
-            problems.append(f"{path.name}:{rule_line(lines, rule_id, 'type')}: rule {rule_id!r} has unknown type "
-                            f"{rtype!r}; known: {', '.join(RULE_TYPES)}")
+            problems.append(f"{source.where(('rules', rule_id), 'type')}: {label} has unknown type {rtype!r}; "
+                            f"known: {', '.join(RULE_TYPES)}")
             continue
-        allowed = RULE_TYPES[rtype]
-        for key, value in options.items():
-            at = f"{path.name}:{rule_line(lines, rule_id, key)}"
-            if key in _COMMON:
-                continue
-            if key not in allowed:
-                problems.append(f"{at}: rule {rule_id!r}: unknown option {key!r} for type {rtype}; "
-                                f"known: {', '.join(allowed)}")
-                continue
-            types = allowed[key][0]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                problems.append(f"{at}: rule {rule_id!r}: {key} = {value!r} has the wrong type")
-                continue
-            if key in _LEXICON_KEYS:
-                patterns = [value] if isinstance(value, str) else value
-                for pattern in patterns:
-                    if not any(fnmatch.fnmatchcase(g, pattern) for g in group_ids):
-                        problems.append(f"{at}: rule {rule_id!r}: no phrase group matches {pattern!r}")
-            if key == "mode" and value not in _MODES.get(rtype, ()):
-                problems.append(f"{at}: rule {rule_id!r}: mode must be one of {', '.join(_MODES[rtype])}")
-            if key in ("role", "other") and value not in _ROLES:
-                problems.append(f"{at}: rule {rule_id!r}: {key} must be one of {', '.join(_ROLES)}")
-            if key == "window":
-                for wkey, wvalue in value.items():
-                    if wkey not in _WINDOW_KEYS or not isinstance(wvalue, _NUM) or wvalue <= 0:
-                        problems.append(f"{at}: rule {rule_id!r}: window option {wkey} = {wvalue!r}; "
-                                        f"known: {', '.join(_WINDOW_KEYS)}, each a positive number")
-            if key in ("pattern", "exclude"):
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    problems.append(f"{at}: rule {rule_id!r}: invalid regular expression: {exc}")
-            if key == "check" and value not in ("announced", "duration"):
-                problems.append(f"{at}: rule {rule_id!r}: check must be announced or duration")
-        for key, (_types, required) in allowed.items():
-            if required and key not in options:
-                problems.append(f"{where}: rule {rule_id!r} (type {rtype}) needs {key!r}")
-        if rtype == "hold" and options.get("check") == "announced" and "notice" not in options:
-            problems.append(f"{where}: rule {rule_id!r}: check = announced needs notice")
-        if rtype == "hold" and options.get("check") == "duration" and "max_s" not in options:
-            problems.append(f"{where}: rule {rule_id!r}: check = duration needs max_s")
-        if options.get("enabled", True) is False:
+        for key in ("name", "description"):
+            if key in table and not isinstance(table[key], str):
+                problems.append(f"{source.where(('rules', rule_id), key)}: {label}: {key} must be text")
+        if "enabled" in table and not isinstance(table["enabled"], bool):
+            problems.append(f"{source.where(('rules', rule_id), 'enabled')}: {label}: enabled must be true or false")
+        options = build_options(RULE_TYPES[rtype], {k: v for k, v in table.items() if k not in _COMMON}, source,
+                                ("rules", rule_id), label, problems)
+        if options is None:
             continue
-        specs.append(RuleSpec(rule_id, rtype, {k: v for k, v in options.items() if k not in _COMMON},
-                              str(options.get("description", "")), where, str(options.get("name") or rule_id)))
+        for key in lexicon_fields(options):
+            for pattern in getattr(options, key):
+                if not any(fnmatch.fnmatchcase(g, pattern) for g in group_ids):
+                    problems.append(f"{source.where(('rules', rule_id), key)}: {label}: no phrase group matches "
+                                    f"{pattern!r}")
+        if table.get("enabled", True) is False:
+            continue
+        specs.append(RuleSpec(rule_id, rtype, options, str(table.get("description", "")), where,
+                              str(table.get("name") or rule_id)))
     return specs, equivalences
 
 
@@ -331,7 +279,11 @@ def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
     groups: dict[str, Group] = {}
     files = sorted(p for p in folder.glob("*.txt") if p.name != "hallucinations.txt")
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        except OSError as exc:
+            problems.append(f"{path.name}: cannot read: {exc}")
+            continue
         for group in parse_phrase_file(path, problems):
             if group.id in groups:
                 problems.append(f"{group.source}: duplicate group id [{group.id}] (first at {groups[group.id].source})")
@@ -342,8 +294,9 @@ def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
         problems.append(f"{rules_path.name}: missing (the rule definitions)")
         specs, equivalences = [], DEFAULT_EQUIVALENCES
     else:
-        digest.update(b"rules.toml\0" + rules_path.read_bytes())
         specs, equivalences = parse_rules_file(rules_path, list(groups), problems)
+        if not problems:
+            digest.update(b"rules.toml\0" + rules_path.read_bytes())
     if problems:
         raise LexiconError(problems)
     return LexiconSet(groups, tuple(specs), equivalences, digest.hexdigest()[:16], str(folder),

@@ -1,0 +1,350 @@
+"""The checks: one function per rule type, each returning one typed :class:`CheckResult`.
+
+A check reads one call (:class:`CallData`: its utterances prepared for matching and each channel's
+voice activity) with one rule's typed options, and says ``pass``, ``fail`` or ``not_applicable`` (the
+rule cannot apply: no hold happened, nobody spoke), with the evidence in words and times, the phrases
+it found, and, where the evidence is not a phrase (a hold, an unanswered opening, an interruption), the
+span of the call it is about. Checks find phrases through the engine (``engine.find``) and never
+raise on purpose; a check that crashes is the engine's to report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from ..records import FAIL, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
+from .lexicon import Group, Phrase, RuleSpec
+from .matching import Finding, Match, UtteranceView
+from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
+                      RegexOptions, SequenceOptions, SpeechRateOptions, Window)
+
+if TYPE_CHECKING:
+    from .engine import RuleEngine
+
+
+@dataclass
+class CallData:
+    """What the rules see of one call: its utterances (prepared for matching) and voice activity."""
+
+    call_id: str
+    agent_id: str
+    company: str
+    channels: int | None
+    duration_s: float | None
+    utterances: list[UtteranceView]
+    voice: list[tuple[str, float, float]] = field(default_factory=list)  # (speaker, start_s, end_s)
+    agent_language: str | None = None
+    agent_language_prob: float | None = None
+
+    @property
+    def mono(self) -> bool:
+        speakers = {u.speaker for u in self.utterances} | {v[0] for v in self.voice}
+        return (self.channels == 1) or (bool(speakers) and speakers <= {SPEAKER_UNKNOWN})
+
+    def by_role(self, role: str) -> list[UtteranceView]:
+        if role == "any":
+            return list(self.utterances)
+        if self.mono:  # no role attribution for mono yet: the rules read all speech
+            return [u for u in self.utterances if u.speaker == SPEAKER_UNKNOWN]
+        return [u for u in self.utterances if u.speaker == role]
+
+    def voice_of(self, role: str) -> list[tuple[float, float]]:
+        if role == "any" or self.mono:
+            return [(s, e) for _, s, e in self.voice]
+        return [(s, e) for who, s, e in self.voice if who == role]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One rule's verdict on one call.
+
+    Attributes:
+        outcome: ``pass``, ``fail`` or ``not_applicable``.
+        evidence: why, in words, with times.
+        findings: the phrases found that the verdict rests on (they become ``hits`` rows).
+        span: the part of the call the evidence is about when it is not a phrase (a hold, the
+            unanswered opening); None: the earliest finding, if any.
+    """
+
+    outcome: str
+    evidence: str
+    findings: list[Finding] = field(default_factory=list)
+    span: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A mutual silence of both channels after the agent first spoke."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def find_holds(call: CallData, min_silence_s: float) -> list[Hold]:
+    """Mutual silences of at least ``min_silence_s`` between the agent's first speech and the last speech.
+
+    Silence before the agent first speaks is the answer delay, not a hold; after the last speech the
+    call is over.
+    """
+    regions = sorted(call.voice_of("any"))
+    agent = call.voice_of(SPEAKER_AGENT) or [(u.start_s, u.end_s) for u in call.by_role(SPEAKER_AGENT)]
+    if not regions or not agent:
+        return []
+    first_agent = min(s for s, _ in agent)
+    holds, covered_until = [], None
+    for start, end in regions:
+        if covered_until is not None and start - covered_until >= min_silence_s and covered_until >= first_agent:
+            holds.append(Hold(round(covered_until, 3), round(start, 3)))
+        covered_until = end if covered_until is None else max(covered_until, end)
+    return holds
+
+
+def _quote(view: UtteranceView, limit: int = 24) -> str:
+    text = view.text if len(view.text) <= limit else view.text[:limit] + "…"
+    return f"{view.speaker} {view.start_s:.1f}s “{text}”"
+
+
+def _span_of(views: list[UtteranceView]) -> tuple[float, float] | None:
+    return (views[0].start_s, views[-1].end_s) if views else None
+
+
+def _role_label(call: CallData, role: str) -> str:
+    return f"{role} (mono: all speech)" if call.mono and role != "any" else role
+
+
+def _window(utterances: list[UtteranceView], window: Window | None) -> list[UtteranceView]:
+    if window is None or not utterances:
+        return utterances
+    selected = utterances
+    if window.first_utterances is not None:
+        selected = selected[: int(window.first_utterances)]
+    if window.last_utterances is not None:
+        selected = selected[-int(window.last_utterances):]
+    if window.first_s is not None:
+        origin = utterances[0].start_s
+        selected = [u for u in selected if u.start_s <= origin + window.first_s]
+    if window.last_s is not None:
+        end = utterances[-1].end_s
+        selected = [u for u in selected if u.end_s >= end - window.last_s]
+    return selected
+
+
+def _scope(call: CallData, role: str, window: Window | None) -> tuple[list[UtteranceView] | None, str]:
+    """The utterances a phrase rule reads (its role, inside its window), or None (and why) when the
+    role never spoke."""
+    spoken = call.by_role(role)
+    if not spoken:
+        return None, f"no {_role_label(call, role)} speech"
+    return _window(spoken, window), role
+
+
+def _describe(items: list[Finding]) -> str:
+    return "; ".join(f"{m.phrase.text} ({m.kind}) in {_quote(v)}" for v, m in items[:3]) + (
+        f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+
+
+def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: list[str],
+           scope: list[UtteranceView]) -> CheckResult:
+    """The verdict of a phrase rule: ``none`` said, ``all`` groups said, or ``any`` (``min_hits``)."""
+    if mode == "none":
+        if found:
+            return CheckResult(FAIL, f"{len(found)} hit(s): {_describe(found)}", found)
+        return CheckResult(PASS, f"none said in {where}")
+    if mode == "all":
+        missing = [g for g in groups if g not in {m.group.id for _, m in found}]
+        if missing:
+            return CheckResult(FAIL, f"missing {', '.join(missing)} in {where}", found)
+        return CheckResult(PASS, _describe(found), found)
+    if len(found) >= min_hits:
+        return CheckResult(PASS, _describe(found), found)
+    said = " / ".join(f"“{v.text[:20]}”" for v in scope[:2])
+    return CheckResult(FAIL, f"not said in {where}" + (f": {said}" if said else ""), found, _span_of(scope))
+
+
+def check_keyword(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: KeywordOptions = spec.options
+    scope, role = _scope(call, opts.role, opts.window)
+    if scope is None:
+        return CheckResult(NOT_APPLICABLE, role)
+    found = engine.find(call, scope, opts.lexicon)
+    where = f"{len(scope)} {_role_label(call, role)} utterance(s)"
+    if scope:
+        where += f" {scope[0].start_s:.1f}-{scope[-1].end_s:.1f}s"
+    return _judge(opts.mode, found, opts.min_hits, where,
+                  groups=[m.group.id for m in engine.matchers(opts.lexicon, call.company)], scope=scope)
+
+
+def check_regex(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: RegexOptions = spec.options
+    scope, role = _scope(call, opts.role, opts.window)
+    if scope is None:
+        return CheckResult(NOT_APPLICABLE, role)
+    pattern = re.compile(opts.pattern)
+    exclude = re.compile(opts.exclude) if opts.exclude else None
+    group = Group(spec.rule_id, (), spec.rule_id, "中", None, 0, spec.source)
+    phrase = Phrase(spec.rule_id, opts.pattern, (), False, True, "phrase", spec.source)
+    found = []
+    for view in scope:
+        if exclude is not None and exclude.search(view.text):
+            continue
+        for m in pattern.finditer(view.text):
+            start = sum(1 for p in view.key_pos if p < m.start())
+            end = max(start + 1, sum(1 for p in view.key_pos if p < m.end()))
+            found.append(Finding(view, Match(phrase, group, start, min(end, len(view.key)), "regex")))
+    return _judge(opts.mode, found, 1, f"{len(scope)} {role} utterance(s)", [group.id], scope)
+
+
+def check_sequence(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: SequenceOptions = spec.options
+    spoken = call.by_role(opts.role)
+    after = engine.find(call, spoken, opts.after)
+    if not after:
+        return CheckResult(NOT_APPLICABLE, "the anchor phrase was not said")
+    before = engine.find(call, spoken, opts.before)
+    position = {id(v): i for i, v in enumerate(spoken)}
+    missing = []
+    for view, match in after:
+        ok = False
+        for bview, bmatch in before:
+            if bview.start_s > view.start_s or (bview is view and bmatch.start >= match.start):
+                continue
+            if opts.within_s is not None and view.start_s - bview.end_s > opts.within_s:
+                continue
+            if (opts.within_utterances is not None
+                    and position[id(view)] - position[id(bview)] > opts.within_utterances):
+                continue
+            ok = True
+        if not ok:
+            missing.append(Finding(view, match))
+    if missing:
+        return CheckResult(FAIL, "not preceded as required: " + "; ".join(_quote(v) for v, _ in missing[:3]),
+                           missing)
+    return CheckResult(PASS, f"{len(after)} anchor(s), each preceded as required", after)
+
+
+def check_hold(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: HoldOptions = spec.options
+    holds = find_holds(call, opts.min_silence_s)
+    if not holds:
+        return CheckResult(NOT_APPLICABLE, f"no mutual silence of {opts.min_silence_s} s or more")
+    listed = ", ".join(f"{h.start_s:.1f}-{h.end_s:.1f}s ({h.duration_s:.0f} s)" for h in holds)
+    if opts.check == "duration":
+        long = [h for h in holds if h.duration_s > opts.max_s]
+        if long:
+            return CheckResult(FAIL, f"hold over {opts.max_s} s: " + ", ".join(
+                f"{h.start_s:.1f}-{h.end_s:.1f}s ({h.duration_s:.0f} s)" for h in long), [],
+                (long[0].start_s, long[0].end_s))
+        return CheckResult(PASS, f"hold(s) {listed}, none over {opts.max_s} s", [], (holds[0].start_s, holds[0].end_s))
+    agent = call.by_role(SPEAKER_AGENT)
+    found, problems = [], []
+    for hold in holds:
+        before = [u for u in agent if hold.start_s - opts.notice_within_s <= u.end_s <= hold.start_s + opts.edge_s]
+        after = [u for u in agent if hold.end_s - opts.edge_s <= u.start_s <= hold.end_s + opts.apology_within_s]
+        notice = engine.find(call, before, opts.notice)
+        apology = engine.find(call, after, opts.apology) if opts.apology else []
+        found.extend(notice + apology)
+        label = f"hold {hold.start_s:.1f}-{hold.end_s:.1f}s"
+        if not notice:
+            problems.append((hold, f"{label} not announced"))
+        if opts.require_apology and not apology:
+            problems.append((hold, f"{label} not apologised for"))
+    if problems:
+        first = problems[0][0]
+        return CheckResult(FAIL, "; ".join(text for _, text in problems), found, (first.start_s, first.end_s))
+    return CheckResult(PASS, f"{listed}: announced" + (" and apologised for" if opts.require_apology else ""),
+                       found, (holds[0].start_s, holds[0].end_s))
+
+
+def check_speech_rate(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: SpeechRateOptions = spec.options
+    spoken = call.by_role(opts.role)
+    seconds = sum(u.end_s - u.start_s for u in spoken)
+    if seconds < opts.min_speech_s:
+        return CheckResult(NOT_APPLICABLE, f"only {seconds:.1f} s of {_role_label(call, opts.role)} speech")
+    cpm = sum(len(u.key) for u in spoken) / seconds * 60
+    verdict = PASS if opts.min_cpm <= cpm <= opts.max_cpm else FAIL
+    example = spoken[0]  # a pass points at the first utterance, a failure at the utterance furthest off the band
+    if verdict == FAIL:
+        sign = 1 if cpm > opts.max_cpm else -1
+        example = max(spoken, key=lambda u: sign * len(u.key) / max(u.end_s - u.start_s, 0.1))
+    return CheckResult(verdict, f"{cpm:.0f} characters per minute over {seconds:.0f} s "
+                                f"(band {opts.min_cpm}-{opts.max_cpm})", [], (example.start_s, example.end_s))
+
+
+def check_interruption(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: InterruptionOptions = spec.options
+    role, other = opts.role, opts.other
+    if call.mono:
+        return CheckResult(NOT_APPLICABLE, "mono recording: who speaks over whom cannot be told")
+    interrupter, interrupted = call.by_role(role), call.by_role(other)
+    if not interrupter or not interrupted:
+        return CheckResult(NOT_APPLICABLE, f"needs both {role} and {other} speech")
+    events = []
+    for u in interrupter:
+        for o in interrupted:
+            if o.start_s < u.start_s < o.end_s:
+                overlap = min(o.end_s, u.end_s) - u.start_s
+                if overlap > opts.tolerance_s:
+                    events.append((u, o, overlap))
+    if events:
+        text = "; ".join(f"{role} started at {u.start_s:.1f}s while {other} spoke until {o.end_s:.1f}s "
+                         f"({ov:.1f} s over)" for u, o, ov in events[:3])
+        first, _, overlap = events[0]
+        return CheckResult(FAIL, text, [], (first.start_s, first.start_s + overlap))
+    return CheckResult(PASS, f"no {role} start over {other} speech beyond {opts.tolerance_s} s")
+
+
+def check_answer_delay(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: AnswerDelayOptions = spec.options
+    agent = call.by_role(SPEAKER_AGENT)
+    voice = call.voice_of(SPEAKER_AGENT)
+    first = min([s for s, _ in voice] + [u.start_s for u in agent[:1]], default=None)
+    if first is None:
+        return CheckResult(FAIL, "the agent never spoke", [], (0.0, call.duration_s or 0.0))
+    if first <= opts.max_s:
+        return CheckResult(PASS, f"first agent speech at {first:.1f}s", [], (0.0, first))
+    apology = engine.find(call, agent[:1], opts.apology) if opts.apology else []
+    if apology:
+        return CheckResult(PASS, f"first agent speech at {first:.1f}s, with an apology: {_quote(agent[0])}",
+                           apology, (0.0, first))
+    return CheckResult(FAIL, f"first agent speech at {first:.1f}s (limit {opts.max_s} s), no apology" + (
+        f": {_quote(agent[0])}" if agent else ""), [], (0.0, first))
+
+
+def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+    opts: DialectOptions = spec.options
+    spoken = call.by_role(opts.role)
+    if not spoken:
+        return CheckResult(NOT_APPLICABLE, f"no {_role_label(call, opts.role)} speech")
+    found = engine.find(call, spoken, opts.lexicon)
+    language, probability = call.agent_language, call.agent_language_prob
+    if (language and language in opts.languages and probability is not None
+            and probability >= opts.min_language_prob):
+        return CheckResult(FAIL, f"the speech model identified the agent's speech as {language} "
+                                 f"(p={probability:.2f})", found, _span_of(spoken[:1]))
+    markers = sorted({(m.group.dialect or m.group.id, m.phrase.text) for _, m in found})
+    if len(markers) >= opts.min_markers:
+        return CheckResult(FAIL, f"{len(markers)} dialect marker(s): "
+                                 + ", ".join(f"{w} ({d})" for d, w in markers[:8]), found)
+    detail = f" (below the threshold of {opts.min_markers}: {markers[0][1]})" if markers else ""
+    return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
+
+
+Check = Callable[["RuleEngine", RuleSpec, CallData], CheckResult]
+
+CHECKS: dict[str, Check] = {
+    "keyword": check_keyword,
+    "regex": check_regex,
+    "sequence": check_sequence,
+    "hold": check_hold,
+    "speech_rate": check_speech_rate,
+    "interruption": check_interruption,
+    "answer_delay": check_answer_delay,
+    "dialect": check_dialect,
+}

@@ -1,0 +1,183 @@
+"""The rule engine: stored utterances and voice activity in, findings (hits) and rule results out.
+
+Pure and fast: no audio, no model, no Prefect. :func:`evaluate_calls` works on rows as stored in
+Parquet, so rescoring after a lexicon change never touches audio. Each rule of the lexicons runs as
+its type's check (:mod:`pipeline.rules.checks`); its :class:`~pipeline.rules.checks.CheckResult`
+becomes one :class:`~pipeline.records.RuleResult` and a :class:`~pipeline.records.Hit` per finding.
+
+A rule that crashes on a call is a :class:`~pipeline.errors.RuleError` for that call: the call gets
+no rule results at all and is not scored (it is recorded as failed at stage ``rules``), because a
+score without one of its rules is wrong, and a crash must never pass as ``not_applicable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..errors import RuleError
+from ..records import NOT_APPLICABLE, STATUS_OK, ErrorRecord, Hit, RuleResult
+from ..text import match_key
+from .checks import CHECKS, CallData, CheckResult
+from .lexicon import COMPANY_PLACEHOLDER, Group, LexiconSet, RuleSpec
+from .matching import Finding, GroupMatcher, SoundKeys, UtteranceView, add_words, make_view
+
+logger = logging.getLogger("callqa.rules")
+
+
+class RuleEngine:
+    """Compiled lexicons and rules, ready to evaluate calls. Build once per run."""
+
+    def __init__(self, lexicons: LexiconSet):
+        self.lexicons = lexicons
+        self.sounds = SoundKeys(lexicons.equivalences)
+        self._matchers: dict[tuple[str, str], GroupMatcher] = {}
+        self._selected: dict[tuple[str, ...], list[Group]] = {}
+        self._words_added = False
+
+    def matchers(self, patterns: Iterable[str] | str, company: str) -> list[GroupMatcher]:
+        """The matchers of the phrase groups ``patterns`` names, for one company name."""
+        patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        groups = self._selected.get(patterns)
+        if groups is None:
+            groups = self._selected[patterns] = self.lexicons.select(list(patterns))
+        result = []
+        for group in groups:
+            key = (group.id, company if any(COMPANY_PLACEHOLDER in p.text for p in group.phrases) else "")
+            if key not in self._matchers:
+                self._matchers[key] = GroupMatcher(group, self.sounds, company)
+            result.append(self._matchers[key])
+        return result
+
+    def find(self, call: CallData, utterances: list[UtteranceView], patterns) -> list[Finding]:
+        """Every phrase of the groups ``patterns`` names, found in ``utterances``."""
+        if not self._words_added:  # lexicon phrases are words, for jieba's word boundaries
+            add_words(match_key(p.text.replace(COMPANY_PLACEHOLDER, ""))
+                      for g in self.lexicons.groups.values() for p in g.phrases)
+            self._words_added = True
+        matchers = self.matchers(patterns, call.company)
+        return [Finding(u, m) for u in utterances for matcher in matchers for m in matcher.find(u)]
+
+    def evaluate(self, call: CallData) -> tuple[list[Hit], list[RuleResult]]:
+        """Run every rule on one call.
+
+        Returns:
+            ``(hits, results)``: one result per rule, one hit per finding.
+
+        Raises:
+            RuleError: a rule crashed on this call (a bug in a rule, or options it cannot handle).
+        """
+        hits: list[Hit] = []
+        results: list[RuleResult] = []
+        for spec in self.lexicons.rules:
+            try:
+                checked = CHECKS[spec.type](self, spec, call)
+            except Exception as exc:
+                logger.exception("rule %s crashed on call %s", spec.rule_id, call.call_id)
+                raise RuleError(f"rule {spec.rule_id} crashed on call {call.call_id}: {type(exc).__name__}: {exc}; "
+                                "the call is not scored (fix the rule, then `callqa rescore`)") from exc
+            rule_hits = [_hit(call, spec, finding) for finding in checked.findings]
+            hits.extend(rule_hits)
+            result = RuleResult(call.call_id, call.agent_id, spec.rule_id, checked.outcome, len(rule_hits),
+                                checked.evidence, self.lexicons.version)
+            if checked.outcome != NOT_APPLICABLE:
+                _place(result, checked, rule_hits)
+            results.append(result)
+        return hits, results
+
+
+def _place(result: RuleResult, checked: CheckResult, rule_hits: list[Hit]) -> None:
+    """Where the evidence of a rule result is in the call: the check's own span (a hold, an unanswered
+    opening) or else its earliest finding, marked so that word-level hit times can refine it later."""
+    if checked.span is not None:
+        result.at_s, result.until_s = round(float(checked.span[0]), 3), round(float(checked.span[1]), 3)
+    elif rule_hits:
+        first = min(rule_hits, key=lambda h: h.start_s)
+        result.at_s, result.until_s, result.moment_from_hits = first.start_s, first.end_s, True
+
+
+def _hit(call: CallData, spec: RuleSpec, finding: Finding) -> Hit:
+    view, match = finding
+    start_s, end_s = view.span_time(match.start, match.end)
+    return Hit(call.call_id, spec.rule_id, view.speaker, round(float(start_s), 3), round(float(end_s), 3), view.idx,
+               match.phrase.text, view.span_text(match.start, match.end), match.kind, match.group.category,
+               match.group.severity, match.start, match.end)
+
+
+def moments_from_hits(results: list[RuleResult], hits: list[Hit]) -> None:
+    """Reset the moment of results that point at a finding, after the hits were timed again."""
+    earliest: dict[tuple[str, str], Hit] = {}
+    for hit in hits:
+        key = (hit.call_id, hit.rule_id)
+        if key not in earliest or hit.start_s < earliest[key].start_s:
+            earliest[key] = hit
+    for result in results:
+        first = earliest.get((result.call_id, result.rule_id)) if result.moment_from_hits else None
+        if first is not None:
+            result.at_s, result.until_s = first.start_s, first.end_s
+
+
+def evaluable(call: dict) -> bool:
+    """A stored call whose transcript the rules can read: transcribed fine, or failed only because a
+    rule crashed on it (evaluated again, as the rule may be fixed now)."""
+    return call.get("status", STATUS_OK) == STATUS_OK or call.get("error_stage") == RuleError.stage
+
+
+@dataclass
+class Evaluation:
+    """The rules' verdicts on a set of calls.
+
+    Attributes:
+        hits: one per finding.
+        results: one per call and rule, for every call evaluated without a crash.
+        crashed: call id -> why a rule crashed on it (those calls have no hits or results).
+    """
+
+    hits: list[Hit] = field(default_factory=list)
+    results: list[RuleResult] = field(default_factory=list)
+    crashed: dict[str, ErrorRecord] = field(default_factory=dict)
+
+
+def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterable[dict],
+                   voice_activity: Iterable[dict]) -> Evaluation:
+    """Evaluate every evaluable call from stored rows (as in the ``calls``, ``utterances`` and
+    ``voice_activity`` tables); other failed calls get no rule results.
+
+    Returns:
+        The hits and results, each with the call's ``call_date`` when the call row has one, and the
+        calls a rule crashed on.
+    """
+    by_call: dict[str, list[dict]] = {}
+    for row in utterances:
+        by_call.setdefault(row["call_id"], []).append(row)
+    voice_by_call: dict[str, list[tuple[str, float, float]]] = {}
+    for row in voice_activity:
+        voice_by_call.setdefault(row["call_id"], []).append((row["speaker"], float(row["start_s"]), float(row["end_s"])))
+    evaluation = Evaluation()
+    for call in calls:
+        if not evaluable(call):
+            continue
+        rows = sorted(by_call.get(call["call_id"], []), key=lambda r: (r["start_s"], r["utterance_idx"]))
+        data = CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "",
+                        call.get("channels"), call.get("duration_s"),
+                        [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []),
+                        _present(call.get("agent_language")), _present(call.get("agent_language_prob")))
+        try:
+            call_hits, call_results = engine.evaluate(data)
+        except RuleError as exc:
+            evaluation.crashed[call["call_id"]] = ErrorRecord(
+                call.get("file") or call["call_id"], call["call_id"], exc.stage, type(exc).__name__, str(exc),
+                call.get("started_at"))
+            continue
+        date = call.get("call_date")
+        for item in (*call_hits, *call_results):
+            item.call_date = date
+        evaluation.hits.extend(call_hits)
+        evaluation.results.extend(call_results)
+    return evaluation
+
+
+def _present(value):
+    """None for missing values as pandas reads them back (NaN, None)."""
+    return None if value is None or value != value else value

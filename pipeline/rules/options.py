@@ -1,0 +1,253 @@
+"""The options of each rule type, with their documented defaults: what a table of ``rules.toml`` may say.
+
+A rule in ``rules.toml`` is ``type`` plus that type's options; :mod:`pipeline.rules.lexicon` builds
+the dataclass below for its type with :func:`pipeline.validation.build_options`, so an unknown option,
+a missing required one, a wrong type or a value outside its choices is an error naming the file and
+line. A field without a default is required; ``validate()`` returns the constraints between options
+that a type cannot express, as (option, message) pairs. Fields marked ``lexicon`` name phrase groups (``"x"`` or
+``["forbidden.*"]``); the loader checks that each pattern matches a group. ``callqa rules check``
+prints every rule's effective options, defaults included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+Role = Literal["agent", "customer", "any"]
+
+
+def lexicon(*, default: tuple[str, ...] | None = None):
+    """A field naming phrase groups (checked against the lexicons when they load)."""
+    if default is None:
+        return field(metadata={"lexicon": True})
+    return field(default=default, metadata={"lexicon": True})
+
+
+def _positive(options, *names: str) -> list[tuple[str, str]]:
+    return [(name, f"{name} must be a positive number") for name in names
+            if getattr(options, name) is not None and getattr(options, name) <= 0]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which of a role's utterances a phrase rule reads (all of them without a window). Several
+    limits narrow the window together.
+
+    Attributes:
+        first_s: utterances that start within this many seconds of the role's first speech.
+        last_s: utterances that end within this many seconds of the role's last speech.
+        first_utterances: the role's first N utterances.
+        last_utterances: the role's last N utterances.
+    """
+
+    first_s: float | None = None
+    last_s: float | None = None
+    first_utterances: int | None = None
+    last_utterances: int | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        return [("window", message) for _, message in
+                _positive(self, "first_s", "last_s", "first_utterances", "last_utterances")]
+
+
+@dataclass(frozen=True)
+class KeywordOptions:
+    """``keyword``: phrases said (``any``, ``all`` groups) or not said (``none``) by a role.
+
+    Attributes:
+        lexicon: the phrase groups.
+        mode: ``any`` passes when at least ``min_hits`` phrases are said; ``all`` when every group
+            is; ``none`` when no phrase is.
+        role: whose utterances are read.
+        window: which of them (default: all).
+        min_hits: ``any``: phrases needed to pass.
+    """
+
+    lexicon: tuple[str, ...] = lexicon()
+    mode: Literal["any", "all", "none"]
+    role: Role = "agent"
+    window: Window | None = None
+    min_hits: int = 1
+
+    def validate(self) -> list[tuple[str, str]]:
+        return [("min_hits", "min_hits must be at least 1")] if self.min_hits < 1 else []
+
+
+@dataclass(frozen=True)
+class RegexOptions:
+    """``regex``: a regular expression on a role's text (``any``: must match; ``none``: must not).
+
+    Attributes:
+        pattern: the expression (Python syntax), matched on the stored (simplified) text.
+        mode: ``any`` or ``none``.
+        exclude: utterances matching this expression are not read (empty: none excluded).
+        role: whose utterances are read.
+        window: which of them.
+    """
+
+    pattern: str
+    mode: Literal["any", "none"]
+    exclude: str = ""
+    role: Role = "agent"
+    window: Window | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        for name in ("pattern", "exclude"):
+            try:
+                re.compile(getattr(self, name))
+            except re.error as exc:
+                problems.append((name, f"{name}: invalid regular expression: {exc}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """``sequence``: every ``after`` phrase needs a ``before`` phrase earlier, within the limits.
+
+    Attributes:
+        before: the phrase groups that must come first.
+        after: the phrase groups that anchor the rule (not said: not applicable).
+        role: whose utterances are read.
+        within_s: the ``before`` phrase ends at most this many seconds before the anchor starts.
+        within_utterances: ... and at most this many utterances before it.
+    """
+
+    before: tuple[str, ...] = lexicon()
+    after: tuple[str, ...] = lexicon()
+    role: Role = "agent"
+    within_s: float | None = None
+    within_utterances: int | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        return _positive(self, "within_s", "within_utterances")
+
+
+@dataclass(frozen=True)
+class HoldOptions:
+    """``hold``: mutual silences of both channels (from voice activity, never from Whisper's segments).
+
+    Attributes:
+        check: ``announced`` (a notice before each hold, and an apology after it if required) or
+            ``duration`` (no hold longer than ``max_s``).
+        min_silence_s: a mutual silence this long or longer, after the agent first speaks, is a hold.
+        notice: phrase groups that announce a hold (``announced``: required).
+        notice_within_s: the notice ends at most this long before the hold starts.
+        apology: phrase groups that apologise for the wait.
+        apology_within_s: the apology starts at most this long after the hold ends.
+        require_apology: ``announced`` also needs the apology.
+        max_s: ``duration``: the longest hold allowed (required).
+        edge_s: an utterance may reach this far into the hold and still count as before (or after)
+            it: voice activity is padded, and utterance bounds are word times.
+    """
+
+    check: Literal["announced", "duration"]
+    min_silence_s: float
+    notice: tuple[str, ...] = lexicon(default=())
+    notice_within_s: float = 10.0
+    apology: tuple[str, ...] = lexicon(default=())
+    apology_within_s: float = 10.0
+    require_apology: bool = False
+    max_s: float | None = None
+    edge_s: float = 0.5
+
+    def validate(self) -> list[tuple[str, str]]:
+        found = _positive(self, "min_silence_s", "max_s")
+        if self.check == "announced" and not self.notice:
+            found.append(("notice", "check = announced needs notice"))
+        if self.check == "duration" and self.max_s is None:
+            found.append(("max_s", "check = duration needs max_s"))
+        if self.require_apology and not self.apology:
+            found.append(("apology", "require_apology needs apology"))
+        return found
+
+
+@dataclass(frozen=True)
+class SpeechRateOptions:
+    """``speech_rate``: characters per minute of a role's speech inside a band.
+
+    Attributes:
+        min_cpm: slower fails.
+        max_cpm: faster fails.
+        role: whose speech is measured.
+        min_speech_s: with less speech than this the rate means nothing: not applicable.
+    """
+
+    min_cpm: float
+    max_cpm: float
+    role: Role = "agent"
+    min_speech_s: float = 10.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        return [("max_cpm", "need min_cpm < max_cpm")] if self.min_cpm >= self.max_cpm else []
+
+
+@dataclass(frozen=True)
+class InterruptionOptions:
+    """``interruption``: one role starts speaking while the other speaks (stereo recordings only).
+
+    Attributes:
+        tolerance_s: overlap allowed before it counts (back-channel 嗯 and turn-taking).
+        role: who interrupts.
+        other: who is interrupted.
+    """
+
+    tolerance_s: float
+    role: Role = "agent"
+    other: Role = "customer"
+
+
+@dataclass(frozen=True)
+class AnswerDelayOptions:
+    """``answer_delay``: the agent speaks soon after the recording starts, or apologises for the wait.
+
+    Attributes:
+        max_s: first agent speech at most this many seconds in.
+        apology: phrase groups that make a later answer pass when said in the agent's first utterance.
+    """
+
+    max_s: float
+    apology: tuple[str, ...] = lexicon(default=())
+
+
+@dataclass(frozen=True)
+class DialectOptions:
+    """``dialect``: Putonghua, not dialect: marker words, or the model's language identification.
+
+    Attributes:
+        lexicon: the dialect marker groups (``@dialect`` names the dialect).
+        role: whose utterances are read.
+        min_markers: distinct markers needed to fail.
+        languages: language codes that fail the rule when the model identifies them in the agent's
+            speech with at least ``min_language_prob`` (where the model can: ``yue`` needs large-v3).
+        min_language_prob: see ``languages``.
+    """
+
+    lexicon: tuple[str, ...] = lexicon()
+    role: Role = "agent"
+    min_markers: int = 1
+    languages: tuple[str, ...] = ()
+    min_language_prob: float = 0.5
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = [("min_markers", "min_markers must be at least 1")] if self.min_markers < 1 else []
+        if not 0 <= self.min_language_prob <= 1:
+            problems.append(("min_language_prob", "min_language_prob must be between 0 and 1"))
+        return problems
+
+
+RuleOptions = Union[KeywordOptions, RegexOptions, SequenceOptions, HoldOptions, SpeechRateOptions,
+                    InterruptionOptions, AnswerDelayOptions, DialectOptions]
+
+RULE_TYPES: dict[str, type] = {
+    "keyword": KeywordOptions,
+    "regex": RegexOptions,
+    "sequence": SequenceOptions,
+    "hold": HoldOptions,
+    "speech_rate": SpeechRateOptions,
+    "interruption": InterruptionOptions,
+    "answer_delay": AnswerDelayOptions,
+    "dialect": DialectOptions,
+}

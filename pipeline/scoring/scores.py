@@ -1,0 +1,118 @@
+"""Agent scorecards: calls -> per-agent aggregates per day, ISO week and month.
+
+Calls, mean and median score, pass rate, red lines, failure rate per rule, rank and percentile within
+the period's team, change against the agent's previous period. Failed recordings are counted apart
+(``error_calls``) and never scored. Pure functions over DataFrames.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Iterable
+
+import pandas as pd
+
+from ..records import FAIL, PASS
+
+PERIODS = ("day", "week", "month")
+
+
+def _period(kind: str, day: date) -> tuple[str, date]:
+    if kind == "day":
+        return day.isoformat(), day
+    if kind == "week":
+        year, week, weekday = day.isocalendar()
+        return f"{year}-W{week:02d}", day - timedelta(days=weekday - 1)
+    return f"{day.year}-{day.month:02d}", day.replace(day=1)
+
+
+def _previous(kind: str, start: date) -> date:
+    if kind == "day":
+        return start - timedelta(days=1)
+    if kind == "week":
+        return start - timedelta(days=7)
+    return (start - timedelta(days=1)).replace(day=1)
+
+
+def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFrame:
+    """Per agent and period (day, ISO week, month): calls, scores, pass rate, red lines, fail rate per
+    rule, rank and percentile within the team (all agents of the period), change against the previous
+    period. Calls with status ``error`` are counted in ``error_calls`` and never scored.
+
+    Args:
+        calls: the ``calls`` table (needs call_id, agent_id, call_date, status, score, passed, red_line).
+        rule_results: the ``rule_results`` table (call_id, rule_id, outcome).
+
+    Returns:
+        One row per (period_type, period, agent_id), with ``period_start`` as an ISO date.
+    """
+    columns = ["period_type", "period", "period_start", "agent_id", "calls", "error_calls", "mean_score",
+               "median_score", "pass_rate", "red_lines", "rule_fail_rates", "rank", "percentile",
+               "mean_score_change", "pass_rate_change"]
+    if calls.empty:
+        return pd.DataFrame(columns=columns)
+    base = calls[["call_id", "agent_id", "call_date", "status", "score", "passed", "red_line"]].copy()
+    days = pd.to_datetime(base["call_date"].astype(str)).dt.date
+    frames = []
+    judged = rule_results[["call_id", "rule_id", "outcome"]]
+    for kind in PERIODS:
+        keyed = base.assign(**dict(zip(("period", "period_start"), zip(*[_period(kind, d) for d in days]))))
+        keyed["period_start"] = keyed["period_start"].map(date.isoformat)
+        ok = keyed[keyed["status"] == "ok"]
+        group = ["period", "period_start", "agent_id"]
+        stats = ok.groupby(group).agg(calls=("call_id", "size"), mean_score=("score", "mean"),
+                                      median_score=("score", "median"),
+                                      pass_rate=("passed", lambda s: float(s.astype(bool).mean())),
+                                      red_lines=("red_line", lambda s: int(s.astype(bool).sum())))
+        errors = keyed[keyed["status"] != "ok"].groupby(group).size().rename("error_calls")
+        stats = stats.join(errors, how="outer").reset_index()
+        stats["calls"] = stats["calls"].fillna(0).astype(int)
+        stats["red_lines"] = stats["red_lines"].fillna(0).astype(int)
+        stats["error_calls"] = stats["error_calls"].fillna(0).astype(int)
+        rates = fail_rates(judged.merge(ok[["call_id", *group]], on="call_id"), group)
+        fail_maps = {key: sorted(part.droplevel(list(range(len(group)))).items())
+                     for key, part in rates.groupby(level=list(range(len(group))))}
+        stats["rule_fail_rates"] = [fail_maps.get((p, s, a), []) for p, s, a in
+                                    zip(stats["period"], stats["period_start"], stats["agent_id"])]
+        stats["rank"] = stats.groupby("period")["mean_score"].rank(method="min", ascending=False)
+        counted = stats.groupby("period")["mean_score"].transform("count")
+        below = stats.groupby("period")["mean_score"].rank(method="min", ascending=True) - 1
+        stats["percentile"] = (100 * below / (counted - 1)).where(counted > 1, 100.0).where(stats["mean_score"].notna())
+        previous = stats.set_index(["agent_id", "period_start"])[["mean_score", "pass_rate"]]
+        prev_start = stats["period_start"].map(lambda s: _previous(kind, date.fromisoformat(s)).isoformat())
+        prev = previous.reindex(list(zip(stats["agent_id"], prev_start)))
+        stats["mean_score_change"] = stats["mean_score"].to_numpy() - prev["mean_score"].to_numpy()
+        stats["pass_rate_change"] = stats["pass_rate"].to_numpy() - prev["pass_rate"].to_numpy()
+        stats["period_type"] = kind
+        frames.append(stats)
+    result = pd.concat(frames, ignore_index=True)
+    result["rank"] = result["rank"].astype("Int64")
+    return result[columns].sort_values(["period_type", "period", "rank", "agent_id"], ignore_index=True)
+
+
+def fail_rates(rule_results: pd.DataFrame, by: list[str]) -> pd.Series:
+    """Per group and rule: the share of the calls the rule applied to (pass or fail) that failed it.
+
+    Args:
+        rule_results: rows with ``rule_id``, ``outcome`` and the ``by`` columns.
+        by: the grouping (``["agent_id"]``; ``["period", "period_start", "agent_id"]``).
+
+    Returns:
+        Failure rate indexed by ``(*by, rule_id)``; rules that never applied are absent.
+    """
+    applicable = rule_results[rule_results["outcome"].isin([PASS, FAIL])]
+    return applicable.assign(failed=applicable["outcome"] == FAIL).groupby([*by, "rule_id"])["failed"].mean()
+
+
+def top_failing_rule(rule_fail_rates: Iterable[tuple[str, float]] | None) -> str:
+    """The rule an agent fails most often, as ``rule_id (NN%)``; '' when none failed.
+
+    The highest failure rate wins; equal rates go to the first rule id in alphabetical order. The
+    command line (from ``agent_scores.rule_fail_rates``) and the notebooks' leaderboard (over any
+    period) both call this, so they never disagree.
+    """
+    failing = sorted((-rate, rule) for rule, rate in (rule_fail_rates or []) if rate > 0)
+    if not failing:
+        return ""
+    rate, rule = -failing[0][0], failing[0][1]
+    return f"{rule} ({rate:.0%})"

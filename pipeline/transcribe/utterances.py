@@ -1,0 +1,56 @@
+"""Utterances: the words the model recognised in each turn, screened by the guard, as stored text.
+
+One utterance per turn that has text left after the hallucination guard; its text is normalised
+(simplified, width folded), ``raw_text`` keeps what the model wrote, and every removal by the guard
+comes back as :class:`~pipeline.records.SuppressedText` so that nothing disappears unseen.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..records import SuppressedText, Turn, TurnWord, Utterance, Word
+from ..text import normalise_text
+from .guard import HallucinationGuard
+
+
+def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], guard: HallucinationGuard,
+                     echo_of: str = "") -> tuple[list[Utterance], list[SuppressedText]]:
+    """Assemble recognised words into utterances, one per turn that has text left after the guard.
+
+    ``echo_of`` is the decoder prompt: the model repeating it is removed like any hallucination.
+
+    Returns:
+        Utterances in time order (``utterance_idx`` from 0) and the text the guard removed.
+    """
+    by_turn: dict[int, list[TurnWord]] = defaultdict(list)
+    for word in words:
+        by_turn[word.turn_index].append(word)
+    utterances: list[Utterance] = []
+    suppressed: list[SuppressedText] = []
+    for index, turn in enumerate(turns):
+        turn_words = sorted(by_turn.get(index, []), key=lambda w: (w.start_s, w.end_s))
+        if not turn_words:
+            continue
+        kept, removed = guard.screen(turn.speaker, turn_words, echo_of)
+        suppressed.extend(removed)
+        if not kept:
+            continue
+        raw_text = "".join(w.word for w in kept).strip()
+        text = normalise_text(raw_text)
+        if not text:
+            continue
+        weights = [len(w.word.strip()) or 1 for w in kept]
+        avg_logprob = sum(w.avg_logprob * n for w, n in zip(kept, weights)) / sum(weights)
+        utterances.append(Utterance(
+            call_id=call_id, utterance_idx=-1, speaker=turn.speaker,
+            start_s=round(float(min(turn.start_s, kept[0].start_s)), 3),
+            end_s=round(float(max(turn.end_s, kept[-1].end_s)), 3),
+            text=text, raw_text=raw_text, avg_logprob=round(avg_logprob, 4),
+            no_speech_prob=round(max(w.no_speech_prob for w in kept), 4),
+            words=[Word(normalise_text(w.word), float(w.start_s), float(w.end_s), round(w.prob, 4)) for w in kept
+                   if normalise_text(w.word)]))
+    utterances.sort(key=lambda u: (u.start_s, u.speaker))
+    for idx, utterance in enumerate(utterances):
+        utterance.utterance_idx = idx
+    return utterances, suppressed

@@ -1,0 +1,203 @@
+"""One night, two ways: the library alone (``pipeline.night.run_night``) and the Prefect flow give the
+same tables; the library night skips, retries and fails recordings as the flow does; a rule that
+crashes fails its call, never passes it."""
+
+import errno
+import shutil
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import HallucinationListError, RuleError
+from pipeline.night import NightPlan, finish_night, run_night
+from pipeline.records import NOT_APPLICABLE
+from pipeline.rules import checks
+from pipeline.rules.dialogue import parse_dialogue
+from pipeline.schemas import TABLES, table_key
+from pipeline.storage.incremental import StoredTranscripts
+from pipeline.storage.parquet import read_table
+from pipeline.transcribe.discover import Discovery
+from tests.conftest import DATA
+
+# columns that say when or by which run a row was made, not what it says
+RUN_COLUMNS = {"run_id", "processed_at", "occurred_at"}
+
+
+def night_folder(folder: Path) -> Path:
+    """Two good recordings (stereo and mono), a corrupt one, a file that is not audio, and a manifest
+    with a row whose file is missing."""
+    folder.mkdir()
+    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "stereo.wav")
+    shutil.copy(DATA / "mono_8k.wav", folder / "mono.wav")
+    shutil.copy(DATA / "corrupt.wav", folder / "corrupt.wav")
+    (folder / "notes.txt").write_text("not a recording", encoding="utf-8")
+    (folder / "manifest.csv").write_text(
+        "file,agent_id,call_id,started_at,agent_channel,company\n"
+        "stereo.wav,A1,c-stereo,2026-11-20T09:00:00+08:00,left,星河通信\n"
+        "mono.wav,A2,c-mono,2026-11-20T10:00:00+08:00,mono,星河通信\n"
+        "corrupt.wav,A2,c-corrupt,2026-11-20T11:00:00+08:00,left,星河通信\n"
+        "gone.wav,A3,c-gone,2026-11-20T12:00:00+08:00,left,星河通信\n", encoding="utf-8")
+    return folder
+
+
+def comparable(out: Path, table: str) -> pd.DataFrame:
+    frame = read_table(out, table)
+    frame = frame.drop(columns=[c for c in frame.columns if c in RUN_COLUMNS])
+    key = [c for c in table_key(table) if c in frame.columns] + (["stage"] if table == "errors" else [])
+    return frame.sort_values(key).reset_index(drop=True)
+
+
+def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, model):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.nightly import transcribe_folder
+
+    folder = night_folder(tmp_path / "in")
+    library = run_night(folder, tmp_path / "library").summary
+    with prefect_test_harness(server_startup_timeout=120):
+        flow = transcribe_folder(str(folder), str(tmp_path / "flow"))
+    assert (library.processed, library.failed, library.ignored) == (2, 2, 1)  # corrupt file, missing file
+    assert {k: v for k, v in library.to_dict().items() if k not in ("run_id", "wall_s", "speed_x_realtime")} == \
+        {k: v for k, v in flow.items() if k not in ("run_id", "wall_s", "speed_x_realtime")}
+    for table in TABLES:
+        lib, flo = comparable(tmp_path / "library", table), comparable(tmp_path / "flow", table)
+        assert len(lib) > 0 or table in ("suppressed",), table
+        pd.testing.assert_frame_equal(lib, flo, check_dtype=True, obj=table)
+    runs = read_table(tmp_path / "flow", "calls")["run_id"]
+    assert set(runs) == {flow["run_id"]} and flow["run_id"] != "library"  # a real Prefect flow run
+
+
+def test_the_library_night_reuses_what_is_already_transcribed(tmp_path, model):
+    folder = night_folder(tmp_path / "in")
+    first = run_night(folder, tmp_path / "out", run_id="night-1").summary
+    stored = read_table(tmp_path / "out", "calls").set_index("call_id")
+    second = run_night(folder, tmp_path / "out", run_id="night-2").summary
+    assert (first.processed, first.cached) == (2, 0) and (second.processed, second.cached) == (0, 2)
+    calls = read_table(tmp_path / "out", "calls").set_index("call_id")
+    ok = calls[calls["status"] == "ok"]
+    assert set(ok["run_id"]) == {"night-2"}  # checked and scored again tonight...
+    assert (ok["processed_at"] == stored.loc[ok.index, "processed_at"]).all()  # ...but not transcribed again
+    assert second.failed == 2  # the corrupt file is tried again (it may have been replaced); the missing one too
+
+
+def test_the_library_night_retries_a_recording_it_could_not_read_but_never_a_bad_one(tmp_path, model, monkeypatch):
+    import pipeline.night as night
+    import pipeline.transcribe.recording as recording
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "flaky.wav")
+    shutil.copy(DATA / "corrupt.wav", folder / "bad.wav")
+    reads = {"flaky.wav": 0}
+    attempts = {"flaky.wav": 0, "bad.wav": 0}
+    real_hash, real_process = recording.file_sha256, night.process_recording
+
+    def flaky_hash(path, *args):
+        if Path(path).name == "flaky.wav":
+            reads["flaky.wav"] += 1
+            if reads["flaky.wav"] <= 2:
+                raise OSError(errno.EIO, "Input/output error (network share)")
+        return real_hash(path, *args)
+
+    def counting_process(rec, *args, **kwargs):
+        attempts[rec.file] += 1
+        return real_process(rec, *args, **kwargs)
+
+    monkeypatch.setattr(recording, "file_sha256", flaky_hash)
+    monkeypatch.setattr(night, "process_recording", counting_process)
+    waited = []
+    summary = run_night(folder, tmp_path / "out", sleep=waited.append).summary
+    assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then read; the bad file once
+    assert waited == [5.0, 30.0]  # [run] retry_delays_s, until it worked
+    assert (summary.processed, summary.failed, summary.errors_by_stage) == (1, 1, {"decode": 1})
+
+    # the share never comes back: each file waits out every delay, then is an errors row
+    monkeypatch.setattr(recording, "file_sha256", lambda path, *a: (_ for _ in ()).throw(OSError(errno.EIO, "gone")))
+    waited.clear()
+    summary = run_night(folder, tmp_path / "out2", sleep=waited.append).summary
+    assert waited == [5.0, 30.0, 120.0] * 2 and summary.errors_by_stage == {"read": 2}
+    errors = read_table(tmp_path / "out2", "errors").set_index("file")
+    assert "after every retry" in errors.loc["flaky.wav", "message"]
+
+
+def test_a_broken_hallucination_list_stops_the_night_before_any_audio(tmp_path):
+    folder = night_folder(tmp_path / "in")
+    (tmp_path / "h.txt").write_text("re:([\n", encoding="utf-8")
+    (tmp_path / "callqa.toml").write_text(f"[guard]\nphrases_file = '{tmp_path / 'h.txt'}'\n", encoding="utf-8")
+    with pytest.raises(HallucinationListError, match="h.txt:1: invalid regular expression"):
+        run_night(folder, tmp_path / "out", load_config(tmp_path / "callqa.toml"))
+    assert not (tmp_path / "out").exists()
+
+
+def stored_dialogue(call_id: str, dialogue: str) -> dict[str, list[dict]]:
+    """A call as the transcript tables store it, from a typed dialogue (no audio, no model)."""
+    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), call_id=call_id, agent_id="A1",
+                                             company="星河通信")
+    call.update(call_date="2026-11-20", file=f"{call_id}.wav", started_at=datetime(2026, 11, 20, 1, tzinfo=timezone.utc),
+                model="m", processed_at=datetime.now(timezone.utc), run_id="earlier", error_stage=None)
+    for row in utterances + voice:
+        row["call_date"] = "2026-11-20"
+    for row in utterances:
+        row["words"] = []
+    return {"calls": [call], "utterances": utterances, "voice_activity": voice, "suppressed": []}
+
+
+CALM = "[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 谢谢，再见。\n"
+HOLD = "[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 请您稍候。\n[20s] agent: 让您久等了，谢谢，再见。\n"
+
+
+def test_a_rule_that_crashes_fails_its_call_and_a_rescore_scores_it_once_fixed(tmp_path, monkeypatch, config):
+    from pipeline.rescore import rescore
+
+    real_hold = checks.CHECKS["hold"]
+
+    def broken_hold(engine, spec, call):  # a bug that shows only on calls with a hold
+        if checks.find_holds(call, spec.options.min_silence_s):
+            raise ZeroDivisionError("division by zero")
+        return real_hold(engine, spec, call)
+
+    monkeypatch.setitem(checks.CHECKS, "hold", broken_hold)
+    calm, held = stored_dialogue("calm", CALM), stored_dialogue("held", HOLD)
+    reused = StoredTranscripts(rows={t: calm[t] + held[t] for t in calm}, files=["calm.wav", "held.wav"])
+    out = tmp_path / "out"
+    plan = NightPlan(tmp_path, out, config, "night", "m", Discovery(), reused, [])
+    night = finish_night(plan, [], 0.0)
+
+    assert (night.summary.failed, night.summary.cached, night.summary.errors_by_stage) == (1, 1, {"rules": 1})
+    calls = read_table(out, "calls").set_index("call_id")
+    assert (calls.loc["held", "status"], calls.loc["held", "error_stage"]) == ("error", "rules")
+    assert pd.isna(calls.loc["held", "score"]) and calls.loc["calm", "score"] > 0  # never scored, never passed
+    results = read_table(out, "rule_results")
+    assert set(results["call_id"]) == {"calm"}  # no result of the crashed call: not a pass, not not_applicable
+    error = read_table(out, "errors").set_index("call_id").loc["held"]
+    assert (error["stage"], error["error_type"]) == ("rules", "RuleError")
+    assert "rule hold.notice crashed on call held: ZeroDivisionError" in error["message"]
+    assert read_table(out, "agent_scores").query("period_type == 'day'")["error_calls"].tolist() == [1]
+    assert "| failed | 1 |" in night.markdown() and "RuleError" in night.markdown()
+
+    still = rescore(out)  # the rule is still broken: the call stays failed, with its error row
+    assert still.failed == 1 and len(read_table(out, "errors")) == 1
+    monkeypatch.setitem(checks.CHECKS, "hold", real_hold)  # the rule is fixed
+    fixed = rescore(out)
+    assert fixed.failed == 0 and read_table(out, "errors").empty
+    calls = read_table(out, "calls").set_index("call_id")
+    assert calls.loc["held", "status"] == "ok" and pd.isna(calls.loc["held", "error_stage"])
+    assert calls.loc["held", "score"] > 0
+    assert read_table(out, "rule_results").query("call_id == 'held' and rule_id == 'hold.notice'")["outcome"].tolist() \
+        == ["pass"]
+
+
+def test_the_engine_raises_for_a_crashing_rule_instead_of_reporting_it_not_applicable(monkeypatch):
+    from pipeline.rules.engine import RuleEngine, evaluate_calls
+    from pipeline.rules.lexicon import load_lexicons
+
+    monkeypatch.setitem(checks.CHECKS, "speech_rate", lambda *args: {}["missing"])
+    rows = stored_dialogue("c", CALM)
+    evaluation = evaluate_calls(RuleEngine(load_lexicons()), rows["calls"], rows["utterances"], rows["voice_activity"])
+    assert evaluation.results == [] and list(evaluation.crashed) == ["c"]
+    assert evaluation.crashed["c"].stage == RuleError.stage
+    assert not any(r.outcome == NOT_APPLICABLE and "error" in r.evidence for r in evaluation.results)
