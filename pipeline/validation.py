@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 import types
 import typing
 from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
+
+from .errors import ValidationError
 
 T = TypeVar("T")
 
@@ -63,10 +67,37 @@ class Source:
 
     def __init__(self, name: str, text: str = ""):
         self.name = name
+        self.text = text
         self.lines = text.splitlines()
 
     def where(self, table: tuple[str, ...], key: str | None = None) -> str:
         return f"{self.name}:{toml_line(self.lines, table, key)}" if self.lines else self.name
+
+
+def read_toml(path: str | Path, error: type[ValidationError], what: str, name: str | None = None,
+              ) -> tuple[dict[str, Any], Source]:
+    """A TOML file's tables and its :class:`Source` (for line numbers).
+
+    Args:
+        path: the file.
+        error: the error to raise (``ConfigError``, ``RubricError``...).
+        what: what the file is, for messages ("config file", "rubric").
+        name: how messages name the file (default: the path as given).
+
+    Raises:
+        error: the file is missing, unreadable or not valid TOML.
+    """
+    name = name or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None
+    try:
+        return tomllib.loads(text), Source(name, text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{name}: not valid TOML: {exc}") from None
 
 
 def describe(annotation: Any) -> str:

@@ -37,6 +37,36 @@ def make_recording(path: Path, agent_channel: str = "left", call_id: str | None 
                      agent_channel=agent_channel, company="星河通信")
 
 
+class FlakyShare:
+    """Recordings on a network share that fails to read ``failures`` times (EIO), then works (None:
+    never works); counts how often the night tried each recording."""
+
+    def __init__(self, monkeypatch, flaky: set[str], failures: int | None):
+        import errno
+        from collections import Counter
+
+        import pipeline.night as night
+        import pipeline.transcribe.recording as recording
+
+        self.attempts: Counter = Counter()
+        left = {name: failures for name in flaky}
+        real_hash, real_process = recording.file_sha256, night.process_recording
+
+        def read(path, *args):
+            name = Path(path).name
+            if name in left and (left[name] is None or left[name] > 0):
+                left[name] = None if left[name] is None else left[name] - 1
+                raise OSError(errno.EIO, "Input/output error (network share)")
+            return real_hash(path, *args)
+
+        def process(rec, *args, **kwargs):
+            self.attempts[rec.file] += 1
+            return real_process(rec, *args, **kwargs)
+
+        monkeypatch.setattr(recording, "file_sha256", read)
+        monkeypatch.setattr(night, "process_recording", process)
+
+
 @pytest.fixture
 def demo_call(tmp_path) -> Path:
     """A folder with one demo call and its manifest row."""

@@ -138,13 +138,10 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
 
 
 def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, tmp_path, model, monkeypatch):
-    import errno
     from uuid import UUID
     import shutil as sh
 
-    import pipeline.night as night
-    import pipeline.transcribe.recording as recording
-    from tests.conftest import DATA
+    from tests.conftest import DATA, FlakyShare
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -152,24 +149,9 @@ def test_transient_read_errors_are_retried_and_bad_recordings_are_not(harness, t
     sh.copy(DATA / "corrupt.wav", folder / "bad.wav")
     config = tmp_path / "callqa.toml"
     config.write_text("[run]\nretry_delays_s = [0, 0, 0]\n", encoding="utf-8")
-    attempts = {"flaky.wav": 0, "bad.wav": 0}
-    real_hash, real_process = recording.file_sha256, night.process_recording
-
-    def flaky_hash(path, *args):
-        from pathlib import Path
-
-        if Path(path).name == "flaky.wav" and attempts["flaky.wav"] <= 2:
-            raise OSError(errno.EIO, "Input/output error (network share)")
-        return real_hash(path, *args)
-
-    def counting_process(recording, *args, **kwargs):
-        attempts[recording.file] += 1
-        return real_process(recording, *args, **kwargs)
-
-    monkeypatch.setattr(recording, "file_sha256", flaky_hash)
-    monkeypatch.setattr(night, "process_recording", counting_process)
+    share = FlakyShare(monkeypatch, {"flaky.wav"}, failures=2)
     summary = transcribe_folder(str(folder), str(tmp_path / "out"), str(config))
-    assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then success; the bad file once
+    assert share.attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then success; the bad file once
     from prefect import get_client
 
     with get_client(sync_client=True) as client:

@@ -2,7 +2,6 @@
 same tables; the library night skips, retries and fails recordings as the flow does; a rule that
 crashes fails its call, never passes it."""
 
-import errno
 import shutil
 import textwrap
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from pipeline.schemas import TABLES, table_key
 from pipeline.storage.incremental import StoredTranscripts
 from pipeline.storage.parquet import read_table
 from pipeline.transcribe.discover import Discovery
-from tests.conftest import DATA
+from tests.conftest import DATA, FlakyShare
 
 # columns that say when or by which run a row was made, not what it says
 RUN_COLUMNS = {"run_id", "processed_at", "occurred_at"}
@@ -85,38 +84,19 @@ def test_the_library_night_reuses_what_is_already_transcribed(tmp_path, model):
 
 
 def test_the_library_night_retries_a_recording_it_could_not_read_but_never_a_bad_one(tmp_path, model, monkeypatch):
-    import pipeline.night as night
-    import pipeline.transcribe.recording as recording
-
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "flaky.wav")
     shutil.copy(DATA / "corrupt.wav", folder / "bad.wav")
-    reads = {"flaky.wav": 0}
-    attempts = {"flaky.wav": 0, "bad.wav": 0}
-    real_hash, real_process = recording.file_sha256, night.process_recording
-
-    def flaky_hash(path, *args):
-        if Path(path).name == "flaky.wav":
-            reads["flaky.wav"] += 1
-            if reads["flaky.wav"] <= 2:
-                raise OSError(errno.EIO, "Input/output error (network share)")
-        return real_hash(path, *args)
-
-    def counting_process(rec, *args, **kwargs):
-        attempts[rec.file] += 1
-        return real_process(rec, *args, **kwargs)
-
-    monkeypatch.setattr(recording, "file_sha256", flaky_hash)
-    monkeypatch.setattr(night, "process_recording", counting_process)
+    share = FlakyShare(monkeypatch, {"flaky.wav"}, failures=2)
     waited = []
     summary = run_night(folder, tmp_path / "out", sleep=waited.append).summary
-    assert attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then read; the bad file once
+    assert share.attempts == {"flaky.wav": 3, "bad.wav": 1}  # two I/O errors, then read; the bad file once
     assert waited == [5.0, 30.0]  # [run] retry_delays_s, until it worked
     assert (summary.processed, summary.failed, summary.errors_by_stage) == (1, 1, {"decode": 1})
 
     # the share never comes back: each file waits out every delay, then is an errors row
-    monkeypatch.setattr(recording, "file_sha256", lambda path, *a: (_ for _ in ()).throw(OSError(errno.EIO, "gone")))
+    FlakyShare(monkeypatch, {"flaky.wav", "bad.wav"}, failures=None)
     waited.clear()
     summary = run_night(folder, tmp_path / "out2", sleep=waited.append).summary
     assert waited == [5.0, 30.0, 120.0] * 2 and summary.errors_by_stage == {"read": 2}

@@ -116,6 +116,20 @@ def test_guard_drops_what_whisper_calls_no_speech_and_low_confidence(guard):
     assert kept == [] and removed[0].reason.startswith("low_confidence")
 
 
+@pytest.mark.parametrize("no_speech, logprob, kept", [
+    (0.49, -1.12, False),  # noise read by oneDNN's AVX2 kernels (an AVX2-only CPU): the old 0.5 / -1.0 kept it
+    (0.53, -1.07, False),  # the most speech-like readings over 15 kernel settings
+    (0.73, -2.67, False),
+    (0.45, -0.90, False),
+    (0.42, -0.50, True),  # the least sure real speech of the demo corpus, both figures at once
+    (0.90, -0.30, True),  # Whisper unsure whether there is speech, but sure of the words: speech
+])
+def test_the_no_speech_rule_keeps_a_margin_on_both_sides(guard, no_speech, logprob, kept):
+    words = [word("駕", 0, 0.5, prob=0.6, no_speech=no_speech, logprob=logprob),
+             word("駛", 0.5, 1, prob=0.6, no_speech=no_speech, logprob=logprob)]
+    assert (guard.screen("agent", words)[0] == words) is kept
+
+
 def test_guard_removes_an_echo_of_the_decoder_prompt(guard):
     words = [word("以下是星河通信", 0, 1), word("客服中心的電話錄音。", 1, 2), word("您好", 2, 2.4)]
     kept, removed = guard.screen("agent", words, prompt="以下是星河通信客服中心的电话录音。")
@@ -153,3 +167,11 @@ def test_utterances_are_built_per_turn_in_time_order(guard):
     assert utterances[0].raw_text == "請您稍後"
     assert utterances[2].start_s == 17.0 and utterances[2].words[0].word == "让您久等了"
     assert suppressed == []
+
+
+def test_a_turn_read_as_punctuation_only_is_no_utterance_but_is_on_record(guard):
+    turns = [Turn("agent", 0, 0.5, 3.0), Turn("customer", 1, 3.5, 5.0)]
+    words = [word("。", 0.6, 0.7, turn=0), word("。", 0.8, 0.9, turn=0), word("好", 3.6, 4.0, turn=1)]
+    utterances, suppressed = build_utterances("c1", turns, words, guard)
+    assert [(u.speaker, u.text) for u in utterances] == [("customer", "好")]
+    assert [(s.speaker, s.raw_text, s.reason) for s in suppressed] == [("agent", "。。", "no_words")]

@@ -1,6 +1,6 @@
 """Charts for the QA notebooks, drawn with matplotlib in a CJK font so that Chinese labels are characters.
 
-Every function takes a frame from :mod:`pipeline.explore` and returns a matplotlib ``Figure`` made
+Every function takes a frame from :mod:`pipeline.review.explore` and returns a matplotlib ``Figure`` made
 outside pyplot (save it with ``fig.savefig``; no GUI backend is involved).
 :func:`use_cjk_font` must find a font with Chinese glyphs (Debian: ``apt-get install fonts-noto-cjk``)
 or it raises, rather than letting matplotlib draw boxes.

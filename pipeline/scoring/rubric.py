@@ -10,7 +10,6 @@ validated like the configuration and the lexicons (every problem, with file and 
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Literal
@@ -19,7 +18,7 @@ from ..config import LEXICONS_DIR
 from ..errors import RubricError
 from ..records import FAIL, STATUS_OK, Hit, RuleResult
 from ..rules.lexicon import SEVERITIES
-from ..validation import Source, build_options
+from ..validation import build_options, read_toml
 
 DEFAULT_RUBRIC = LEXICONS_DIR / "rubric.toml"
 Severity = Literal["轻", "中", "重"]
@@ -121,15 +120,7 @@ def load_rubric(path: str | Path | None = None, rule_ids: Iterable[str] | None =
         RubricError: every problem, with file and line.
     """
     path = Path(path) if path else DEFAULT_RUBRIC
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RubricError(f"{path}: cannot read the rubric: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RubricError(f"{path.name}: not valid TOML: {exc}") from None
-    source = Source(path.name, text)
+    data, source = read_toml(path, RubricError, "the rubric", path.name)
     problems: list[str] = []
     for key in data:
         if key not in ("score", "severity", "rules"):
@@ -149,7 +140,8 @@ def load_rubric(path: str | Path | None = None, rule_ids: Iterable[str] | None =
     rules = {rule_id: w if w.deduction is not None else replace(w, deduction=score.default_deduction)
              for rule_id, w in rules.items()}
     points = {name: float(getattr(severity, name)) for name in SEVERITIES if getattr(severity, name) is not None}
-    return Rubric(score, points, rules, hashlib.sha256(text.encode()).hexdigest()[:16], str(path))
+    version = hashlib.sha256(source.text.encode()).hexdigest()[:16]
+    return Rubric(score, points, rules, version, str(path))
 
 
 def _severity_rank(severity: str | None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..records import SuppressedText, Turn, TurnWord, Utterance, Word
-from ..text import normalise_text
+from ..text import match_key, normalise_text
 from .guard import HallucinationGuard
 
 
@@ -38,7 +38,10 @@ def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], gua
             continue
         raw_text = "".join(w.word for w in kept).strip()
         text = normalise_text(raw_text)
-        if not text:
+        if not match_key(text):  # punctuation only (。。。。 on silence): nobody said it
+            if raw_text:
+                suppressed.append(SuppressedText(turn.speaker, kept[0].start_s, kept[-1].end_s, raw_text, text,
+                                                 "no_words"))
             continue
         weights = [len(w.word.strip()) or 1 for w in kept]
         avg_logprob = sum(w.avg_logprob * n for w, n in zip(kept, weights)) / sum(weights)
