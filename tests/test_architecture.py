@@ -96,3 +96,25 @@ def test_every_error_class_lives_in_errors():
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == errors.__name__:
             assert issubclass(cls, errors.PipelineError) and cls.stage, cls
+
+
+# The README's reading order: within each package, a module imports only modules read before it.
+READING_ORDER = {
+    "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
+                            "privacy", "recording"],
+    "pipeline.storage": ["hashing", "rows", "parquet", "incremental"],
+    "pipeline.rules": ["options", "lexicon", "matching", "checks", "engine", "dialogue"],
+    "pipeline.scoring": ["rubric", "scores", "tables"],
+    "pipeline.review": ["explore", "charts", "examples"],
+}
+
+
+@pytest.mark.parametrize("package", sorted(READING_ORDER))
+def test_modules_can_be_read_in_the_readme_order(package):
+    order = READING_ORDER[package]
+    listed = {n.rsplit(".", 1)[1] for n in modules() if n.startswith(package + ".")}
+    assert listed == set(order), f"{package}: the reading order lists {sorted(set(order) ^ listed)} wrongly"
+    for i, short in enumerate(order):
+        name = f"{package}.{short}"
+        later = {f"{package}.{m}" for m in order[i + 1:]}
+        assert not imports_of(name, modules()[name]) & later, f"{name} imports a module read after it"

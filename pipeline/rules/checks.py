@@ -4,24 +4,29 @@ A check reads one call (:class:`CallData`: its utterances prepared for matching 
 voice activity) with one rule's typed options, and says ``pass``, ``fail`` or ``not_applicable`` (the
 rule cannot apply: no hold happened, nobody spoke), with the evidence in words and times, the phrases
 it found, and, where the evidence is not a phrase (a hold, an unanswered opening, an interruption), the
-span of the call it is about. Checks find phrases through the engine (``engine.find``) and never
-raise on purpose; a check that crashes is the engine's to report.
+span of the call it is about. Checks find phrases through the engine, which they know only as a
+:class:`PhraseFinder`; they never raise on purpose, and a check that crashes is the engine's to report.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Iterable, Protocol
 
 from ..records import FAIL, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
 from .lexicon import Group, Phrase, RuleSpec
-from .matching import Finding, Match, UtteranceView
+from .matching import Finding, GroupMatcher, Match, UtteranceView
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
                       RegexOptions, SequenceOptions, SpeechRateOptions, Window)
 
-if TYPE_CHECKING:
-    from .engine import RuleEngine
+
+class PhraseFinder(Protocol):
+    """What a check needs from the engine: the phrases of some groups found in some utterances."""
+
+    def find(self, call: CallData, utterances: list[UtteranceView], patterns: Iterable[str]) -> list[Finding]: ...
+
+    def matchers(self, patterns: Iterable[str], company: str) -> list[GroupMatcher]: ...
 
 
 @dataclass
@@ -167,7 +172,7 @@ def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: l
     return CheckResult(FAIL, f"not said in {where}" + (f": {said}" if said else ""), found, _span_of(scope))
 
 
-def check_keyword(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_keyword(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: KeywordOptions = spec.options
     scope, role = _scope(call, opts.role, opts.window)
     if scope is None:
@@ -180,7 +185,7 @@ def check_keyword(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckRe
                   groups=[m.group.id for m in engine.matchers(opts.lexicon, call.company)], scope=scope)
 
 
-def check_regex(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_regex(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: RegexOptions = spec.options
     scope, role = _scope(call, opts.role, opts.window)
     if scope is None:
@@ -200,7 +205,7 @@ def check_regex(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResu
     return _judge(opts.mode, found, 1, f"{len(scope)} {role} utterance(s)", [group.id], scope)
 
 
-def check_sequence(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_sequence(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: SequenceOptions = spec.options
     spoken = call.by_role(opts.role)
     after = engine.find(call, spoken, opts.after)
@@ -228,7 +233,7 @@ def check_sequence(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckR
     return CheckResult(PASS, f"{len(after)} anchor(s), each preceded as required", after)
 
 
-def check_hold(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_hold(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: HoldOptions = spec.options
     holds = find_holds(call, opts.min_silence_s)
     if not holds:
@@ -261,7 +266,7 @@ def check_hold(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResul
                        found, (holds[0].start_s, holds[0].end_s))
 
 
-def check_speech_rate(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_speech_rate(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: SpeechRateOptions = spec.options
     spoken = call.by_role(opts.role)
     seconds = sum(u.end_s - u.start_s for u in spoken)
@@ -277,7 +282,7 @@ def check_speech_rate(engine: RuleEngine, spec: RuleSpec, call: CallData) -> Che
                                 f"(band {opts.min_cpm}-{opts.max_cpm})", [], (example.start_s, example.end_s))
 
 
-def check_interruption(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_interruption(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: InterruptionOptions = spec.options
     role, other = opts.role, opts.other
     if call.mono:
@@ -300,7 +305,7 @@ def check_interruption(engine: RuleEngine, spec: RuleSpec, call: CallData) -> Ch
     return CheckResult(PASS, f"no {role} start over {other} speech beyond {opts.tolerance_s} s")
 
 
-def check_answer_delay(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_answer_delay(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: AnswerDelayOptions = spec.options
     agent = call.by_role(SPEAKER_AGENT)
     voice = call.voice_of(SPEAKER_AGENT)
@@ -317,7 +322,7 @@ def check_answer_delay(engine: RuleEngine, spec: RuleSpec, call: CallData) -> Ch
         f": {_quote(agent[0])}" if agent else ""), [], (0.0, first))
 
 
-def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckResult:
+def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: DialectOptions = spec.options
     spoken = call.by_role(opts.role)
     if not spoken:
@@ -336,7 +341,7 @@ def check_dialect(engine: RuleEngine, spec: RuleSpec, call: CallData) -> CheckRe
     return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
 
 
-Check = Callable[["RuleEngine", RuleSpec, CallData], CheckResult]
+Check = Callable[[PhraseFinder, RuleSpec, CallData], CheckResult]
 
 CHECKS: dict[str, Check] = {
     "keyword": check_keyword,

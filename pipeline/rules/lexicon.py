@@ -15,6 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..config import LEXICONS_DIR
 from ..errors import LexiconError

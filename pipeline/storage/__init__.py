@@ -1,3 +1,7 @@
-"""Storage: the Parquet tables (the only module that reads or writes them is ``parquet``), the rows a
-night's results become (``rows``), content hashes (``hashing``) and what is already stored
-(``incremental``)."""
+"""Storage: the Parquet tables and what is already in them.
+
+1. ``hashing``      content hashes of files (recordings, model weights)
+2. ``rows``         a night's results as table rows
+3. ``parquet``      the only module that reads or writes Parquet
+4. ``incremental``  which recordings are already transcribed, and their stored rows
+"""
