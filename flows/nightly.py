@@ -79,8 +79,8 @@ def transcribe_again_task(recording: Recording, config: CallqaConfig, workers: i
 
 
 @task(name="check-score-write", cache_policy=NO_CACHE)
-def finish_night_task(plan: night.NightPlan, results: list[CallResult], started: float) -> night.NightOutcome:
-    return night.finish_night(plan, results, started)
+def finish_night_task(plan: night.NightPlan, results: list[CallResult], started_at: float) -> night.NightOutcome:
+    return night.finish_night(plan, results, started_at)
 
 
 def _batch_label(batch: list[Recording]) -> str:
@@ -98,7 +98,7 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     Returns:
         The night's summary (counts, speed, errors by stage) as a dict.
     """
-    started = time.perf_counter()
+    started_at = time.time()  # a clock time: on a Dask cluster the night may finish on another machine
     logger = get_run_logger()
     config = load_config(config_path)
     night.check_standards(config)  # a broken lexicon, rubric or hallucination list stops the night here
@@ -138,7 +138,7 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     for result in results:
         if not result.ok:
             logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage, result.error.message)
-    finished = finish_night_task(plan, results, started)
+    finished = finish_night_task(plan, results, started_at)
     summary = finished.summary
     logger.info("transcribed %d, reused %d, failed %d, %.1fx real time", summary.processed, summary.cached,
                 summary.failed, summary.speed_x_realtime)

@@ -217,14 +217,15 @@ class NightOutcome:
         return summary_markdown(self.summary, self.results, self.tables["rule_results"], self.tables["errors"])
 
 
-def finish_night(plan: NightPlan, results: list[CallResult], started: float) -> NightOutcome:
+def finish_night(plan: NightPlan, results: list[CallResult], started_at: float) -> NightOutcome:
     """Check and score tonight's transcripts and the reused ones, write every table, rebuild agent
     scores, and count the night.
 
     Args:
         plan: the night's plan.
         results: one per recording transcribed tonight (ok or failed).
-        started: ``time.perf_counter()`` when the night began (for its wall time and speed).
+        started_at: ``time.time()`` when the night began (for its wall time and speed); a clock
+            time, not a monotonic one, because a Dask worker on another machine may finish the night.
 
     Raises:
         LexiconError, RubricError: the rules became invalid since the night began.
@@ -240,7 +241,7 @@ def finish_night(plan: NightPlan, results: list[CallResult], started: float) -> 
     written = write_run(plan.out_dir, tables)
     written["agent_scores"] = refresh_agent_scores(plan.out_dir, rubric)
     summary = summarise(plan.run_id, results, tables, len(plan.discovery.errors), plan.discovery.ignored,
-                        time.perf_counter() - started, written)
+                        time.time() - started_at, written)
     logger.info("transcribed %d, reused %d, failed %d, %.1fx real time", summary.processed, summary.cached,
                 summary.failed, summary.speed_x_realtime)
     return NightOutcome(summary, tables, results)
@@ -267,7 +268,7 @@ def run_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig |
         PipelineError: the night itself cannot run (invalid rules, input, model or output); a bad
             recording never raises, it becomes an ``errors`` row.
     """
-    started = time.perf_counter()
+    started_at = time.time()
     config = config or load_config()
     check_standards(config)
     workers = resolve_concurrency(config, workers)
@@ -297,4 +298,4 @@ def run_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig |
                 item = Unreadable(item.recording, str(exc))
         results.append(result or unreadable_result(item.recording, plan.model_label, TransientInputError(item.reason)))
         tell(item.recording.file, plan.total)
-    return finish_night(plan, results, started)
+    return finish_night(plan, results, started_at)

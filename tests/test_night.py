@@ -3,6 +3,7 @@ same tables; the library night skips, retries and fails recordings as the flow d
 crashes fails its call, never passes it."""
 
 import shutil
+import time
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_a_rule_that_crashes_fails_its_call_and_a_rescore_scores_it_once_fixed(t
     reused = StoredTranscripts(rows={t: calm[t] + held[t] for t in calm}, files=["calm.wav", "held.wav"])
     out = tmp_path / "out"
     plan = NightPlan(tmp_path, out, config, "night", "m", Discovery(), reused, [])
-    night = finish_night(plan, [], 0.0)
+    night = finish_night(plan, [], time.time())
 
     assert (night.summary.failed, night.summary.cached, night.summary.errors_by_stage) == (1, 1, {"rules": 1})
     calls = read_table(out, "calls").set_index("call_id")
