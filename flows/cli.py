@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT
@@ -33,15 +34,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from pipeline.config import load_config
     from pipeline.night import check_standards
+    from pipeline.storage.lock import OutputLock
+    from pipeline.transcribe.discover import discover_recordings
     from pipeline.transcribe.model import model_label
 
     from .env import prepare_prefect_env
 
-    config = load_config(args.config)  # fail fast, before Prefect starts: options, folders, rules, model
+    # fail fast, before Prefect starts: options, folders, rules, manifest, model, a night already running
+    config = load_config(args.config)
     check_folders(args.input_dir, args.out)
     check_standards(config)
+    discover_recordings(args.input_dir, config.input)
     model_label(config.asr)
-    prepare_prefect_env(config.run.state_dir)
+    with OutputLock(args.out, "night"):
+        pass
+    prepare_prefect_env(config.run.state_dir, debug=args.debug)
     from . import nightly  # after the environment is prepared
 
     console = _console()
@@ -101,11 +108,14 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     table.add_column("value", justify="right")
     audio_min = summary["audio_s"] / 60
     for label, value in [
-        ("recordings transcribed", f"{summary['processed']} / {summary['recordings']}"),
-        ("already transcribed (rescored only)", str(summary["cached"])),
+        ("inputs", f"{summary['inputs']} = {summary['scored']} scored + {summary['unscorable']} unscorable + "
+                   f"{summary['failed']} failed"),
+        ("transcribed tonight", str(summary["processed"])),
+        ("already transcribed (reused)", str(summary["cached"])),
+        ("unscorable (no whole conversation to score)", str(summary["unscorable"])),
         ("failed (see errors table)", str(summary["failed"])),
         ("ignored (not audio)", str(summary["ignored"])),
-        ("audio", f"{audio_min:.1f} min"),
+        ("audio transcribed", f"{audio_min:.1f} min"),
         ("wall time (flow)", f"{summary['wall_s']:.1f} s"),
         ("speed", f"{summary['speed_x_realtime']:.1f}x real time" if summary["audio_s"] else "-"),
         ("utterances (transcribed now)", str(summary["utterances"])),
@@ -116,7 +126,8 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     console.print(table)
     results = read_table(out_dir, "rule_results")
     calls = read_table(out_dir, "calls")
-    results = results[results["call_id"].isin(calls.loc[calls["run_id"] == summary["run_id"], "call_id"])]
+    tonight = calls[calls["run_id"] == summary["run_id"]]
+    results = results[results["call_id"].isin(tonight["call_id"])]
     if not results.empty:
         rules = Table(title="rules: calls failing each rule (this run)")
         rules.add_column("rule id")
@@ -129,8 +140,16 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
         for rule_id, row in counts.sort_values("fail", ascending=False).iterrows():
             rules.add_row(rule_id, str(row["fail"]), str(row["pass"]), str(row["not_applicable"]))
         console.print(rules)
-    night = set(calls.loc[calls["run_id"] == summary["run_id"], "call_date"].astype(str))
+    night = set(tonight["call_date"].astype(str))
     print_agent_table(console, out_dir, night)
+    unscorable = tonight[tonight["status"] == "unscorable"]
+    if not unscorable.empty:
+        listed = Table(title="unscorable recordings (not in any score, pass rate or rank)")
+        for column in ("file", "agent", "why"):
+            listed.add_column(column, overflow="fold")
+        for row in unscorable.itertuples():
+            listed.add_row(row.file, row.agent_id, row.status_reason or "")
+        console.print(listed)
     if summary["failed"]:
         errors = read_table(out_dir, "errors")
         errors = errors[errors["run_id"] == summary["run_id"]]
@@ -152,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     check_folders(args.input_dir, args.out)
-    prepare_prefect_env(config.run.state_dir)
+    prepare_prefect_env(config.run.state_dir, debug=args.debug)
     if not os.environ.get("PREFECT_API_URL"):
         from pipeline.errors import ConfigError
 
@@ -279,7 +298,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
-    """Per agent: calls, mean score, pass rate, top failing rule (day rows of ``dates``, or all days)."""
+    """Per agent: calls scored, mean score, pass rate, top failing rule, and recordings not scored
+    (unscorable or failed), for the day rows of ``dates`` (or every day)."""
     from rich.table import Table
 
     from pipeline.scoring.scores import top_failing_rule
@@ -294,15 +314,18 @@ def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
     table = Table(title="agents" + (f" ({', '.join(sorted(dates))})" if dates else " (every day stored)"))
     several_days = days["period"].nunique() > 1
     columns = ["agent"] + (["day"] if several_days else []) + ["calls", "mean score", "pass rate", "red lines",
-                                                                "rank", "top failing rule (fail rate)"]
+                                                                "rank", "top failing rule (fail rate)",
+                                                                "not scored"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("agent", "day") or column.startswith("top") else "right")
     for row in days.sort_values(["period", "rank", "agent_id"]).itertuples():
         mean = "-" if row.mean_score != row.mean_score else f"{row.mean_score:.1f}"
         rate = "-" if row.pass_rate != row.pass_rate else f"{row.pass_rate:.0%}"
+        unscored = int(row.error_calls) + int(0 if row.unscorable_calls != row.unscorable_calls else row.unscorable_calls)
         cells = [row.agent_id] + ([row.period] if several_days else []) + [
             str(row.calls), mean, rate, str(row.red_lines),
-            "-" if row.rank is None or row.rank != row.rank else str(row.rank), top_failing_rule(row.rule_fail_rates)]
+            "-" if row.rank is None or row.rank != row.rank else str(row.rank), top_failing_rule(row.rule_fail_rates),
+            str(unscored) if unscored else ""]
         table.add_row(*cells)
     console.print(table)
 
@@ -376,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                "1 the run failed. Options can also be set with CALLQA_<GROUP>_<OPTION> environment "
                "variables, e.g. CALLQA_ASR_MODEL=/models/whisper-small-ct2.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback (and Prefect's own logs), not only the one-line reason")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def add_config(p):
@@ -493,16 +518,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 2 some recordings failed, 1 the command failed)."""
+    """Run one command; returns the exit code (0 ok, 2 some recordings failed, 1 the command failed).
+
+    Every error a user can cause is one line, ``callqa: error (STAGE): reason``; ``--debug`` adds the
+    traceback. An error that is not callqa's own (a bug) is one line too, saying to rerun with ``--debug``.
+    """
     from pipeline.errors import PipelineError
 
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+        logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         return args.func(args)
     except PipelineError as exc:
+        if debug:
+            traceback.print_exc()
         print(f"callqa: error ({exc.stage}): {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("callqa: stopped (Ctrl-C); a night stopped before publishing its tables left the previous "
+              "ones as they were", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, with the way to the traceback
+        if debug:
+            raise
+        print(f"callqa: internal error: {type(exc).__name__}: {exc} (this is a bug; rerun with --debug for the "
+              "traceback and report it)", file=sys.stderr)
         return 1
 
 

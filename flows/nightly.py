@@ -26,6 +26,8 @@ from pipeline.config import CallqaConfig, load_config, resolve_concurrency
 from pipeline.errors import TransientInputError
 from pipeline.records import CallResult, Recording
 from pipeline.rescore import rescore
+from pipeline.storage.lock import OutputLock
+from pipeline.storage.transaction import recover
 from pipeline.transcribe.model import load_model
 
 # Callbacks told about each finished recording (the CLI's progress bar). Module state rather than a
@@ -99,10 +101,19 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
         The night's summary (counts, speed, errors by stage) as a dict.
     """
     started_at = time.time()  # a clock time: on a Dask cluster the night may finish on another machine
-    logger = get_run_logger()
     config = load_config(config_path)
     night.check_standards(config)  # a broken lexicon, rubric or hallucination list stops the night here
     workers = resolve_concurrency(config, concurrency)
+    with OutputLock(out_dir, "night"):  # one night per output folder; held until the tables are published
+        recovered = recover(out_dir)
+        if recovered:
+            get_run_logger().warning("%s: %s", out_dir, recovered)
+        return _night(input_dir, out_dir, config, workers, started_at).to_dict()
+
+
+def _night(input_dir: str, out_dir: str, config: CallqaConfig, workers: int, started_at: float):
+    """The night's tasks: plan, transcribe the batches, retry the unreadable, finish, publish the artifact."""
+    logger = get_run_logger()
     plan = night.plan_night(input_dir, out_dir, config, str(flow_run.id or "local"))
     logger.info("%d recordings: %d reused, %d to transcribe in %d tasks; %d rejected, %d ignored", plan.total,
                 len(plan.reused), len(plan.to_transcribe), len(plan.batches), len(plan.discovery.errors),
@@ -140,11 +151,12 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
             logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage, result.error.message)
     finished = finish_night_task(plan, results, started_at)
     summary = finished.summary
-    logger.info("transcribed %d, reused %d, failed %d, %.1fx real time", summary.processed, summary.cached,
-                summary.failed, summary.speed_x_realtime)
+    logger.info("%d inputs: %d scored, %d unscorable, %d failed (%d transcribed tonight, %d reused)",
+                summary.inputs, summary.scored, summary.unscorable, summary.failed, summary.processed, summary.cached)
     create_markdown_artifact(key="callqa-night", markdown=finished.markdown(),
-                             description=f"callqa night: {summary.processed} transcribed, {summary.failed} failed")
-    return summary.to_dict()
+                             description=f"callqa night: {summary.inputs} inputs, {summary.scored} scored, "
+                                         f"{summary.unscorable} unscorable, {summary.failed} failed")
+    return summary
 
 
 @flow(name="callqa-rescore", log_prints=False)

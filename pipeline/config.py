@@ -157,11 +157,14 @@ class InputOptions:
         company: the company name agents must say in the opening.
         timezone: the contact centre's timezone; call dates and naive timestamps are taken in it.
         audio_extensions: file name endings treated as recordings when there is no manifest.
+        manifest_encoding: ``auto`` reads manifest.csv as UTF-8 (with or without BOM) or else GB18030
+            (GBK, what Chinese-locale Excel writes); or a Python codec name to insist on one.
     """
 
     agent_channel: AgentChannel = "left"
     company: str = "星河通信"
     timezone: str = "Asia/Shanghai"
+    manifest_encoding: str = "auto"
     audio_extensions: tuple[str, ...] = (
         ".wav", ".mp3", ".flac", ".ogg", ".opus", ".oga", ".m4a", ".aac", ".mp4", ".wma",
         ".amr", ".webm", ".aif", ".aiff", ".au", ".caf", ".3gp",

@@ -15,6 +15,7 @@ The tree::
     │   └── HallucinationListError the hallucination guard's phrase list
     ├── InputError                 the input folder, or a file a command was given
     │   ├── NotInManifestError     an audio file the manifest does not list
+    │   ├── LinkError              a symbolic link callqa will not follow (outside, broken, a folder)
     │   ├── DialogueError          a `callqa rules test` dialogue
     │   ├── ExampleSelectionError  `callqa examples` asked for something the results lack
     │   └── ClipError              the audio around a finding cannot be cut
@@ -28,7 +29,8 @@ The tree::
     ├── TranscriptionError         the speech model failed on a recording
     ├── RuleError                  a rule crashed on a call: the call is not scored
     ├── StoreError                 Parquet output cannot be read or written
-    │   └── SchemaMismatchError
+    │   ├── SchemaMismatchError
+    │   └── OutputBusyError        another night is writing the same output folder
     ├── ResultsNotFoundError       no callqa output where one was expected
     │   └── CallNotFoundError
     └── CJKFontMissingError        no font with Chinese characters for the charts
@@ -105,6 +107,11 @@ class InputError(PipelineError):
 
 class NotInManifestError(InputError):
     """An audio file lies in the input folder but the manifest does not list it."""
+
+
+class LinkError(InputError):
+    """An input is a symbolic link callqa does not follow: to a file outside the input folder, broken,
+    or to a folder."""
 
 
 class DialogueError(InputError):
@@ -186,6 +193,10 @@ class StoreError(PipelineError):
 
 class SchemaMismatchError(StoreError):
     """A table about to be written, or a file being read, does not match its declared schema."""
+
+
+class OutputBusyError(StoreError):
+    """Another callqa night or rescore is writing the same output folder."""
 
 
 class ResultsNotFoundError(PipelineError):

@@ -34,7 +34,9 @@ from .records import STATUS_ERROR, CallResult, ErrorRecord, Recording
 from .rules.engine import RuleEngine
 from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
 from .storage.incremental import StoredTranscripts, find_stored_transcripts
-from .storage.parquet import write_run
+from .storage.lock import OutputLock
+from .storage.parquet import transaction, write_run
+from .storage.transaction import recover
 from .storage.rows import rows_for_run
 from .summary import RunSummary, summarise, summary_markdown
 from .transcribe.audio import probe_duration
@@ -238,12 +240,14 @@ def finish_night(plan: NightPlan, results: list[CallResult], started_at: float) 
         row["run_id"] = plan.run_id  # checked and scored by this run; processed_at keeps the transcription time
     lexicons, rubric = load_rules_and_rubric(plan.config.rules.lexicons, plan.config.rules.rubric)
     score_tables(RuleEngine(lexicons), rubric, tables)
-    written = write_run(plan.out_dir, tables)
-    written["agent_scores"] = refresh_agent_scores(plan.out_dir, rubric)
-    summary = summarise(plan.run_id, results, tables, len(plan.discovery.errors), plan.discovery.ignored,
-                        time.time() - started_at, written)
-    logger.info("transcribed %d, reused %d, failed %d, %.1fx real time", summary.processed, summary.cached,
-                summary.failed, summary.speed_x_realtime)
+    with transaction(plan.out_dir) as txn:  # every table of the night is published together, or none
+        written = write_run(plan.out_dir, tables, txn)
+        written["agent_scores"] = refresh_agent_scores(plan.out_dir, rubric, txn)
+    summary = summarise(plan.run_id, results, tables, len(plan.discovery.recordings), len(plan.discovery.errors),
+                        plan.discovery.ignored, time.time() - started_at, written)
+    logger.info("%d inputs: %d scored, %d unscorable, %d failed (%d transcribed tonight, %d reused); %.1fx real time",
+                summary.inputs, summary.scored, summary.unscorable, summary.failed, summary.processed,
+                summary.cached, summary.speed_x_realtime)
     return NightOutcome(summary, tables, results)
 
 
@@ -265,6 +269,7 @@ def run_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig |
         The finished night.
 
     Raises:
+        OutputBusyError: another night or rescore is writing ``out_dir``.
         PipelineError: the night itself cannot run (invalid rules, input, model or output); a bad
             recording never raises, it becomes an ``errors`` row.
     """
@@ -272,6 +277,13 @@ def run_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig |
     config = config or load_config()
     check_standards(config)
     workers = resolve_concurrency(config, workers)
+    with OutputLock(out_dir, "night"):
+        recover(out_dir)  # what a night killed in this folder left: finished or undone
+        return _run_locked(input_dir, out_dir, config, run_id, workers, progress, sleep, started_at)
+
+
+def _run_locked(input_dir, out_dir, config: CallqaConfig, run_id: str, workers: int, progress: Progress | None,
+                sleep: Callable[[float], None], started_at: float) -> NightOutcome:
     plan = plan_night(input_dir, out_dir, config, run_id)
     tell = progress or (lambda event, total: None)
     tell("start", plan.total)

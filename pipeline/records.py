@@ -25,7 +25,16 @@ SPEAKER_UNKNOWN = "unknown"  # mono recordings, until role attribution exists
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not_applicable"
 OUTCOMES = (PASS, FAIL, NOT_APPLICABLE)
 
-STATUS_OK, STATUS_ERROR = "ok", "error"
+# calls.status: scored (ok); transcribed but not a whole conversation to score (unscorable: no or too
+# little agent speech, cut off); or failed (error). ok + unscorable + error = every input of a night.
+STATUS_OK, STATUS_UNSCORABLE, STATUS_ERROR = "ok", "unscorable", "error"
+
+
+def has_transcript(call: dict) -> bool:
+    """A stored ``calls`` row whose transcript is whole: scored, unscorable, or failed only because a
+    rule crashed on it (the transcript is fine, the rule may be fixed now). Such a call is reused by
+    an incremental night and assessed and checked again by every night and rescore."""
+    return call.get("status", STATUS_OK) in (STATUS_OK, STATUS_UNSCORABLE) or call.get("error_stage") == "rules"
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,11 @@ class SuppressedText:
 
 @dataclass(frozen=True)
 class ErrorRecord:
-    """Why one input could not be processed, and at which stage."""
+    """Why one input could not be processed, and at which stage.
+
+    For an input rejected before processing (a manifest row, a file the manifest lacks), ``agent_id``,
+    ``path`` and ``line`` (of the manifest) say what is known of it, for its ``calls`` row.
+    """
 
     file: str
     call_id: str | None
@@ -132,6 +145,9 @@ class ErrorRecord:
     error_type: str
     message: str
     started_at: datetime | None = None
+    agent_id: str | None = None
+    path: str | None = None
+    line: int | None = None
 
 
 @dataclass
@@ -156,6 +172,7 @@ class CallResult:
     agent_language_prob: float | None = None
     content_sha256: str | None = None
     transcription_fingerprint: str | None = None
+    truncated: bool = False  # decoding stopped early, or the file holds less audio than its header says
 
     @property
     def ok(self) -> bool:

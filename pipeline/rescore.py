@@ -18,11 +18,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .rules.engine import RuleEngine, evaluable, moments_from_hits
+from .rules.engine import RuleEngine, moments_from_hits
 from .rules.matching import word_span_time
 from .schemas import PARTITION_COLUMN
+from .records import has_transcript
 from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
-from .storage.parquet import read_arrow, remove_rows, to_arrow, write_table
+from .storage.lock import OutputLock
+from .storage.parquet import read_arrow, remove_rows, to_arrow, transaction, write_table
+from .storage.transaction import recover
 from .text import stored_key
 
 logger = logging.getLogger("callqa.rescore")
@@ -53,7 +56,7 @@ def _score_chunk(job: tuple) -> dict:
     engine = RuleEngine(lexicons)
     tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist(),
               "errors": []}
-    evaluated = {row["file"] for row in tables["calls"] if evaluable(row)}
+    evaluated = {row["file"] for row in tables["calls"] if has_transcript(row)}
     score_tables(engine, rubric, tables)
     _time_hits_from_words(out_dir, tables, dates)
     result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
@@ -78,11 +81,17 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
 
     Raises:
         LexiconError, RubricError: the lexicons or the rubric are invalid (nothing is written).
+        OutputBusyError: a night or another rescore is writing ``out_dir``.
         StoreError: the output cannot be read or written.
     """
     started = time.perf_counter()
     lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)  # fail before reading anything
-    dates = (date_from, date_to)
+    with OutputLock(out_dir, "rescore"):
+        recover(out_dir)
+        return _rescore(out_dir, lexicons, rubric, (date_from, date_to), workers, started)
+
+
+def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSummary:
     calls = read_arrow(out_dir, "calls", dates=dates)
     # word timings are only needed where a rule finds something: those are read in _time_hits_from_words
     utterances = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s",
@@ -105,13 +114,14 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
             parts = list(pool.map(_score_chunk, jobs))
     merged = {name: pa.concat_tables([p[name] for p in parts]) for name in ("calls", "rule_results", "hits", "errors")}
     replace = set(call_ids)
-    for table in ("hits", "rule_results", "calls"):
-        write_table(out_dir, table, merged[table], replace=replace)
-    # a call checked again drops the rules error it had, and gets one if a rule crashes on it now
-    remove_rows(out_dir, "errors", set().union(*(p["evaluated_files"] for p in parts)))
-    if merged["errors"].num_rows:
-        write_table(out_dir, "errors", merged["errors"])
-    rows = refresh_agent_scores(out_dir, rubric)
+    with transaction(out_dir) as txn:  # published together, or not at all
+        for table in ("hits", "rule_results", "calls"):
+            write_table(out_dir, table, merged[table], replace=replace, txn=txn)
+        # a call checked again drops the rules error it had, and gets one if a rule crashes on it now
+        remove_rows(out_dir, "errors", set().union(*(p["evaluated_files"] for p in parts)), txn)
+        if merged["errors"].num_rows:
+            write_table(out_dir, "errors", merged["errors"], txn=txn)
+        rows = refresh_agent_scores(out_dir, rubric, txn)
     return RescoreSummary(len(call_ids), sum(p["utterances"] for p in parts), merged["hits"].num_rows,
                           merged["rule_results"].num_rows, rows, lexicons.version, rubric.version,
                           round(time.perf_counter() - started, 2), merged["errors"].num_rows)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.4"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.5"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
 # 1.4: error_stage on calls (the stage a failed recording failed at; "rules" when a rule crashed on
 #      it, which a rescore retries)
+# 1.5: calls.status "unscorable" (transcribed, but no whole conversation to score) with status_reason;
+#      calls.truncated; calls rows for inputs rejected before processing; agent_scores.unscorable_calls
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -60,7 +62,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("codec", pa.string()),
     pa.field("agent_channel", pa.string()),
     pa.field("company", pa.string()),
-    pa.field("status", pa.string(), nullable=False),  # ok | error
+    pa.field("status", pa.string(), nullable=False),  # ok | unscorable | error
     pa.field("model", pa.string(), nullable=False),  # model id + device/compute type
     pa.field("processed_at", _TS, nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
@@ -68,7 +70,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("warnings", pa.list_(pa.string())),
     pa.field("agent_language", pa.string()),  # Whisper's language identification, where informative
     pa.field("agent_language_prob", pa.float32()),
-    pa.field("score", pa.float64()),  # null for status error: never scored
+    pa.field("score", pa.float64()),  # null unless status ok: unscorable and failed calls are never scored
     pa.field("passed", pa.bool_()),
     pa.field("red_line", pa.bool_()),
     pa.field("rubric_version", pa.string()),  # content hash of the rubric that scored the call
@@ -77,6 +79,8 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("transcription_fingerprint", pa.string()),  # model id + every option that changes a transcript
     pa.field("path", pa.string()),  # absolute path the recording was read from (example clips are cut from it)
     pa.field("error_stage", pa.string()),  # status error: the stage it failed at (decode, transcribe, rules…)
+    pa.field("status_reason", pa.string()),  # unscorable or error: why, in words
+    pa.field("truncated", pa.bool_()),  # the recording is cut off (decoding stopped early, or short of its header)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
@@ -158,6 +162,7 @@ AGENT_SCORES = _schema("agent_scores", ("period_type", "period", "agent_id"), re
     pa.field("agent_id", pa.string(), nullable=False),
     pa.field("calls", pa.int32(), nullable=False),  # scored calls (status ok)
     pa.field("error_calls", pa.int32(), nullable=False),  # recordings that failed: counted apart
+    pa.field("unscorable_calls", pa.int32()),  # transcribed, but no whole conversation to score: counted apart
     pa.field("mean_score", pa.float64()),
     pa.field("median_score", pa.float64()),
     pa.field("pass_rate", pa.float64()),

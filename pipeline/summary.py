@@ -6,26 +6,37 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .records import FAIL, STATUS_OK, CallResult, RuleResult
+from .errors import PipelineError
+from .records import FAIL, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, CallResult, RuleResult
 
 
 @dataclass
 class RunSummary:
     """The counts of one night.
 
+    Every input ends as exactly one of ``scored``, ``unscorable`` or ``failed``; :func:`summarise`
+    checks that they add up to ``inputs``. Independently, a recording with a transcript was either
+    ``processed`` (transcribed tonight) or ``cached`` (transcribed before, reused).
+
     Attributes:
-        recordings: recordings the night took up (transcribed now or reused).
-        processed: transcribed now, checked and scored.
-        cached: already transcribed from the same bytes with the same model and options: rescored only.
-        failed: recordings that ended with status error (at any stage, a crashing rule included),
-            plus inputs rejected before processing (manifest rows, files the manifest lacks).
-        ignored: files that are not audio.
+        inputs: recordings found plus inputs rejected before processing (manifest rows, files the
+            manifest lacks, links refused): one ``calls`` row each.
+        recordings: the recordings found.
+        processed: transcribed tonight (and not failed).
+        cached: already transcribed from the same bytes with the same model and options: reused.
+        scored: checked and scored (status ok).
+        unscorable: with a transcript, but not a whole conversation with the agent in it.
+        failed: inputs that ended with status error (rejected, unreadable, undecodable, a rule crashed).
+        ignored: files that are not audio (no ``calls`` row).
     """
 
     run_id: str
+    inputs: int = 0
     recordings: int = 0
     processed: int = 0
     cached: int = 0
+    scored: int = 0
+    unscorable: int = 0
     failed: int = 0
     ignored: int = 0
     audio_s: float = 0.0
@@ -45,28 +56,37 @@ class RunSummary:
         return {**asdict(self), "speed_x_realtime": round(self.speed_x_realtime, 2)}
 
 
-def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], rejected: int,
+def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], recordings: int, rejected: int,
               ignored: list[str], wall_s: float, rows_written: dict[str, int]) -> RunSummary:
     """Count a night's outcomes from its final rows (after rules and scores).
 
     Args:
         run_id: the night.
         results: the recordings transcribed tonight.
-        tables: the night's rows as written (``calls`` holds tonight's and the reused calls).
-        rejected: inputs rejected before processing.
+        tables: the night's rows as written (``calls`` has a row for every input).
+        recordings: the recordings found (transcribed now or reused).
+        rejected: the inputs rejected before processing.
         ignored: files that are not audio.
         wall_s: the night's wall-clock time.
         rows_written: rows written per table.
+
+    Raises:
+        PipelineError: the outcomes do not add up to the inputs (a bug: an input was lost or counted twice).
     """
-    status = {row["call_id"]: row["status"] for row in tables["calls"]}
+    inputs = recordings + rejected
+    status = Counter(row["status"] for row in tables["calls"])
     transcribed = {r.recording.call_id for r in results}
     ok = [row for row in tables["calls"] if row["status"] == STATUS_OK]
-    return RunSummary(
+    kept = [row for row in tables["calls"] if row["status"] != STATUS_ERROR]
+    summary = RunSummary(
         run_id=run_id,
-        recordings=len(tables["calls"]),
-        processed=sum(status[cid] == STATUS_OK for cid in transcribed),
-        cached=sum(row["call_id"] not in transcribed for row in ok),
-        failed=len(tables["calls"]) - len(ok) + rejected,
+        inputs=inputs,
+        recordings=recordings,
+        processed=sum(row["call_id"] in transcribed for row in kept),
+        cached=sum(row["call_id"] not in transcribed for row in kept),
+        scored=len(ok),
+        unscorable=status[STATUS_UNSCORABLE],
+        failed=status[STATUS_ERROR],
         ignored=len(ignored),
         audio_s=round(sum(r.duration_s or 0.0 for r in results if r.ok), 3),
         wall_s=round(wall_s, 3),
@@ -77,14 +97,21 @@ def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], r
         ignored_files=list(ignored),
         rows_written=rows_written,
     )
+    accounted = summary.scored + summary.unscorable + summary.failed
+    if accounted != inputs or len(tables["calls"]) != inputs:
+        raise PipelineError(f"the night's outcomes do not add up: {inputs} inputs, but {summary.scored} scored + "
+                            f"{summary.unscorable} unscorable + {summary.failed} failed = {accounted} in "
+                            f"{len(tables['calls'])} calls rows (a bug: please report it)")
+    return summary
 
 
 def summary_markdown(summary: RunSummary, results: list[CallResult], rule_results: list[RuleResult],
                      errors: list[dict]) -> str:
     """The night in markdown, for the Prefect UI: counts, slowest calls, failing rules, failed inputs."""
     lines = ["# callqa night", "", "| | |", "|---|---|",
-             f"| recordings | {summary.recordings} |", f"| transcribed | {summary.processed} |",
-             f"| already transcribed, rescored only | {summary.cached} |", f"| failed | {summary.failed} |",
+             f"| inputs | {summary.inputs} |", f"| scored | {summary.scored} |",
+             f"| unscorable | {summary.unscorable} |", f"| failed | {summary.failed} |",
+             f"| transcribed tonight | {summary.processed} |", f"| already transcribed, reused | {summary.cached} |",
              f"| ignored (not audio) | {summary.ignored} |", f"| audio | {summary.audio_s / 60:.1f} min |",
              f"| flow wall time | {summary.wall_s:.1f} s |",
              f"| speed | {summary.speed_x_realtime:.1f}x real time |", ""]

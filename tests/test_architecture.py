@@ -102,9 +102,9 @@ def test_every_error_class_lives_in_errors():
 READING_ORDER = {
     "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
                             "privacy", "recording"],
-    "pipeline.storage": ["hashing", "rows", "parquet", "incremental"],
+    "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
     "pipeline.rules": ["options", "lexicon", "matching", "checks", "engine", "dialogue"],
-    "pipeline.scoring": ["rubric", "scores", "tables"],
+    "pipeline.scoring": ["rubric", "scorable", "scores", "tables"],
     "pipeline.review": ["explore", "charts", "examples"],
 }
 

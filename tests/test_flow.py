@@ -89,7 +89,7 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
 
     folder = tmp_path / "in"
     folder.mkdir()
-    sh.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "clip.wav")
+    sh.copy(DATA / "long_hold_8k_stereo.flac", folder / "clip.flac")  # enough agent speech to be scored
     out = str(tmp_path / "out")
     first = transcribe_folder(str(folder), out)
     assert (first["processed"], first["cached"]) == (1, 0)
@@ -118,7 +118,7 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
 
     # the manifest moves the call to another day: reused, and stored under the new call date only
     (folder / "manifest.csv").write_text("file,agent_id,call_id,started_at,agent_channel,company\n"
-                                         f"clip.wav,A9,{stored['call_id'].iloc[0]},2026-11-12T10:00:00+08:00,left,"
+                                         f"clip.flac,A9,{stored['call_id'].iloc[0]},2026-11-12T10:00:00+08:00,left,"
                                          f"{stored['company'].iloc[0]}\n", encoding="utf-8")
     moved = transcribe_folder(str(folder), out)
     assert (moved["processed"], moved["cached"]) == (0, 1)
@@ -127,7 +127,7 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
     for table in ("utterances", "voice_activity", "rule_results"):
         assert set(read_table(out, table)["call_date"]) == {"2026-11-12"}, table
 
-    (folder / "clip.wav").write_bytes((folder / "clip.wav").read_bytes()[:-800])  # new content
+    (folder / "clip.flac").write_bytes((folder / "clip.flac").read_bytes()[:-800])  # new content
     assert transcribe_folder(str(folder), out)["processed"] == 1
 
     config = tmp_path / "callqa.toml"
@@ -173,7 +173,8 @@ def test_a_night_publishes_a_summary_artifact_and_the_rescore_flow_runs(harness,
     artifact = Artifact.get("callqa-night")
     assert artifact is not None
     text = artifact.data
-    assert "| transcribed | 1 |" in text and "## Slowest calls" in text and "call01" in text
+    assert "| scored | 1 |" in text and "| transcribed tonight | 1 |" in text
+    assert "## Slowest calls" in text and "call01" in text
     summary = rescore_flow(out, "2026-11-20", "2026-11-20")
     assert summary["calls"] == 1 and summary["rule_results"] == 15
     assert "callqa rescore" in Artifact.get("callqa-rescore").data

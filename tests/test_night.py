@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import HallucinationListError, RuleError
 from pipeline.night import NightPlan, finish_night, run_night
-from pipeline.records import NOT_APPLICABLE
+from pipeline.records import NOT_APPLICABLE, Recording
 from pipeline.rules import checks
 from pipeline.rules.dialogue import parse_dialogue
 from pipeline.schemas import TABLES, table_key
@@ -28,16 +28,16 @@ RUN_COLUMNS = {"run_id", "processed_at", "occurred_at"}
 
 
 def night_folder(folder: Path) -> Path:
-    """Two good recordings (stereo and mono), a corrupt one, a file that is not audio, and a manifest
-    with a row whose file is missing."""
+    """A stereo call to score, a 2.5 s mono clip (too little agent speech: unscorable), a corrupt file, a
+    file that is not audio, and a manifest with a row whose file is missing."""
     folder.mkdir()
-    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "stereo.wav")
+    shutil.copy(DATA / "long_hold_8k_stereo.flac", folder / "stereo.flac")
     shutil.copy(DATA / "mono_8k.wav", folder / "mono.wav")
     shutil.copy(DATA / "corrupt.wav", folder / "corrupt.wav")
     (folder / "notes.txt").write_text("not a recording", encoding="utf-8")
     (folder / "manifest.csv").write_text(
         "file,agent_id,call_id,started_at,agent_channel,company\n"
-        "stereo.wav,A1,c-stereo,2026-11-20T09:00:00+08:00,left,星河通信\n"
+        "stereo.flac,A1,c-stereo,2026-11-20T09:00:00+08:00,left,星河通信\n"
         "mono.wav,A2,c-mono,2026-11-20T10:00:00+08:00,mono,星河通信\n"
         "corrupt.wav,A2,c-corrupt,2026-11-20T11:00:00+08:00,left,星河通信\n"
         "gone.wav,A3,c-gone,2026-11-20T12:00:00+08:00,left,星河通信\n", encoding="utf-8")
@@ -61,6 +61,9 @@ def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, 
     with prefect_test_harness(server_startup_timeout=120):
         flow = transcribe_folder(str(folder), str(tmp_path / "flow"))
     assert (library.processed, library.failed, library.ignored) == (2, 2, 1)  # corrupt file, missing file
+    assert (library.inputs, library.scored, library.unscorable) == (4, 1, 1)  # notes.txt is not an input
+    statuses = read_table(tmp_path / "library", "calls").set_index("call_id")["status"].to_dict()
+    assert statuses == {"c-stereo": "ok", "c-mono": "unscorable", "c-corrupt": "error", "rejected:gone.wav": "error"}
     assert {k: v for k, v in library.to_dict().items() if k not in ("run_id", "wall_s", "speed_x_realtime")} == \
         {k: v for k, v in flow.items() if k not in ("run_id", "wall_s", "speed_x_realtime")}
     for table in TABLES:
@@ -78,9 +81,9 @@ def test_the_library_night_reuses_what_is_already_transcribed(tmp_path, model):
     second = run_night(folder, tmp_path / "out", run_id="night-2").summary
     assert (first.processed, first.cached) == (2, 0) and (second.processed, second.cached) == (0, 2)
     calls = read_table(tmp_path / "out", "calls").set_index("call_id")
-    ok = calls[calls["status"] == "ok"]
-    assert set(ok["run_id"]) == {"night-2"}  # checked and scored again tonight...
-    assert (ok["processed_at"] == stored.loc[ok.index, "processed_at"]).all()  # ...but not transcribed again
+    kept = calls[calls["status"] != "error"]
+    assert len(kept) == 2 and set(kept["run_id"]) == {"night-2"}  # checked (and scored) again tonight...
+    assert (kept["processed_at"] == stored.loc[kept.index, "processed_at"]).all()  # ...but not transcribed again
     assert second.failed == 2  # the corrupt file is tried again (it may have been replaced); the missing one too
 
 
@@ -127,7 +130,13 @@ def stored_dialogue(call_id: str, dialogue: str) -> dict[str, list[dict]]:
     return {"calls": [call], "utterances": utterances, "voice_activity": voice, "suppressed": []}
 
 
-CALM = "[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 谢谢，再见。\n"
+def recording_of(rows: dict[str, list[dict]]) -> Recording:
+    call = rows["calls"][0]
+    return Recording(Path(call["file"]), call["file"], call["call_id"], call["agent_id"], call["started_at"], "left",
+                     call["company"])
+
+
+CALM = "[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 好的，已经帮您查好了。谢谢，再见。\n"
 HOLD = "[0.5s] agent: 您好，星河通信，请讲。\n[3s] customer: 查话费。\n[6s] agent: 请您稍候。\n[20s] agent: 让您久等了，谢谢，再见。\n"
 
 
@@ -145,7 +154,8 @@ def test_a_rule_that_crashes_fails_its_call_and_a_rescore_scores_it_once_fixed(t
     calm, held = stored_dialogue("calm", CALM), stored_dialogue("held", HOLD)
     reused = StoredTranscripts(rows={t: calm[t] + held[t] for t in calm}, files=["calm.wav", "held.wav"])
     out = tmp_path / "out"
-    plan = NightPlan(tmp_path, out, config, "night", "m", Discovery(), reused, [])
+    plan = NightPlan(tmp_path, out, config, "night", "m", Discovery([recording_of(calm), recording_of(held)]),
+                     reused, [])
     night = finish_night(plan, [], time.time())
 
     assert (night.summary.failed, night.summary.cached, night.summary.errors_by_stage) == (1, 1, {"rules": 1})

@@ -84,7 +84,7 @@ def test_callqa_run_reports_to_a_separately_started_server(prefect_server, tmp_p
 def test_serve_schedules_the_night_and_a_deployment_run_processes_it(prefect_server, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "clip.wav")
+    shutil.copy(DATA / "long_hold_8k_stereo.flac", folder / "clip.flac")  # enough agent speech to be scored
     out = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home")}
     bindir = Path(sys.executable).parent

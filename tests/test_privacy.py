@@ -2,6 +2,7 @@
 
 import re
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
     from pipeline.storage.parquet import read_table
     from pipeline.transcribe import recording
     from pipeline.transcribe.discover import Discovery
-    from tests.conftest import DATA
+    from tests.conftest import DATA, ROOT
 
     said = "我的号码是一三八零零一三八零零零"
 
@@ -81,8 +82,13 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
     heard = recording.process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav"),
                                         SimpleNamespace(model_label="fake cpu/int8"), config)
     assert heard.ok and len(heard.utterances) == 2
+    # the fixture is 2.5 s: allow short calls to be scored, so that the rules quote what was said
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text((ROOT / "lexicons" / "rubric.toml").read_text(encoding="utf-8").replace(
+        "default_deduction = 5", "default_deduction = 5\nmin_agent_speech_s = 0.5"), encoding="utf-8")
+    config = replace(config, rules=replace(config.rules, rubric=str(rubric)))
     out = tmp_path / "out"
-    plan = NightPlan(tmp_path, out, config, "run", "fake cpu/int8", Discovery(), StoredTranscripts(), [])
+    plan = NightPlan(tmp_path, out, config, "run", "fake cpu/int8", Discovery([heard.recording]), StoredTranscripts(), [])
     finish_night(plan, [heard], time.time())
 
     text_columns = {"utterances": ("text", "raw_text"), "suppressed": ("text", "raw_text"),

@@ -46,22 +46,28 @@ def test_every_table_round_trips_through_parquet(tmp_path):
     manifest_error = ErrorRecord("x.wav", None, "manifest", "ManifestRowError", "line 3: agent_id is empty")
     tables = rows_for_run(results, [manifest_error], "run-1", TZ)
     written = write_run(tmp_path, tables)
-    assert written == {"calls": 3, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2,
+    assert written == {"calls": 4, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2,
                        "hits": 0, "rule_results": 0}  # rules are added by scoring.tables.score_tables
+    # every input has a calls row: the rejected manifest row too, under an id of its own
+    rejected = read_table(tmp_path, "calls").set_index("call_id").loc["rejected:x.wav"]
+    assert (rejected["status"], rejected["error_stage"], rejected["agent_id"]) == ("error", "manifest", "unknown")
+    assert rejected["status_reason"] == "ManifestRowError: line 3: agent_id is empty" and pd.isna(rejected["score"])
     today = datetime.now(TZ).date().isoformat()  # an error with no call time is filed under the run's date
     for name, schema in TABLES.items():
         if rewritten_whole(name):
             continue
         files = sorted((tmp_path / name).rglob("*.parquet"))
-        expected = sorted({"call_date=2026-11-20", f"call_date={today}"}) if name == "errors" else [
-            "call_date=2026-11-20"]
+        # the rejected input has no call time: its rows are filed under the run's date, and every table of
+        # a night has a file for each of the night's call dates (empty where it has no rows), so readers
+        # always find the columns
+        expected = sorted({"call_date=2026-11-20", f"call_date={today}"})
         assert [f.parent.name for f in files] == expected, name
         stored = pq.read_schema(files[0])
         assert stored.metadata[b"callqa.schema_version"] == SCHEMA_VERSION.encode()
         assert stored.remove_metadata().equals(schema.remove_metadata()), name
     calls = pd.read_parquet(tmp_path / "calls")  # plain pandas, as a QA manager would
-    assert sorted(calls["call_id"]) == ["bad", "c1", "c2"]
-    assert set(calls["call_date"].astype(str)) == {"2026-11-20"}
+    assert sorted(calls["call_id"]) == ["bad", "c1", "c2", "rejected:x.wav"]
+    assert set(calls.query("call_id != 'rejected:x.wav'")["call_date"].astype(str)) == {"2026-11-20"}
     ok = calls.set_index("call_id").loc["c1"]
     assert ok["status"] == "ok" and ok["n_utterances"] == 2 and list(ok["warnings"]) == ["a warning"]
     assert ok["started_at"] == pd.Timestamp(NIGHT)

@@ -14,17 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import CallNotFoundError, LexiconError, ResultsNotFoundError
+from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE
 from ..rules.checks import CallData, find_holds
 from ..rules.lexicon import SEVERITIES, load_lexicons
 from ..scoring.scores import fail_rates, top_failing_rule
 from ..storage.parquet import read_table
+from ..storage.transaction import recover_if_idle
 
 @dataclass
 class Results:
     """The tables of an output folder for a period (call dates ``date_from``..``date_to``, inclusive).
 
-    ``calls`` holds every call, failed recordings included (``status == "error"``, never scored);
-    ``scored`` only the scored ones.
+    ``calls`` holds every input, the unscored ones included (``status`` ``unscorable``: no whole
+    conversation to score; ``error``: failed); ``scored`` only the scored ones.
     """
 
     out_dir: Path
@@ -40,7 +42,7 @@ class Results:
 
     @property
     def scored(self) -> pd.DataFrame:
-        return self.calls[self.calls["status"] == "ok"]
+        return self.calls[self.calls["status"] == STATUS_OK]
 
     @property
     def period(self) -> str:
@@ -56,6 +58,7 @@ def load_results(out_dir: str | Path, date_from: str | None = None, date_to: str
         ResultsNotFoundError: ``out_dir`` holds no ``calls`` table, or no call in the period.
     """
     out_dir = Path(out_dir)
+    recover_if_idle(out_dir)  # a night killed while publishing: finish it before reading
     if not (out_dir / "calls").is_dir():
         raise ResultsNotFoundError(f"{out_dir}: no callqa output here (no calls/ table); run `callqa run` "
                                    "or `callqa demo` first")
@@ -78,13 +81,17 @@ def load_results(out_dir: str | Path, date_from: str | None = None, date_to: str
 
 
 def team_overview(results: Results) -> pd.DataFrame:
-    """One row of headline numbers for the period: calls, scores, pass rate, red lines, failed recordings."""
+    """One row of headline numbers for the period: recordings, calls scored and not (unscorable, failed),
+    scores, pass rate, red lines."""
     scored = results.scored
+    status = results.calls["status"]
     return pd.DataFrame([{
         "period": results.period,
         "agents": scored["agent_id"].nunique(),
+        "recordings": len(results.calls),
         "calls scored": len(scored),
-        "recordings failed": int(results.errors["file"].nunique()),  # each has one errors row
+        "calls unscorable": int((status == STATUS_UNSCORABLE).sum()),
+        "recordings failed": int((status == STATUS_ERROR).sum()),
         "hours of audio": round(scored["duration_s"].sum() / 3600, 2),
         "mean score": round(scored["score"].mean(), 1) if len(scored) else None,
         "median score": round(scored["score"].median(), 1) if len(scored) else None,
@@ -96,7 +103,7 @@ def team_overview(results: Results) -> pd.DataFrame:
 def leaderboard(results: Results) -> pd.DataFrame:
     """Agents of the period, best mean score first: calls, mean and lowest score, pass rate, red lines,
     the rule each fails most often (as ``callqa run`` reports it: :func:`top_failing_rule`), and
-    recordings of theirs that failed."""
+    their recordings that were not scored (unscorable, failed)."""
     scored = results.scored
     rates = fail_rates(results.rule_results[results.rule_results["call_id"].isin(scored["call_id"])], ["agent_id"])
     worst = {agent: top_failing_rule(list(part.droplevel(0).items()))
@@ -105,11 +112,20 @@ def leaderboard(results: Results) -> pd.DataFrame:
                                            lowest_score=("score", "min"), pass_rate=("passed", "mean"),
                                            red_lines=("red_line", "sum"))
     board["most_failed_rule"] = [worst.get(agent, "") for agent in board.index]
-    errors = results.calls[results.calls["status"] != "ok"].groupby("agent_id").size()
-    board["failed_recordings"] = errors.reindex(board.index).fillna(0).astype(int)
+    for column, wanted in (("unscorable_calls", STATUS_UNSCORABLE), ("failed_recordings", STATUS_ERROR)):
+        counts = results.calls[results.calls["status"] == wanted].groupby("agent_id").size()
+        board[column] = counts.reindex(board.index).fillna(0).astype(int)
     board = board.sort_values(["mean_score", "pass_rate"], ascending=False)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board.round({"mean_score": 1, "pass_rate": 3}).reset_index()
+
+
+def not_scored(results: Results) -> pd.DataFrame:
+    """The recordings of the period that have no score, and why: ``unscorable`` (no whole conversation
+    with the agent in it) or ``error`` (failed, at which stage)."""
+    calls = results.calls[results.calls["status"] != STATUS_OK]
+    columns = ["call_id", "agent_id", "call_date", "file", "status", "error_stage", "status_reason"]
+    return calls[columns].sort_values(["status", "call_date", "call_id"]).reset_index(drop=True)
 
 
 def rule_failure_rates(results: Results) -> pd.DataFrame:

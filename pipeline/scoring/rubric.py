@@ -33,16 +33,27 @@ class ScoreOptions:
         floor: no score goes below this.
         pass_mark: a call passes at this score or more (and no red line).
         default_deduction: what a failed rule costs when ``[rules."id"]`` does not say.
+        min_agent_speech_s: a call with less agent speech than this (voice activity on the agent's
+            channel; all speech of a mono call) is not scored but ``unscorable``: silence, a dead agent
+            line, a recording cut to a fraction of a second. The demo corpus's agents speak 16.8-38.5 s.
+        score_truncated: score recordings that are cut off (decoding stopped early, or the file holds
+            less audio than its header declares); by default they are ``unscorable``, because the
+            part missing (the farewell, say) would count against the agent.
     """
 
     start: float = 100
     floor: float = 0
     pass_mark: float = 80
     default_deduction: float = 5
+    min_agent_speech_s: float = 3.0
+    score_truncated: bool = False
 
     def validate(self) -> list[tuple[str, str]]:
-        return [] if self.floor <= self.pass_mark <= self.start else [
+        problems = [] if self.floor <= self.pass_mark <= self.start else [
             ("pass_mark", "need floor <= pass_mark <= start")]
+        if self.min_agent_speech_s < 0:
+            problems.append(("min_agent_speech_s", "min_agent_speech_s must be 0 or more"))
+        return problems
 
 
 @dataclass(frozen=True)

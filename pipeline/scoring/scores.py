@@ -1,8 +1,9 @@
 """Agent scorecards: calls -> per-agent aggregates per day, ISO week and month.
 
 Calls, mean and median score, pass rate, red lines, failure rate per rule, rank and percentile within
-the period's team, change against the agent's previous period. Failed recordings are counted apart
-(``error_calls``) and never scored. Pure functions over DataFrames.
+the period's team, change against the agent's previous period. Failed recordings (``error_calls``)
+and unscorable ones (``unscorable_calls``) are counted apart and never scored. Pure functions over
+DataFrames.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..records import FAIL, PASS
+from ..records import FAIL, PASS, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE
 
 PERIODS = ("day", "week", "month")
 
@@ -37,7 +38,8 @@ def _previous(kind: str, start: date) -> date:
 def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFrame:
     """Per agent and period (day, ISO week, month): calls, scores, pass rate, red lines, fail rate per
     rule, rank and percentile within the team (all agents of the period), change against the previous
-    period. Calls with status ``error`` are counted in ``error_calls`` and never scored.
+    period. Calls with status ``error`` are counted in ``error_calls``, ``unscorable`` ones in
+    ``unscorable_calls``; neither is ever in a mean, pass rate, rank or rule failure rate.
 
     Args:
         calls: the ``calls`` table (needs call_id, agent_id, call_date, status, score, passed, red_line).
@@ -46,7 +48,8 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
     Returns:
         One row per (period_type, period, agent_id), with ``period_start`` as an ISO date.
     """
-    columns = ["period_type", "period", "period_start", "agent_id", "calls", "error_calls", "mean_score",
+    columns = ["period_type", "period", "period_start", "agent_id", "calls", "error_calls", "unscorable_calls",
+               "mean_score",
                "median_score", "pass_rate", "red_lines", "rule_fail_rates", "rank", "percentile",
                "mean_score_change", "pass_rate_change"]
     if calls.empty:
@@ -58,17 +61,17 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
     for kind in PERIODS:
         keyed = base.assign(**dict(zip(("period", "period_start"), zip(*[_period(kind, d) for d in days]))))
         keyed["period_start"] = keyed["period_start"].map(date.isoformat)
-        ok = keyed[keyed["status"] == "ok"]
+        ok = keyed[keyed["status"] == STATUS_OK]
         group = ["period", "period_start", "agent_id"]
         stats = ok.groupby(group).agg(calls=("call_id", "size"), mean_score=("score", "mean"),
                                       median_score=("score", "median"),
                                       pass_rate=("passed", lambda s: float(s.astype(bool).mean())),
                                       red_lines=("red_line", lambda s: int(s.astype(bool).sum())))
-        errors = keyed[keyed["status"] != "ok"].groupby(group).size().rename("error_calls")
-        stats = stats.join(errors, how="outer").reset_index()
-        stats["calls"] = stats["calls"].fillna(0).astype(int)
-        stats["red_lines"] = stats["red_lines"].fillna(0).astype(int)
-        stats["error_calls"] = stats["error_calls"].fillna(0).astype(int)
+        errors = keyed[keyed["status"] == STATUS_ERROR].groupby(group).size().rename("error_calls")
+        unscorable = keyed[keyed["status"] == STATUS_UNSCORABLE].groupby(group).size().rename("unscorable_calls")
+        stats = stats.join(errors, how="outer").join(unscorable, how="outer").reset_index()
+        for column in ("calls", "red_lines", "error_calls", "unscorable_calls"):
+            stats[column] = stats[column].fillna(0).astype(int)
         rates = fail_rates(judged.merge(ok[["call_id", *group]], on="call_id"), group)
         fail_maps = {key: sorted(part.droplevel(list(range(len(group)))).items())
                      for key, part in rates.groupby(level=list(range(len(group))))}

@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..records import STATUS_ERROR, STATUS_OK
-from ..rules.engine import RuleEngine, evaluable, evaluate_calls
+from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, has_transcript
+from ..rules.engine import RuleEngine, evaluate_calls
 from ..rules.lexicon import LexiconSet, load_lexicons
 from ..schemas import PARTITION_COLUMN
-from ..storage.parquet import read_table, replace_table
+from ..storage.parquet import read_arrow, replace_table
 from ..storage.rows import error_row
+from ..storage.transaction import Transaction
 from .rubric import Rubric, load_rubric, score_calls
+from .scorable import assess
 from .scores import agent_scores
 
 
@@ -33,18 +35,29 @@ def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Pa
 def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) -> dict[str, list]:
     """Rules and scores for a set of calls' rows (as stored), in place.
 
-    Adds the ``hits`` and ``rule_results`` tables and fills the score columns of ``calls``. A call a
-    rule crashed on becomes status ``error`` at stage ``rules``, unscored, with an ``errors`` row; a
-    call that failed that way before and passes every rule now is ``ok`` again.
+    Every call with a transcript is first assessed (:mod:`pipeline.scoring.scorable`): ``ok`` or
+    ``unscorable`` with its reason, under the rubric's current policy. The rules then run on the ``ok``
+    calls only, adding the ``hits`` and ``rule_results`` tables, and the rubric fills the score columns
+    of ``calls``. A call a rule crashed on becomes status ``error`` at stage ``rules``, unscored, with an
+    ``errors`` row; a call that failed that way before is assessed and checked again.
 
     Returns:
         ``tables``.
     """
     calls = tables["calls"]
+    voice: dict[str, list[tuple[str, float, float]]] = {}
+    for row in tables.get("voice_activity", []):
+        voice.setdefault(row["call_id"], []).append((row["speaker"], float(row["start_s"]), float(row["end_s"])))
     for call in calls:
-        if call.get("status") == STATUS_ERROR and evaluable(call):  # a rule crashed on it last time
-            call["status"], call["error_stage"] = STATUS_OK, None
-    evaluation = evaluate_calls(engine, calls, tables.get("utterances", []), tables.get("voice_activity", []))
+        if not has_transcript(call):
+            continue
+        assessment = assess(call, voice.get(call["call_id"], []), rubric.score)
+        call["status"] = STATUS_OK if assessment.scorable else STATUS_UNSCORABLE
+        call["status_reason"], call["error_stage"] = assessment.reason, None
+        call["warnings"] = list(call.get("warnings") or []) + [w for w in assessment.warnings
+                                                                if w not in (call.get("warnings") or [])]
+    evaluation = evaluate_calls(engine, [c for c in calls if c["status"] == STATUS_OK],
+                                tables.get("utterances", []), tables.get("voice_activity", []))
     if evaluation.crashed:
         now = datetime.now(timezone.utc)
         errors = tables.setdefault("errors", [])
@@ -52,22 +65,25 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) ->
             error = evaluation.crashed.get(call["call_id"])
             if error is not None:
                 call["status"], call["error_stage"] = STATUS_ERROR, error.stage
+                call["status_reason"] = f"{error.error_type}: {error.message}"
                 errors.append(error_row(error, call.get("run_id") or "", call[PARTITION_COLUMN], now))
     tables["hits"], tables["rule_results"] = evaluation.hits, evaluation.results
     score_calls(rubric, calls, evaluation.results, evaluation.hits, engine.lexicons.version)
     return tables
 
 
-def refresh_agent_scores(out_dir: str | Path, rubric: Rubric) -> int:
-    """Recompute ``agent_scores`` from all stored calls and rule results and rewrite it.
+def refresh_agent_scores(out_dir: str | Path, rubric: Rubric, txn: Transaction | None = None) -> int:
+    """Recompute ``agent_scores`` from all stored calls and rule results and rewrite it (inside ``txn``:
+    from what the transaction has written, so that it is published with them).
 
     Returns:
         Rows written.
     """
-    calls = read_table(out_dir, "calls", ["call_id", "agent_id", "status", "score", "passed", "red_line"])
-    results = read_table(out_dir, "rule_results", ["call_id", "rule_id", "outcome"])
+    calls = read_arrow(out_dir, "calls", ["call_id", "agent_id", "status", "score", "passed", "red_line"],
+                       txn=txn).to_pandas()
+    results = read_arrow(out_dir, "rule_results", ["call_id", "rule_id", "outcome"], txn=txn).to_pandas()
     scores = agent_scores(calls, results)
     scores["rubric_version"] = rubric.version
     scores[PARTITION_COLUMN] = scores["period_start"]
     rows = scores.astype(object).where(scores.notna(), None).to_dict("records")
-    return replace_table(out_dir, "agent_scores", rows)
+    return replace_table(out_dir, "agent_scores", rows, txn)

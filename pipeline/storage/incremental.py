@@ -10,6 +10,7 @@ transcribed again; a change of lexicons or rubric changes neither, so those call
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,11 +18,13 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..records import STATUS_OK, Recording
+from ..records import Recording, has_transcript
 from ..schemas import PARTITION_COLUMN
 from .hashing import file_sha256
 from .parquet import read_arrow
 from .rows import call_date
+
+logger = logging.getLogger("callqa.incremental")
 
 TRANSCRIPT_TABLES = ("calls", "utterances", "voice_activity", "suppressed")
 
@@ -48,10 +51,21 @@ class StoredTranscripts:
         return len(self.files)
 
 
-def _reusable(row: dict) -> bool:
-    """A stored call whose transcript is whole: transcribed fine (a rule that crashed on it later does
-    not spoil the transcript)."""
-    return row["status"] == STATUS_OK or row.get("error_stage") == "rules"
+def _incomplete(out_dir: str | Path, calls: dict[str, dict]) -> list[str]:
+    """The calls whose stored transcript does not match their ``calls`` row: fewer (or more) utterances
+    than ``n_utterances``, or utterances without voice activity. Never reuse half a transcript: an
+    interrupted write or a deleted file would otherwise be scored as a call where nothing was said."""
+    if not calls:
+        return []
+    wanted = pa.array(sorted(calls), pa.string())
+    counts = {}
+    for table in ("utterances", "voice_activity"):
+        ids = read_arrow(out_dir, table, ["call_id"])["call_id"]
+        ids = ids.filter(pc.is_in(ids, value_set=wanted))
+        counts[table] = dict(zip(*(c.to_pylist() for c in pc.value_counts(ids).flatten()))) if len(ids) else {}
+    return sorted(cid for cid, row in calls.items()
+                  if counts["utterances"].get(cid, 0) != (row["n_utterances"] or 0)
+                  or (row["n_utterances"] and not counts["voice_activity"].get(cid)))
 
 
 def _sha256_or_none(path: Path) -> str | None:
@@ -76,15 +90,19 @@ def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fi
         reused: transcribing it reports (and retries) the read error.
     """
     stored = read_arrow(out_dir, "calls", ["call_id", "status", "content_sha256", "transcription_fingerprint",
-                                           "agent_channel", "company", "error_stage"])
+                                           "agent_channel", "company", "error_stage", "n_utterances"])
     known = {row["call_id"]: row for row in stored.to_pylist()}
     reuse: dict[str, Recording] = {}
     for rec in recordings:
         row = known.get(rec.call_id)
-        if (row is not None and _reusable(row) and row["transcription_fingerprint"] == fingerprint
+        if (row is not None and has_transcript(row) and row["transcription_fingerprint"] == fingerprint
                 and row["agent_channel"] == rec.agent_channel and row["company"] == rec.company
                 and row["content_sha256"] == _sha256_or_none(rec.path)):
             reuse[rec.call_id] = rec
+    for call_id in _incomplete(out_dir, {cid: known[cid] for cid in reuse}):
+        logger.warning("%s: the stored transcript is incomplete (its utterances or voice activity are missing): "
+                       "transcribed again", call_id)
+        del reuse[call_id]
     found = StoredTranscripts(files=[r.file for r in reuse.values()])
     if not reuse:
         return found

@@ -3,8 +3,9 @@
 Layout: ``OUT_DIR/<table>/call_date=YYYY-MM-DD/part-0.parquet``, one file per table and call date.
 A write merges into that file: rows of the calls (or files) being written replace their earlier rows
 (the column a table is replaced by is declared in its schema: ``schemas.replaced_by``), so running the
-same night twice never duplicates anything. The new file is written beside the old one under a hidden
-name and renamed over it, so a reader never sees a half-written file.
+same night twice never duplicates anything. Every write belongs to a
+:class:`~pipeline.storage.transaction.Transaction`: the new files are staged and published together,
+so a reader (or the next night) never sees half of a night, whatever stops it.
 
 Rows to write are dicts (the transcript tables, as :mod:`pipeline.storage.rows` makes them) or typed
 records (:class:`~pipeline.records.Hit`, :class:`~pipeline.records.RuleResult`): their columns are the
@@ -14,20 +15,19 @@ schema's, read by name; a dict with a key the schema lacks is refused.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..errors import SchemaMismatchError, StoreError
 from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, replaced_by, rewritten_whole
+from .transaction import Transaction
 
 logger = logging.getLogger("callqa.store")
 
@@ -63,22 +63,37 @@ def _major(version: bytes | None) -> str:
     return (version or b"?").decode().split(".")[0]
 
 
-def conform(stored: pa.Table, table: str, where: str) -> pa.Table:
-    """A stored table in the current schema: columns an older minor version lacks become nulls.
+def _part(out_dir: str | Path, table: str, date: str) -> Path:
+    return Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
+
+
+def _date_of(path: Path) -> str:
+    return path.parent.name.split("=", 1)[1]
+
+
+def read_file(path: Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    """One stored file in the current schema (only ``columns``, if given): columns an older minor
+    version lacks become nulls.
 
     Raises:
         SchemaMismatchError: the file has another major schema version, or its columns cannot be cast.
+        StoreError: the file cannot be read (damaged, not Parquet, not readable).
     """
-    schema = TABLES[table]
-    version = (stored.schema.metadata or {}).get(b"callqa.schema_version")
-    if _major(version) != _major(SCHEMA_VERSION.encode()):
-        raise SchemaMismatchError(f"{where}: schema version {version!r}, this callqa reads {SCHEMA_VERSION}")
-    columns = [stored[f.name] if f.name in stored.column_names else pa.nulls(stored.num_rows, f.type)
-               for f in schema]
+    wanted = [f for f in TABLES[table] if columns is None or f.name in columns]
     try:
-        return pa.Table.from_arrays(columns, schema=schema)
+        stored_schema = pq.read_schema(path)
+        version = (stored_schema.metadata or {}).get(b"callqa.schema_version")
+        if _major(version) != _major(SCHEMA_VERSION.encode()):
+            raise SchemaMismatchError(f"{path}: schema version {version!r}, this callqa reads {SCHEMA_VERSION}")
+        present = [f.name for f in wanted if f.name in stored_schema.names]
+        stored = pq.read_table(path, columns=present, partitioning=None)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    arrays = [stored[f.name] if f.name in present else pa.nulls(stored.num_rows, f.type) for f in wanted]
+    try:
+        return pa.Table.from_arrays(arrays, schema=pa.schema(wanted, metadata=TABLES[table].metadata))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SchemaMismatchError(f"{where}: does not match schema {SCHEMA_VERSION}: {exc}") from exc
+        raise SchemaMismatchError(f"{path}: does not match schema {SCHEMA_VERSION}: {exc}") from exc
 
 
 def _without(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -86,20 +101,41 @@ def _without(table: pa.Table, column: str, values: set[str]) -> pa.Table:
     return table.filter(pc.invert(pc.is_in(table[column], value_set=pa.array(sorted(values), pa.string()))))
 
 
-def _atomic_write(table: pa.Table, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
-    os.close(fd)
+def _write(txn: Transaction, target: Path, data: pa.Table) -> None:
+    pq.write_table(data, txn.stage(target), compression="zstd")
+
+
+@contextmanager
+def transaction(out_dir: str | Path) -> Iterator[Transaction]:
+    """Everything written inside becomes visible together when the block ends, or not at all.
+
+    Raises:
+        StoreError: the output folder cannot be written (nothing of this transaction is published).
+    """
+    txn = Transaction(out_dir)
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield txn
+        txn.commit()
+    except OSError as exc:
+        txn.abort()
+        raise StoreError(f"cannot write the tables under {out_dir}: {exc}") from exc
+    except BaseException:
+        txn.abort()
+        raise
+
+
+@contextmanager
+def _within(out_dir: str | Path, txn: Transaction | None) -> Iterator[Transaction]:
+    """The caller's transaction, or one of our own for a write that stands alone."""
+    if txn is not None:
+        yield txn
+    else:
+        with transaction(out_dir) as own:
+            yield own
 
 
 def _partitions(table: str, rows: list | pa.Table) -> dict[str, pa.Table]:
-    """Rows (dicts, or an Arrow table with a ``call_date`` column) split by call date, in the schema."""
+    """Rows (dicts or records, or an Arrow table with a ``call_date`` column) split by call date, in the schema."""
     if isinstance(rows, pa.Table):
         out = {}
         for date in pc.unique(rows[PARTITION_COLUMN]).to_pylist():
@@ -115,14 +151,16 @@ def _partitions(table: str, rows: list | pa.Table) -> dict[str, pa.Table]:
     return {date: to_arrow(table, date_rows) for date, date_rows in by_date.items()}
 
 
-def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace: set[str] | None = None) -> int:
-    """Merge rows into a table's date partitions, atomically.
+def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace: set[str] | None = None,
+                txn: Transaction | None = None) -> int:
+    """Merge rows into a table's date partitions.
 
     Args:
         out_dir: the output folder.
         table: one of ``schemas.TABLES``.
         rows: rows with a ``call_date`` each (dicts or records, or an Arrow table with a ``call_date`` column).
         replace: values of the table's replace column whose old rows are removed (default: those in rows).
+        txn: the transaction to write in (default: one of its own, committed at once).
 
     Returns:
         The number of rows written.
@@ -134,20 +172,20 @@ def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace:
     column = replaced_by(table)
     partitions = _partitions(table, rows)
     replace = set(replace or ()) | {v for part in partitions.values() for v in part[column].to_pylist()}
-    try:
+    with _within(out_dir, txn) as t:
         for date, new in sorted(partitions.items()):
-            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
-            if target.exists():
-                old = conform(pq.read_table(target), table, str(target))
-                new = pa.concat_tables([_without(old, column, replace), new])
-            _atomic_write(new, target)
-    except OSError as exc:
-        raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
+            target = _part(out_dir, table, date)
+            current = t.current(target)
+            if current is not None:
+                new = pa.concat_tables([_without(read_file(current, table), column, replace), new])
+            _write(t, target, new)
     return sum(part.num_rows for part in partitions.values())
 
 
-def write_run(out_dir: str | Path, tables: dict[str, list]) -> dict[str, int]:
-    """Write every table of a run. Rows of the run's calls replace earlier rows of the same calls.
+def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | None = None) -> dict[str, int]:
+    """Write every table of a night. Rows of the night's calls replace earlier rows of the same calls;
+    a call stored under another id for the same recording (a rejected input processed since, a call id
+    the manifest changed) or under another call date (a changed start time) is removed.
 
     Returns:
         Rows written per table.
@@ -155,64 +193,84 @@ def write_run(out_dir: str | Path, tables: dict[str, list]) -> dict[str, int]:
     call_ids = {row["call_id"] for row in tables.get("calls", [])}
     files = {row["file"] for row in tables.get("calls", [])} | {row["file"] for row in tables.get("errors", [])}
     dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
-    _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])})
     written = {}
-    for table in TABLES:
-        if rewritten_whole(table):
-            continue
-        rows = tables.get(table, [])
-        replace = files if table == "errors" else call_ids
-        if rows:
-            written[table] = write_table(out_dir, table, rows, replace)
-        else:
-            written[table] = 0
-            remove_rows(out_dir, table, replace)
-        # every table of a night exists, even with no rows, so readers get its columns instead of an error
-        for date in dates:
-            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
-            if not target.exists():
-                _atomic_write(TABLES[table].empty_table(), target)
+    with _within(out_dir, txn) as t:
+        _drop_superseded(out_dir, tables.get("calls", []), t)
+        _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])}, t)
+        for table in TABLES:
+            if rewritten_whole(table):
+                continue
+            rows = tables.get(table, [])
+            replace = files if table == "errors" else call_ids
+            if rows:
+                written[table] = write_table(out_dir, table, rows, replace, t)
+            else:
+                written[table] = 0
+                remove_rows(out_dir, table, replace, t)
+            # every table of a night exists, even with no rows, so readers get its columns instead of an error
+            for date in dates:
+                target = _part(out_dir, table, date)
+                if t.current(target) is None:
+                    _write(t, target, TABLES[table].empty_table())
     return written
 
 
-def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str]) -> None:
+def _call_tables() -> list[str]:
+    return [t for t in TABLES if not rewritten_whole(t) and replaced_by(t) == "call_id"]
+
+
+def _drop_superseded(out_dir: str | Path, calls: list[dict], txn: Transaction) -> None:
+    """Remove the stored calls of tonight's recordings that are stored under another call id: each
+    recording (by its absolute path) is one call."""
+    paths = {row["path"] for row in calls if row.get("path")}
+    if not paths:
+        return
+    tonight = {row["call_id"] for row in calls}
+    stored = read_arrow(out_dir, "calls", ["call_id", "path"], txn=txn)
+    gone = {cid for cid, path in zip(stored["call_id"].to_pylist(), stored["path"].to_pylist())
+            if path in paths and cid not in tonight}
+    if gone:
+        logger.info("%d stored call(s) replaced by tonight's calls of the same recordings", len(gone))
+        for table in _call_tables():
+            remove_rows(out_dir, table, gone, txn)
+
+
+def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str], txn: Transaction) -> None:
     """Remove the rows of calls that are stored under another call date than the one they are written
     with now (the manifest's start time changed), so that no call is ever stored twice."""
-    if not new_dates or not (Path(out_dir) / "calls").exists():
+    if not new_dates:
         return
-    stored = read_arrow(out_dir, "calls", ["call_id"])
+    stored = read_arrow(out_dir, "calls", ["call_id"], txn=txn)
     moved: dict[str, set[str]] = defaultdict(set)
     for call_id, date in zip(stored["call_id"].to_pylist(), stored[PARTITION_COLUMN].to_pylist()):
         if call_id in new_dates and new_dates[call_id] != date:
             moved[date].add(call_id)
     for date, call_ids in moved.items():
         logger.info("%d call(s) moved from call date %s: their old rows are removed", len(call_ids), date)
-        for table in TABLES:
-            if rewritten_whole(table) or replaced_by(table) != "call_id":
-                continue
-            target = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
-            if target.exists():
-                old = pq.read_table(target)
-                _atomic_write(_without(old, "call_id", call_ids), target)
+        for table in _call_tables():
+            target = _part(out_dir, table, date)
+            current = txn.current(target)
+            if current is not None:
+                _write(txn, target, _without(read_file(current, table), "call_id", call_ids))
 
 
-def remove_rows(out_dir: str | Path, table: str, replace: set[str]) -> None:
+def remove_rows(out_dir: str | Path, table: str, replace: set[str], txn: Transaction | None = None) -> None:
     """Drop the rows whose replace column (``schemas.replaced_by``) is one of ``replace``, in every
     partition: the old rows of re-processed calls when a table gets no new rows for them."""
     if not replace:
         return
     column = replaced_by(table)
-    for target in sorted((Path(out_dir) / table).glob(f"{PARTITION_COLUMN}=*/{PART_NAME}")):
-        old = pq.read_table(target)
-        kept = _without(old, column, replace)
-        if kept.num_rows < old.num_rows:
-            _atomic_write(kept, target)
+    with _within(out_dir, txn) as t:
+        for target in t.targets(f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"):
+            old = read_file(t.current(target), table)
+            kept = _without(old, column, replace)
+            if kept.num_rows < old.num_rows:
+                _write(t, target, kept)
 
 
-def replace_table(out_dir: str | Path, table: str, rows: list[dict]) -> int:
-    """Rewrite a derived table whole (``agent_scores``): new partitions are written, then swapped in.
-
-    Each partition file is replaced atomically; partitions that no longer have rows are removed last.
+def replace_table(out_dir: str | Path, table: str, rows: list[dict], txn: Transaction | None = None) -> int:
+    """Rewrite a derived table whole (``agent_scores``): its partitions are replaced, and those that
+    no longer have rows removed, when the transaction commits.
 
     Returns:
         The number of rows written.
@@ -220,52 +278,38 @@ def replace_table(out_dir: str | Path, table: str, rows: list[dict]) -> int:
     by_date: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_date[partition_of(row)].append(row)
-    root = Path(out_dir) / table
-    try:
+    with _within(out_dir, txn) as t:
         for date, date_rows in sorted(by_date.items()):
-            _atomic_write(to_arrow(table, date_rows), root / f"{PARTITION_COLUMN}={date}" / PART_NAME)
-        for stale in root.glob(f"{PARTITION_COLUMN}=*"):
-            if stale.name.split("=", 1)[1] not in by_date:
-                for child in stale.iterdir():
-                    child.unlink()
-                stale.rmdir()
-    except OSError as exc:
-        raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
+            _write(t, _part(out_dir, table, date), to_arrow(table, date_rows))
+        for target in t.targets(f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"):
+            if _date_of(target) not in by_date:
+                t.delete(target)
     return len(rows)
 
 
 def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None,
-               dates: tuple[str | None, str | None] = (None, None)) -> pa.Table:
-    """Read a table (optionally some columns, optionally call dates ``from..to`` inclusive) as Arrow.
+               dates: tuple[str | None, str | None] = (None, None), txn: Transaction | None = None) -> pa.Table:
+    """Read a table (optionally some columns, optionally call dates ``from..to`` inclusive) as Arrow,
+    with ``call_date`` as its last column. Inside a transaction, what it has written so far is read.
 
     Raises:
         SchemaMismatchError: a file has another major schema version.
         StoreError: a file cannot be read (damaged, not Parquet, not readable).
     """
-    schema = TABLES[table]
-    path = Path(out_dir) / table
-    wanted = [f for f in schema if columns is None or f.name in columns]
+    wanted = [f for f in TABLES[table] if columns is None or f.name in columns]
     out_schema = pa.schema(wanted + [pa.field(PARTITION_COLUMN, pa.string())])
-    if not path.exists():
-        return out_schema.empty_table()
-    try:
-        dataset = ds.dataset(path, format="parquet", partitioning=ds.partitioning(
-            pa.schema([pa.field(PARTITION_COLUMN, pa.string())]), flavor="hive"))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"cannot read the {table} table under {out_dir}: {exc}") from exc
+    pattern = f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"
+    targets = txn.targets(pattern) if txn is not None else sorted(Path(out_dir).glob(pattern))
     parts = []
-    for fragment in dataset.get_fragments():
-        date = fragment.path.rsplit(f"{PARTITION_COLUMN}=", 1)[1].split("/", 1)[0]
+    for target in targets:
+        date = _date_of(target)
         if (dates[0] and date < dates[0]) or (dates[1] and date > dates[1]):
             continue
-        try:
-            physical = fragment.to_table(schema=fragment.physical_schema)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"cannot read {fragment.path}: {exc}") from exc
-        stored = conform(physical, table, fragment.path)
-        stored = stored.select([f.name for f in wanted])
+        stored = read_file(txn.current(target) if txn is not None else target, table, columns)
         parts.append(stored.append_column(PARTITION_COLUMN, pa.array([date] * stored.num_rows, pa.string())))
-    return pa.concat_tables(parts) if parts else out_schema.empty_table()
+    if not parts:
+        return out_schema.empty_table()
+    return pa.concat_tables(parts).cast(out_schema)
 
 
 def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None,
@@ -277,5 +321,6 @@ def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None
 
     Raises:
         SchemaMismatchError: the files were written with another major schema version.
+        StoreError: a file cannot be read.
     """
     return read_arrow(out_dir, table, columns, dates).to_pandas()

@@ -1,6 +1,11 @@
 """A night's results as table rows: what each :class:`~pipeline.records.CallResult` becomes in
 ``calls``, ``utterances``, ``voice_activity``, ``suppressed`` and ``errors``.
 
+Every input of a night gets a ``calls`` row, so that ok + unscorable + error = inputs: a recording
+processed (ok or failed), and an input rejected before processing (a manifest row that cannot be used,
+an audio file the manifest lacks), whose row says what is known of it, with status ``error`` and a
+``call_id`` of its own (``rejected:FILE``) that never replaces a real call's row.
+
 Every row carries its ``call_date`` (the partition), the call's start in the contact centre's
 timezone. The rows are plain dicts with exactly the schema's columns (``schemas.py``).
 """
@@ -13,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from ..records import CallResult, ErrorRecord
+from ..records import STATUS_ERROR, CallResult, ErrorRecord
 from ..schemas import PARTITION_COLUMN, TABLES
 
 
@@ -42,7 +47,26 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "agent_language_prob": result.agent_language_prob, "content_sha256": result.content_sha256,
         "transcription_fingerprint": result.transcription_fingerprint,
         "path": str(Path(rec.path).resolve()) if rec.path is not None else None,
-        "error_stage": result.error.stage if result.error is not None else None}
+        "error_stage": result.error.stage if result.error is not None else None,
+        "status_reason": f"{result.error.error_type}: {result.error.message}" if result.error is not None else None,
+        "truncated": result.truncated}
+
+
+def rejected_call_id(error: ErrorRecord) -> str:
+    """The ``calls`` id of an input rejected before processing: its own, so it never replaces a real call."""
+    return f"rejected:{error.file}" if error.file else f"rejected:manifest.csv line {error.line}"
+
+
+def rejected_row(error: ErrorRecord, run_id: str, date: str, now: datetime) -> dict:
+    """The ``calls`` row of an input rejected before processing: status error, never scored."""
+    return {
+        PARTITION_COLUMN: date, "call_id": rejected_call_id(error), "agent_id": error.agent_id or "unknown",
+        "file": error.file, "started_at": error.started_at or now, "duration_s": None, "channels": None,
+        "sample_rate": None, "codec": None, "agent_channel": None, "company": None, "status": STATUS_ERROR,
+        "model": "", "processed_at": now, "run_id": run_id, "n_utterances": 0, "warnings": [],
+        "agent_language": None, "agent_language_prob": None, "content_sha256": None,
+        "transcription_fingerprint": None, "path": error.path, "error_stage": error.stage,
+        "status_reason": f"{error.error_type}: {error.message}", "truncated": None}
 
 
 def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], run_id: str,
@@ -61,6 +85,8 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
     now = datetime.now(timezone.utc)
     tables: dict[str, list[dict]] = {name: [] for name in TABLES}
     errors = list(errors)
+    for error in errors:  # inputs rejected before processing are inputs too
+        tables["calls"].append(rejected_row(error, run_id, call_date(error.started_at, tz), now))
     for result in results:
         date = call_date(result.recording.started_at, tz)
         call_id = result.recording.call_id

@@ -63,9 +63,18 @@ def decode_audio(path: str | Path) -> DecodedAudio:
 
     path = Path(path)
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioDecodeError(f"{path.name}: cannot open as audio: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise AudioDecodeError(f"{path.name}: the file is empty (0 bytes): the recording was not copied, or not "
+                               "finished when the night began")
+    try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(f"{path.name}: cannot open as audio: {exc}") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise AudioDecodeError(f"{path.name}: cannot open as audio, not a format FFmpeg recognises ({reason}; "
+                               f"{size} bytes)") from exc
     with container:
         stream = next((s for s in container.streams if s.type == "audio"), None)
         if stream is None:
@@ -76,6 +85,9 @@ def decode_audio(path: str | Path) -> DecodedAudio:
         codec = ctx.name
         declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
                       else (container.duration / 1e6 if container.duration else None))
+        if not channels or not sample_rate:
+            raise AudioDecodeError(f"{path.name}: not audio: FFmpeg read it as {codec or 'an unknown codec'} with "
+                                   f"{channels or 0} channels at {sample_rate or 0} Hz (random or damaged bytes?)")
         if channels not in (1, 2):
             raise UnsupportedAudioError(
                 f"{path.name}: {channels} channels; callqa handles mono or stereo (agent and customer) "

@@ -2,13 +2,21 @@
 
 Row-level problems (a missing file, a bad timestamp, a duplicate call id) become ErrorRecords and the
 other rows go on; problems with the manifest as a whole (missing required column, unknown column,
-unreadable file) raise ManifestError, because no row of it can be trusted.
+unreadable file) raise ManifestError, because no row of it can be trusted. The manifest may be UTF-8
+(with or without the BOM Excel writes) or GBK/GB18030 (what Chinese-locale Excel writes), detected, or
+as ``[input] manifest_encoding`` says.
+
+Symbolic links follow one policy, with or without a manifest: a link to a file inside the input folder
+is followed; a link that leads outside it, a broken link and a linked folder (whose files would
+otherwise be missed without a word) are refused, each with a message saying it is a link.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..config import AGENT_CHANNELS, InputOptions
-from ..errors import InputError, ManifestError, ManifestRowError, NotInManifestError
+from ..errors import InputError, LinkError, ManifestError, ManifestRowError, NotInManifestError
 from ..records import ErrorRecord, Recording
 
 logger = logging.getLogger("callqa.discover")
@@ -50,17 +58,48 @@ def _file_time(path: Path, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz)
 
 
-def _audio_files(input_dir: Path, options: InputOptions) -> tuple[list[Path], list[str]]:
-    audio, ignored = [], []
-    for path in sorted(p for p in input_dir.rglob("*") if p.is_file()):
+def _link_problem(path: Path, root: Path) -> str | None:
+    """Why a path in the input folder that is (or passes through) a symbolic link cannot be used, or None."""
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    links = [root / Path(*rel.parts[:i]) for i in range(1, len(rel.parts) + 1)]
+    link = next((p for p in links if p.is_symlink()), None)
+    if link is None:
+        return None
+    target = Path(os.path.realpath(link))
+    if not target.exists():
+        return f"{rel.as_posix()} is a broken symbolic link (to {os.readlink(link)})"
+    if target != root.resolve() and root.resolve() not in target.parents:
+        return (f"{rel.as_posix()} is a symbolic link to {target}, outside the input folder: copy the recording "
+                "into the folder, or link to a file inside it")
+    if link == path and target.is_dir():
+        return (f"{rel.as_posix()} is a symbolic link to a folder, which callqa does not follow (its recordings "
+                "would be missed): move or copy them into the input folder")
+    return None
+
+
+def _audio_files(input_dir: Path, options: InputOptions, tz: ZoneInfo) -> tuple[list[Path], list[str], list[ErrorRecord]]:
+    """The audio files of a folder (by extension), the other files, and the links refused."""
+    audio, ignored, refused = [], [], []
+    for path in sorted(input_dir.rglob("*")):
         rel = path.relative_to(input_dir)
         if any(part.startswith(".") for part in rel.parts) or rel.as_posix() == MANIFEST_NAME:
+            continue
+        problem = _link_problem(path, input_dir)
+        if problem is not None:
+            refused.append(_link_error(rel.as_posix(), problem, input_dir, tz))
+            continue
+        if not path.is_file():
             continue
         if path.suffix.lower() in options.audio_extensions:
             audio.append(path)
         else:
             ignored.append(rel.as_posix())
-    return audio, ignored
+    return audio, ignored, refused
+
+
+def _link_error(rel: str, message: str, input_dir: Path, tz: ZoneInfo, line: int | None = None) -> ErrorRecord:
+    return ErrorRecord(file=rel, call_id=None, stage=LinkError.stage, error_type=LinkError.__name__,
+                       message=message, started_at=datetime.now(tz), path=str(input_dir / rel), line=line)
 
 
 def _default_call_ids(rel_paths: list[str]) -> dict[str, str]:
@@ -91,45 +130,77 @@ def discover_recordings(input_dir: str | Path, options: InputOptions) -> Discove
         raise InputError(f"input folder {input_dir} does not exist or is not a folder")
     tz = ZoneInfo(options.timezone)
     try:
-        audio, ignored = _audio_files(input_dir, options)
+        audio, ignored, refused = _audio_files(input_dir, options, tz)
     except OSError as exc:
         raise InputError(f"cannot read input folder {input_dir}: {exc}") from exc
     manifest = input_dir / MANIFEST_NAME
     if not manifest.exists():
         ids = _default_call_ids([p.relative_to(input_dir).as_posix() for p in audio])
-        recordings = [Recording(path=p, file=rel, call_id=ids[rel], agent_id=UNKNOWN_AGENT,
+        recordings = [Recording(path=p.resolve(), file=rel, call_id=ids[rel], agent_id=UNKNOWN_AGENT,
                                 started_at=_file_time(p, tz), agent_channel=options.agent_channel,
                                 company=options.company)
                       for p in audio for rel in [p.relative_to(input_dir).as_posix()]]
-        return Discovery(recordings, [], ignored)
+        return Discovery(recordings, refused, ignored)
     discovery = read_manifest(manifest, input_dir, options)
-    listed = {r.path.resolve() for r in discovery.recordings}
-    listed |= {(input_dir / e.file).resolve() for e in discovery.errors if e.file}
+    listed = {r.file for r in discovery.recordings} | {e.file for e in discovery.errors if e.file}
+    for error in refused:  # a refused link the manifest lists is already its row's error
+        if error.file not in listed:
+            discovery.errors.append(error)
+            listed.add(error.file)
     for path in audio:
-        if path.resolve() not in listed:
-            rel = path.relative_to(input_dir).as_posix()
+        rel = path.relative_to(input_dir).as_posix()
+        if rel not in listed:
             discovery.errors.append(ErrorRecord(
                 file=rel, call_id=None, stage=NotInManifestError.stage, error_type=NotInManifestError.__name__,
                 message=f"{rel} is an audio file in the input folder but manifest.csv does not list it; "
-                        "add a row for it (agent_id is required) or move it out of the folder"))
+                        "add a row for it (agent_id is required) or move it out of the folder",
+                started_at=_file_time(path, tz), path=str(path.resolve())))
     discovery.ignored = ignored
     return discovery
 
 
+def read_manifest_text(manifest: Path, encoding: str = "auto") -> tuple[str, str]:
+    """manifest.csv's text and the encoding it was read with.
+
+    ``auto`` reads UTF-8 (with or without a BOM) and, failing that, GB18030 (a superset of GBK and
+    GB2312, what Chinese-locale Excel writes); any other value is a Python codec name.
+
+    Raises:
+        ManifestError: the file cannot be read, or is not text in that encoding (or in either).
+    """
+    try:
+        data = manifest.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{manifest}: cannot read: {exc}") from exc
+    candidates = ("utf-8-sig", "gb18030") if encoding == "auto" else (encoding,)
+    for candidate in candidates:
+        try:
+            return data.decode(candidate), "utf-8" if candidate == "utf-8-sig" else candidate
+        except UnicodeDecodeError as exc:
+            failure = exc
+        except LookupError:
+            raise ManifestError(f"[input] manifest_encoding {encoding!r} is not an encoding Python knows "
+                                "(e.g. utf-8, gb18030)") from None
+    tried = " nor ".join("UTF-8" if c == "utf-8-sig" else c.upper() for c in candidates)
+    raise ManifestError(f"{manifest}: not {tried} text (byte 0x{data[failure.start]:02x} at position "
+                        f"{failure.start}); save it as 'CSV UTF-8' (Excel: Save As), or set [input] "
+                        "manifest_encoding to its encoding") from None
+
+
 def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Discovery:
-    """Read manifest.csv (UTF-8, with or without BOM, as Excel writes it).
+    """Read manifest.csv (UTF-8 with or without BOM, or GBK/GB18030; see :func:`read_manifest_text`).
 
     Raises:
         ManifestError: unreadable file, missing required column, or unknown column.
     """
     tz = ZoneInfo(options.timezone)
+    text, _encoding = read_manifest_text(manifest, options.manifest_encoding)
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"{manifest}: cannot read: {exc}") from exc
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ManifestError(f"{manifest}: not a readable CSV file: {exc}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ManifestError(f"{manifest}: missing required column(s) {', '.join(missing)}; "
@@ -142,21 +213,26 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
     discovery = Discovery()
     seen_files: dict[Path, int] = {}
     seen_ids: dict[str, int] = {}
-    root = input_dir.resolve()
     for line, raw in enumerate(rows, start=2):  # line 1 is the header
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        if None in raw:
-            discovery.errors.append(_row_error(row.get("file", ""), None, line,
-                                               "more fields than the header has columns"))
-            continue
         file = row.get("file", "")
         call_id = row.get("call_id") or (Path(file).stem if file else "")
+        known = {"agent_id": row.get("agent_id") or None, "line": line,
+                 "started_at": _started_or_none(row.get("started_at", ""), tz),
+                 "path": os.path.normpath(input_dir / file) if file else None}
         try:
+            if None in raw:
+                raise ManifestRowError("more fields than the header has columns")
             if not file:
                 raise ManifestRowError("the file column is empty")
-            path = (input_dir / file).resolve()
-            if root not in path.parents:
+            lexical = Path(os.path.normpath(input_dir.absolute() / file))
+            if not lexical.is_relative_to(input_dir.absolute()):
                 raise ManifestRowError(f"file {file!r} is outside the input folder")
+            problem = _link_problem(lexical, input_dir.absolute())
+            if problem is not None:
+                raise LinkError(problem)
+            path = lexical.resolve()
+            known["path"] = str(path)
             if not path.is_file():
                 raise ManifestRowError(f"file {file!r} does not exist")
             if path in seen_files:
@@ -178,8 +254,11 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
                                            "(e.g. 2026-11-20T09:30:00+08:00)") from None
             else:
                 started_at = _file_time(path, tz)
-        except ManifestRowError as exc:
-            discovery.errors.append(_row_error(file, call_id or None, line, str(exc)))
+        except (ManifestRowError, LinkError) as exc:
+            discovery.errors.append(ErrorRecord(
+                file=file, call_id=call_id or None, stage=ManifestRowError.stage, error_type=type(exc).__name__,
+                message=f"manifest.csv line {line}: {exc}", started_at=known["started_at"],
+                agent_id=known["agent_id"], path=known["path"], line=line))
             continue
         seen_files[path] = line
         seen_ids[call_id] = line
@@ -189,6 +268,9 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
     return discovery
 
 
-def _row_error(file: str, call_id: str | None, line: int, message: str) -> ErrorRecord:
-    return ErrorRecord(file=file, call_id=call_id, stage=ManifestRowError.stage,
-                       error_type=ManifestRowError.__name__, message=f"manifest.csv line {line}: {message}")
+def _started_or_none(value: str, tz: ZoneInfo) -> datetime | None:
+    """A manifest row's start time if it parses (to date a rejected row), else None."""
+    try:
+        return parse_started_at(value, tz) if value else None
+    except ValueError:
+        return None

@@ -92,6 +92,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         result.duration_s = round(decoded.duration_s, 3)
         result.channels, result.sample_rate, result.codec = decoded.channels, decoded.sample_rate, decoded.codec
         if decoded.truncated:
+            result.truncated = True
             result.warnings.append("decoding stopped early on corrupt data; the audio before it was processed")
         rows, speakers, warnings = channel_roles(recording, decoded.channels, decoded.channels_data)
         result.warnings.extend(warnings)
