@@ -43,11 +43,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # fail fast, before Prefect starts: options, folders, rules, manifest, model, a night already running
     config = load_config(args.config)
     check_folders(args.input_dir, args.out)
+    with OutputLock(args.out, "night"):
+        pass
     check_standards(config)
     discover_recordings(args.input_dir, config.input)
     model_label(config.asr)
-    with OutputLock(args.out, "night"):
-        pass
     prepare_prefect_env(config.run.state_dir, debug=args.debug)
     from . import nightly  # after the environment is prepared
 

@@ -142,14 +142,16 @@ def discover_recordings(input_dir: str | Path, options: InputOptions) -> Discove
                       for p in audio for rel in [p.relative_to(input_dir).as_posix()]]
         return Discovery(recordings, refused, ignored)
     discovery = read_manifest(manifest, input_dir, options)
-    listed = {r.file for r in discovery.recordings} | {e.file for e in discovery.errors if e.file}
+    listed_files = {r.file for r in discovery.recordings} | {e.file for e in discovery.errors if e.file}
     for error in refused:  # a refused link the manifest lists is already its row's error
-        if error.file not in listed:
+        if error.file not in listed_files:
             discovery.errors.append(error)
-            listed.add(error.file)
+            listed_files.add(error.file)
+    # a file is listed when the manifest names it, or names a link to it (the same recording)
+    listed = {r.path for r in discovery.recordings} | {Path(e.path).resolve() for e in discovery.errors if e.path}
     for path in audio:
         rel = path.relative_to(input_dir).as_posix()
-        if rel not in listed:
+        if path.resolve() not in listed and rel not in listed_files:
             discovery.errors.append(ErrorRecord(
                 file=rel, call_id=None, stage=NotInManifestError.stage, error_type=NotInManifestError.__name__,
                 message=f"{rel} is an audio file in the input folder but manifest.csv does not list it; "
