@@ -108,6 +108,13 @@ class SegmentationOptions:
             close to the voice; a clipped first syllable is often lost).
         min_chars_per_s: a turn that comes back with fewer characters per second of voice than this
             is decoded again on its own (Mandarin is spoken at 3-5 characters per second).
+        stream_piece_s: a recording longer than this is decoded and its voice activity found in pieces
+            of this length, and its turns transcribed in groups (``group_speech_s``), so that memory
+            does not grow with its length; a shorter one is decoded whole, in one piece.
+        group_speech_s: turns are transcribed in groups of about this much speech (with their
+            context), one batched pass each: the model's working memory grows with what it is given
+            at once (measured: about 2 MB per turn beyond one batch). A call with less speech than
+            this (any call of a few minutes; every demo call) is one group.
     """
 
     split_pause_s: float = 0.8
@@ -115,6 +122,16 @@ class SegmentationOptions:
     pack_gap_s: float = 0.3
     asr_pad_s: float = 0.3
     min_chars_per_s: float = 2.0
+    stream_piece_s: float = 600.0
+    group_speech_s: float = 120.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.stream_piece_s < 60:
+            problems.append(("stream_piece_s", "stream_piece_s must be at least 60 seconds"))
+        if self.group_speech_s < 30:
+            problems.append(("group_speech_s", "group_speech_s must be at least 30 seconds"))
+        return problems
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,16 @@ def test_a_turn_read_as_punctuation_only_is_no_utterance_but_is_on_record(guard)
     utterances, suppressed = build_utterances("c1", turns, words, guard)
     assert [(u.speaker, u.text) for u in utterances] == [("customer", "好")]
     assert [(s.speaker, s.raw_text, s.reason) for s in suppressed] == [("agent", "。。", "no_words")]
+
+
+def test_voice_activity_found_in_overlapping_runs_is_stitched_at_the_boundaries():
+    from pipeline.transcribe.recording import _stitched
+
+    runs = [  # (run start, run end, regions found reading from 2 s before the run start)
+        (0.0, 10.0, [(1.0, 3.0), (8.5, 10.0)]),  # the second region is cut by the end of the run
+        (10.0, 20.0, [(8.6, 11.5), (14.0, 16.0), (19.5, 20.0)]),  # ... and continues; one more cut at 20
+        (20.0, 30.0, [(19.4, 19.9), (22.0, 23.0)]),  # the region cut at 20 ended just before: nothing crosses
+    ]
+    assert _stitched(runs) == [(1.0, 3.0), (8.5, 11.5), (14.0, 16.0), (19.5, 20.0), (22.0, 23.0)]
+    # a region of the overlap seen by both runs is counted once; a region running off the end is kept
+    assert _stitched([(0.0, 10.0, [(8.0, 9.0)]), (10.0, 12.0, [(8.01, 9.02), (11.0, 12.0)])]) == [(8.0, 9.0), (11.0, 12.0)]

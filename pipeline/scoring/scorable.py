@@ -51,8 +51,8 @@ def assess(call: dict, voice: list[tuple[str, float, float]], policy: ScoreOptio
     agent_s = speech_seconds(voice, {SPEAKER_AGENT}) if stereo else speech_seconds(voice, speakers)
     duration = call.get("duration_s") or 0.0
     if call.get("truncated") and not policy.score_truncated:
-        return Assessment(False, f"the recording is cut off ({duration:.1f} s decode; decoding stopped early or "
-                                 "the file holds less audio than its header declares): the rest of the "
+        return Assessment(False, f"the recording is cut off after {duration:.1f} s (decoding stopped early, or the "
+                                 "file holds less audio than its header declares): the rest of the "
                                  "conversation is missing, so it is not scored ([score] score_truncated)")
     if agent_s < policy.min_agent_speech_s:
         where = "on the agent's channel" if stereo else "in the recording"

@@ -1,4 +1,5 @@
-"""Audio: decode any common format, resample to 16 kHz, split channels, find voice activity.
+"""Audio: decode any common format, resample to 16 kHz, split channels, find voice activity; whole, or
+piece by piece for long recordings (so that memory does not grow with their length).
 
 Decoding goes through PyAV (FFmpeg bundled in its wheels), so WAV (PCM, µ-law, A-law), MP3, FLAC,
 OGG/Opus, M4A/AAC and the rest need no system packages. Voice activity comes from the Silero model
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -46,8 +48,122 @@ class DecodedAudio:
         return self.channels_data.shape[1] / TARGET_RATE
 
 
+class AudioStream:
+    """A recording opened for decoding to 16 kHz float32, whole or piece by piece.
+
+    Opening reads the header (and refuses what cannot be processed); :meth:`pieces` then decodes the
+    audio in pieces of a given length, so that memory does not grow with the recording's length, and
+    may be called again (a second pass decodes the same samples). After a full pass, ``samples`` is
+    the number of samples per channel that decoded and ``truncated`` says whether the file stopped
+    short (corrupt data, or less audio than its header declares).
+
+    Raises (on opening):
+        AudioDecodeError: the file is empty, cannot be opened, holds no audio stream, or is not audio.
+        UnsupportedAudioError: the file has more than two channels.
+    """
+
+    def __init__(self, path: str | Path):
+        import av  # imported here so that modules importing audio stay light
+
+        self.path = Path(path)
+        name = self.path.name
+        try:
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise AudioDecodeError(f"{name}: cannot open as audio: {exc.strerror or exc}") from exc
+        if size == 0:
+            raise AudioDecodeError(f"{name}: the file is empty (0 bytes): the recording was not copied, or not "
+                                   "finished when the night began")
+        try:
+            container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise AudioDecodeError(f"{name}: cannot open as audio, not a format FFmpeg recognises ({reason}; "
+                                   f"{size} bytes)") from exc
+        with container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioDecodeError(f"{name}: the file has no audio stream")
+            ctx = stream.codec_context
+            self.channels = ctx.layout.nb_channels if ctx.layout else ctx.channels
+            self.sample_rate = int(ctx.sample_rate or 0)
+            self.codec = ctx.name
+            self.declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                               else (container.duration / 1e6 if container.duration else None))
+        if not self.channels or not self.sample_rate:
+            raise AudioDecodeError(f"{name}: not audio: FFmpeg read it as {self.codec or 'an unknown codec'} with "
+                                   f"{self.channels or 0} channels at {self.sample_rate or 0} Hz (random or damaged "
+                                   "bytes?)")
+        if self.channels not in (1, 2):
+            raise UnsupportedAudioError(
+                f"{name}: {self.channels} channels; callqa handles mono or stereo (agent and customer) "
+                "recordings; split or down-mix this file first")
+        self.samples = 0
+        self.truncated = False
+
+    def pieces(self, piece_s: float | None = None) -> Iterator[np.ndarray]:
+        """The audio, shape (channels, n) float32 at 16 kHz, in pieces of ``piece_s`` seconds (the
+        last one shorter; None: one piece, the whole recording).
+
+        Raises:
+            AudioDecodeError: nothing decodes at all, or the audio stream is empty.
+        """
+        import av
+
+        name = self.path.name
+        piece = int(piece_s * TARGET_RATE) if piece_s else None
+        resampler = av.AudioResampler(format="fltp", layout="mono" if self.channels == 1 else "stereo",
+                                      rate=TARGET_RATE)
+        chunks: list[np.ndarray] = []
+        held = 0  # samples in chunks
+        self.samples, self.truncated = 0, False
+
+        def take(count: int) -> np.ndarray:
+            nonlocal chunks, held
+            data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+            out, rest = data[:, :count], data[:, count:]
+            chunks, held = ([rest] if rest.shape[1] else []), rest.shape[1]
+            self.samples += out.shape[1]
+            return out
+
+        with av.open(str(self.path), metadata_errors="ignore") as container:
+            stream = next(s for s in container.streams if s.type == "audio")
+            frames = container.decode(stream)
+            while True:
+                try:
+                    frame = next(frames, None)
+                    outs = resampler.resample(frame) if frame is not None else resampler.resample(None)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    if not self.samples and not held:
+                        raise AudioDecodeError(f"{name}: corrupt audio, nothing decodes: {exc}") from exc
+                    self.truncated = True
+                    logger.warning("%s: decoding stopped early (%s); keeping the audio before it", name, exc)
+                    break
+                if frame is not None:
+                    frame.pts = None  # let the resampler follow sample counts, not broken timestamps
+                for out in outs:
+                    chunks.append(out.to_ndarray())
+                    held += chunks[-1].shape[1]
+                while piece and held >= piece:
+                    yield take(piece)
+                if frame is None:
+                    break
+        if held:
+            yield take(held)
+        if not self.samples:
+            raise AudioDecodeError(f"{name}: the audio stream is empty")
+        decoded_s = self.samples / TARGET_RATE
+        if self.declared_s and decoded_s < self.declared_s - max(0.5, 0.02 * self.declared_s):
+            self.truncated = True
+            logger.warning("%s: the container declares %.1f s but only %.1f s decode", name, self.declared_s, decoded_s)
+        if _wav_data_missing(self.path):
+            self.truncated = True
+            logger.warning("%s: the WAV header promises more audio than the file holds", name)
+
+
 def decode_audio(path: str | Path) -> DecodedAudio:
-    """Decode a recording to 16 kHz float32, one row per channel.
+    """Decode a whole recording to 16 kHz float32, one row per channel (see :class:`AudioStream` to
+    decode a long one piece by piece).
 
     Args:
         path: the audio file.
@@ -59,69 +175,10 @@ def decode_audio(path: str | Path) -> DecodedAudio:
         AudioDecodeError: the file cannot be opened, holds no audio stream, or no audio decodes.
         UnsupportedAudioError: the file has more than two channels.
     """
-    import av  # imported here so that modules importing audio stay light
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise AudioDecodeError(f"{path.name}: cannot open as audio: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise AudioDecodeError(f"{path.name}: the file is empty (0 bytes): the recording was not copied, or not "
-                               "finished when the night began")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise AudioDecodeError(f"{path.name}: cannot open as audio, not a format FFmpeg recognises ({reason}; "
-                               f"{size} bytes)") from exc
-    with container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
-            raise AudioDecodeError(f"{path.name}: the file has no audio stream")
-        ctx = stream.codec_context
-        channels = ctx.layout.nb_channels if ctx.layout else ctx.channels
-        sample_rate = ctx.sample_rate
-        codec = ctx.name
-        declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
-                      else (container.duration / 1e6 if container.duration else None))
-        if not channels or not sample_rate:
-            raise AudioDecodeError(f"{path.name}: not audio: FFmpeg read it as {codec or 'an unknown codec'} with "
-                                   f"{channels or 0} channels at {sample_rate or 0} Hz (random or damaged bytes?)")
-        if channels not in (1, 2):
-            raise UnsupportedAudioError(
-                f"{path.name}: {channels} channels; callqa handles mono or stereo (agent and customer) "
-                "recordings; split or down-mix this file first")
-        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo",
-                                      rate=TARGET_RATE)
-        chunks: list[np.ndarray] = []
-        truncated = False
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler follow sample counts, not broken timestamps
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-        except (av.error.FFmpegError, ValueError) as exc:
-            if not chunks:
-                raise AudioDecodeError(f"{path.name}: corrupt audio, nothing decodes: {exc}") from exc
-            truncated = True
-            logger.warning("%s: decoding stopped early (%s); keeping the audio before it", path.name, exc)
-    if not chunks:
-        raise AudioDecodeError(f"{path.name}: the audio stream is empty")
-    data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    if data.shape[1] == 0:
-        raise AudioDecodeError(f"{path.name}: the audio stream is empty")
-    if declared_s and data.shape[1] / TARGET_RATE < declared_s - max(0.5, 0.02 * declared_s):
-        truncated = True
-        logger.warning("%s: the container declares %.1f s but only %.1f s decode", path.name, declared_s,
-                       data.shape[1] / TARGET_RATE)
-    if _wav_data_missing(path):
-        truncated = True
-        logger.warning("%s: the WAV header promises more audio than the file holds", path.name)
-    return DecodedAudio(channels_data=data, sample_rate=int(sample_rate or 0), channels=channels,
-                        codec=codec, truncated=truncated)
+    stream = AudioStream(path)
+    (data,) = list(stream.pieces(None))
+    return DecodedAudio(channels_data=data, sample_rate=stream.sample_rate, channels=stream.channels,
+                        codec=stream.codec, truncated=stream.truncated)
 
 
 def probe_duration(path: str | Path) -> float | None:

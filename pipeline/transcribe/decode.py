@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Union
 
 import numpy as np
 
@@ -29,6 +30,53 @@ def render_prompt(template: str, company: str) -> str:
     return template.replace("{company}", company or "")
 
 
+def turn_bounds(turn: Turn, pad_s: float, total_samples: int) -> tuple[int, int]:
+    """The samples of a turn with ``pad_s`` of context each side, within the recording."""
+    return (max(0, int(round((turn.start_s - pad_s) * TARGET_RATE))),
+            min(total_samples, int(round((turn.end_s + pad_s) * TARGET_RATE))))
+
+
+class WholeAudio:
+    """The turns' audio read from the whole decoded recording, shape (channels, samples)."""
+
+    def __init__(self, channels: np.ndarray):
+        self.channels = channels
+
+    def clip(self, turn: Turn, pad_s: float) -> tuple[np.ndarray, int]:
+        """A turn's samples with ``pad_s`` of context each side, and the sample it starts at."""
+        a, b = turn_bounds(turn, pad_s, self.channels.shape[1])
+        return self.channels[turn.channel, a:b], a
+
+
+class TurnClips:
+    """The turns' audio as clips cut while a long recording streamed past (see
+    :func:`pipeline.transcribe.recording.process_recording`): each clip holds a turn with ``pad_s`` of
+    context, and any smaller context is cut from it, so packing reads the same samples as from the
+    whole recording."""
+
+    def __init__(self, pad_s: float, total_samples: int):
+        self.pad_s = pad_s
+        self.total_samples = total_samples
+        self.clips: dict[Turn, tuple[np.ndarray, int]] = {}
+
+    def add(self, turn: Turn, samples: np.ndarray, start: int) -> None:
+        self.clips[turn] = (samples, start)
+
+    def clip(self, turn: Turn, pad_s: float) -> tuple[np.ndarray, int]:
+        if pad_s > self.pad_s:
+            raise ValueError(f"clips hold {self.pad_s} s of context, {pad_s} s asked")
+        samples, start = self.clips[turn]
+        a, b = turn_bounds(turn, pad_s, self.total_samples)
+        return samples[a - start: b - start], a
+
+
+SpeechAudio = Union[WholeAudio, TurnClips]
+
+
+def _audio(audio: SpeechAudio | np.ndarray) -> SpeechAudio:
+    return WholeAudio(audio) if isinstance(audio, np.ndarray) else audio
+
+
 @dataclass(frozen=True)
 class _Piece:
     packed_start: float
@@ -37,18 +85,20 @@ class _Piece:
     orig_start: float
 
 
-def pack_turns(turns: list[Turn], channels: np.ndarray, window_s: float, gap_s: float,
+def pack_turns(turns: list[Turn], audio: SpeechAudio | np.ndarray, window_s: float, gap_s: float,
                pad_s: float = 0.0, one_per_window: bool = False) -> tuple[np.ndarray, list[dict], list[_Piece]]:
     """Lay turns back to back into windows of at most ``window_s`` seconds.
 
-    Each turn's audio is taken with ``pad_s`` of context on both sides (voice activity cuts close to
-    the voice, and Whisper misses a clipped first syllable). A new window starts when the speaker
-    changes, so one window never mixes two voices, and before every turn if ``one_per_window``.
+    Each turn's audio (``audio``: the whole recording, shape (channels, samples), or clips of the
+    turns) is taken with ``pad_s`` of context on both sides (voice activity cuts close to the voice,
+    and Whisper misses a clipped first syllable). A new window starts when the speaker changes, so
+    one window never mixes two voices, and before every turn if ``one_per_window``.
 
     Returns:
         The packed audio, the window bounds (``clip_timestamps`` in seconds) and the piece table
         that maps packed time back to turns (``turn_index`` indexes ``turns``).
     """
+    audio = _audio(audio)
     gap = np.zeros(int(round(gap_s * TARGET_RATE)), dtype=np.float32)
     buffers: list[np.ndarray] = []
     windows: list[dict] = []
@@ -57,9 +107,7 @@ def pack_turns(turns: list[Turn], channels: np.ndarray, window_s: float, gap_s: 
     window_start = 0
     previous_channel = None
     for index, turn in enumerate(turns):
-        a = max(0, int(round((turn.start_s - pad_s) * TARGET_RATE)))
-        b = min(channels.shape[1], int(round((turn.end_s + pad_s) * TARGET_RATE)))
-        clip = channels[turn.channel, a:b]
+        clip, a = audio.clip(turn, pad_s)
         if clip.size == 0:
             continue
         full = cursor - window_start + clip.size > window_s * TARGET_RATE
@@ -92,11 +140,11 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
     return min(pieces, key=lambda p: min(abs(mid - p.packed_start), abs(mid - p.packed_end)))
 
 
-def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segmentation: SegmentationOptions,
+def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentation: SegmentationOptions,
             one_per_window: bool, prompt: str) -> list[TurnWord]:
     """One batched decoding pass over packed turns; words come back in recording time."""
     opts = model.options
-    packed, windows, pieces = pack_turns(turns, channels, opts.window_s, segmentation.pack_gap_s,
+    packed, windows, pieces = pack_turns(turns, audio, opts.window_s, segmentation.pack_gap_s,
                                          segmentation.asr_pad_s, one_per_window)
     if not windows:
         return []
@@ -118,7 +166,7 @@ def _decode(model: LoadedModel, channels: np.ndarray, turns: list[Turn], segment
     return words
 
 
-def identify_language(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
+def identify_language(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns: list[Turn],
                       candidates: tuple[str, ...]) -> tuple[str, float] | None:
     """Whisper's language identification on up to 30 s of these turns' speech, when it is informative.
 
@@ -133,7 +181,7 @@ def identify_language(model: LoadedModel, channels: np.ndarray, turns: list[Turn
     known = model.whisper.model.num_languages
     if not turns or not any(c in _LANGUAGE_CODES and _LANGUAGE_CODES.index(c) < known for c in candidates):
         return None
-    packed, windows, _pieces = pack_turns(turns, channels, 30.0, 0.3, 0.0)
+    packed, windows, _pieces = pack_turns(turns, _audio(audio), 30.0, 0.3, 0.0)
     if not windows:
         return None
     first = packed[: int(windows[0]["end"] * TARGET_RATE)]
@@ -151,7 +199,7 @@ def _echoes(words: list[TurnWord], prompt_key: str) -> bool:
     return len(key) >= 2 and key in prompt_key
 
 
-def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn],
+def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions, prompt: str = "") -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
 
@@ -163,7 +211,7 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
 
     Args:
         model: the loaded model.
-        channels: 16 kHz float32 audio, shape (channels, samples).
+        audio: the turns' audio: 16 kHz float32, shape (channels, samples), or their clips.
         turns: the turns to transcribe, in any order; each shorter than the model window.
         segmentation: packing gap, padding and the coverage threshold.
         prompt: text that primes the decoder (see ``AsrOptions.initial_prompt``).
@@ -176,8 +224,9 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
     """
     if not turns:
         return []
+    audio = _audio(audio)
     try:
-        words = _decode(model, channels, turns, segmentation, one_per_window=False, prompt=prompt)
+        words = _decode(model, audio, turns, segmentation, one_per_window=False, prompt=prompt)
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
@@ -190,7 +239,7 @@ def transcribe_turns(model: LoadedModel, channels: np.ndarray, turns: list[Turn]
                 continue
             logger.debug("second pass on %d of %d turns", len(indices), len(turns))
             again: dict[int, list[TurnWord]] = {i: [] for i in indices}
-            for w in _decode(model, channels, [turns[i] for i in indices], segmentation,
+            for w in _decode(model, audio, [turns[i] for i in indices], segmentation,
                              one_per_window=True, prompt=second_prompt):
                 index = indices[w.turn_index]
                 again[index].append(replace(w, turn_index=index))
