@@ -200,13 +200,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     from pipeline.transcribe import model as asr
 
     console = _console()
+    from pipeline.transcribe import speaker_model
+
     if args.action == "install":
         path = asr.install_bundled_model(force=args.force)
         console.print(f"bundled model ready and verified: {path}")
+        path = speaker_model.install_speaker_model(force=args.force)
+        console.print(f"speaker model (mono recordings) ready and verified: {path}")
     elif args.action == "verify":
         path = asr.models_dir() / asr.BUNDLED_MODEL_NAME
         asr.verify_bundled_model(path)
         console.print(f"{path}: model.bin sha256 matches {asr.BUNDLED_MODEL_SHA256}")
+        graph = speaker_model.verify_speaker_model()
+        console.print(f"{graph.parent}: weights and graph match the checksums recorded at install")
     else:
         from pipeline.config import load_config
 

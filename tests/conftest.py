@@ -31,6 +31,15 @@ def model(config):
     return load_model(config.asr)
 
 
+@pytest.fixture(scope="session")
+def speaker_graph() -> Path:
+    """The CAM++ speaker model's ONNX graph, installed (and verified) on first use."""
+    from pipeline.transcribe.speaker_model import install_speaker_model, verify_speaker_model
+
+    install_speaker_model()
+    return verify_speaker_model()
+
+
 def make_recording(path: Path, agent_channel: str = "left", call_id: str | None = None) -> Recording:
     return Recording(path=path, file=path.name, call_id=call_id or path.stem, agent_id="A1",
                      started_at=datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc),
@@ -91,7 +100,7 @@ def demo_results(tmp_path_factory, model) -> Path:
 
 # Fixtures that load the bundled Whisper model (or need its output): a test using one of them is a
 # `model` test whether or not its file says so, so `pytest -m "not model"` never loads the model.
-MODEL_FIXTURES = {"model", "demo_results"}
+MODEL_FIXTURES = {"model", "demo_results", "speaker_graph"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,110 @@
+"""Speaker embeddings (CAM++ without torch) and the split of a mono recording into speakers.
+
+The mono recordings here are the demo's stereo calls summed to one channel: each stereo channel's own
+voice activity is then the truth of who spoke when.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.conftest import DEMO
+from pipeline.transcribe.audio import decode_audio, detect_speech
+from pipeline.transcribe.campplus import CAMPPlus, read_state_dict
+from pipeline.transcribe.diarize import DiarisationOptions, Embedder, diarise, speech_windows
+from pipeline.transcribe.speaker_model import WEIGHTS_NAME
+
+
+@pytest.fixture(scope="module")
+def embedder(speaker_graph):
+    return Embedder(speaker_graph)
+
+
+def overlap(start, end, regions):
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in regions)
+
+
+def test_the_graph_gives_the_numpy_networks_embeddings(speaker_graph):
+    """The ONNX graph that nights run is checked against the numpy network it was built from, on
+    lengths that use the segment pooling's short last segment (230 frames -> 115 after the stride)."""
+    from pipeline.transcribe.speaker_model import open_session
+
+    reference = CAMPPlus.load(speaker_graph.parent / WEIGHTS_NAME)
+    session = open_session(speaker_graph)
+    for frames in (40, 150, 230):
+        features = np.random.default_rng(frames).normal(size=(2, frames, 80)).astype(np.float32)
+        a, b = reference.embed(features), session.run(None, {"features": features})[0]
+        assert a.shape == (2, 192)
+        assert np.allclose(a, b, atol=1e-3), np.abs(a - b).max()
+
+
+def test_the_weights_reader_refuses_anything_but_tensors(tmp_path):
+    """A .pt file is a pickle, and a pickle can run code: only tensors are read."""
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": Evil()}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+        read_state_dict(path)
+
+
+def test_one_voice_is_closer_to_itself_than_to_another(embedder, config):
+    """Agent and customer of a stereo call, each on their own channel, 2 s stretches of each."""
+    audio = decode_audio(DEMO / "recordings" / "call02.flac").channels_data
+    vectors = []
+    for row in (0, 1):
+        regions = [(s, s + 2.0) for s, e in detect_speech(audio[row], config.voice_activity) if e - s >= 2.0][:3]
+        assert len(regions) == 3
+        vectors.append(embedder.embed(audio[row], regions))
+    same = [float(v[i] @ v[j]) for v in vectors for i in range(3) for j in range(i + 1, 3)]
+    different = [float(a @ b) for a in vectors[0] for b in vectors[1]]
+    assert min(same) > 0.6 and max(different) < 0.5, (same, different)
+    assert np.allclose(np.linalg.norm(vectors[0], axis=1), 1.0, atol=1e-5)
+
+
+def test_windows_cover_each_region_once_without_overlap_beyond_evening_out():
+    options = DiarisationOptions()
+    windows = speech_windows([(0.0, 0.3), (1.0, 2.5), (3.0, 7.1)], options)
+    assert (0.0, 0.3) not in windows  # too short for an embedding of its own
+    assert windows[0] == (1.0, 2.5)
+    long = [w for w in windows if w[0] >= 3.0]
+    assert len(long) == 3 and long[0][0] == 3.0 and abs(long[-1][1] - 7.1) < 1e-9
+    assert all(abs((e - s) - options.window_s) < 1e-9 for s, e in long)
+
+
+@pytest.mark.parametrize("call", ["call01.flac", "call04.flac", "call07.flac"])
+def test_a_mixed_down_call_is_split_into_its_two_voices(embedder, config, call):
+    audio = decode_audio(DEMO / "recordings" / call).channels_data
+    truth = [detect_speech(audio[row], config.voice_activity) for row in (0, 1)]
+    mono = audio.mean(axis=0)
+    regions = detect_speech(mono, config.voice_activity)
+    found = diarise(mono, regions, embedder)
+    # every second of voice activity is in exactly one speaker region, in time order
+    assert sum(r.end_s - r.start_s for r in found) == pytest.approx(sum(e - s for s, e in regions), abs=1e-6)
+    assert all(a.end_s <= b.start_s + 1e-9 for a, b in zip(found, found[1:]))
+    speakers = sorted({r.speaker for r in found})
+    assert speakers[:2] == [0, 1]
+    # by time, each voice's speech goes to one speaker number
+    agreement = np.zeros((len(speakers), 2))
+    for r in found:
+        agreement[r.speaker] += [overlap(r.start_s, r.end_s, truth[0]), overlap(r.start_s, r.end_s, truth[1])]
+    right = max(agreement[0, 0] + agreement[1, 1], agreement[0, 1] + agreement[1, 0])
+    assert right / agreement.sum() >= 0.9, agreement
+    assert np.mean([r.confidence for r in found]) > 0.5
+
+
+def test_one_voice_alone_is_one_speaker(embedder, config):
+    audio = decode_audio(DEMO / "recordings" / "call02.flac").channels_data[0]
+    regions = detect_speech(audio, config.voice_activity)
+    found = diarise(audio, regions, embedder)
+    by_speaker = {}
+    for r in found:
+        by_speaker[r.speaker] = by_speaker.get(r.speaker, 0.0) + r.end_s - r.start_s
+    assert max(by_speaker.values()) / sum(by_speaker.values()) > 0.9, by_speaker
