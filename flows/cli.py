@@ -200,7 +200,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     from pipeline.transcribe import model as asr
 
     console = _console()
-    from pipeline.transcribe import speaker_model
+    from pipeline.speakers import model as speaker_model
 
     if args.action == "install":
         path = asr.install_bundled_model(force=args.force)

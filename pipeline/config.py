@@ -23,6 +23,11 @@ from .validation import Source, build_options, read_toml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LEXICONS_DIR = PROJECT_ROOT / "lexicons"
 
+
+def models_dir() -> Path:
+    """Where assembled models live: ``$CALLQA_MODELS_DIR`` or the project's ``models/``."""
+    return Path(os.environ.get("CALLQA_MODELS_DIR", PROJECT_ROOT / "models"))
+
 AgentChannel = Literal["left", "right", "mono"]
 AGENT_CHANNELS: tuple[str, ...] = typing.get_args(AgentChannel)
 PRIVACY_KINDS = ("landline", "phone", "id_card", "bank_card")
@@ -132,6 +137,40 @@ class SegmentationOptions:
         if self.group_speech_s < 30:
             problems.append(("group_speech_s", "group_speech_s must be at least 30 seconds"))
         return problems
+
+
+@dataclass(frozen=True)
+class DiarisationOptions:
+    """How mono recordings are split into speakers, and when their roles are trusted.
+
+    Attributes:
+        enabled: split mono recordings into speakers and find the agent (needs the speaker model,
+            ``callqa model install``); off: a mono recording is one speaker ``unknown``.
+        window_s: length of the windows speech is embedded in (CAM++ is reliable from about 1 s).
+        min_window_s: a region shorter than this gets no embedding of its own; it takes the speaker of
+            the nearest window in time.
+        merge_similarity: clusters are merged while their average cosine similarity is above this
+            (one voice: 0.6-0.9 between windows; two voices: 0.0-0.45, measured on the demo corpus).
+        min_speaker_s: a cluster with less speech than this is not a speaker of its own.
+        max_cluster_windows: at most this many windows are clustered (evenly chosen); the others join
+            the nearest cluster (bounds the time on long recordings).
+    """
+
+    enabled: bool = True
+    window_s: float = 1.5
+    min_window_s: float = 0.4
+    merge_similarity: float = 0.55
+    min_speaker_s: float = 4.0
+    max_cluster_windows: int = 400
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not 0.5 <= self.window_s <= 10:
+            problems.append(("window_s", "window_s must be between 0.5 and 10 seconds"))
+        if not -1 < self.merge_similarity < 1:
+            problems.append(("merge_similarity", "merge_similarity must be between -1 and 1"))
+        return problems
+
 
 
 @dataclass(frozen=True)
@@ -282,6 +321,7 @@ class CallqaConfig:
     voice_activity: VoiceActivityOptions = field(default_factory=VoiceActivityOptions)
     segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
     guard: GuardOptions = field(default_factory=GuardOptions)
+    diarisation: DiarisationOptions = field(default_factory=DiarisationOptions)
     input: InputOptions = field(default_factory=InputOptions)
     privacy: PrivacyOptions = field(default_factory=PrivacyOptions)
     rules: RulesOptions = field(default_factory=RulesOptions)

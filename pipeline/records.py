@@ -20,7 +20,16 @@ from pathlib import Path
 
 SPEAKER_AGENT = "agent"
 SPEAKER_CUSTOMER = "customer"
-SPEAKER_UNKNOWN = "unknown"  # mono recordings, until role attribution exists
+SPEAKER_UNKNOWN = "unknown"  # a mono recording whose speakers were not split (no speaker model)
+SPEAKER_OTHER = "other"  # a third voice in a mono recording (a supervisor, a transfer)
+
+# calls.roles_method: how each utterance's speaker was decided
+ROLES_CHANNELS = "channels"  # stereo: agent and customer on their own channels
+ROLES_WORDS = "diarised+words"  # mono: voices split, the agent's found by what it says (and when)
+ROLES_NONE = "none"  # mono, voices not split: speaker unknown
+# Below this roles confidence, who is the agent in a mono recording is not trusted: rules about one
+# role do not apply to it (not_applicable, with the reason), and it is not scored (unscorable).
+MIN_ROLE_CONFIDENCE = 0.7
 
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not_applicable"
 OUTCOMES = (PASS, FAIL, NOT_APPLICABLE)
@@ -117,6 +126,7 @@ class Utterance:
     avg_logprob: float
     no_speech_prob: float
     words: list[Word] = field(default_factory=list)
+    role_confidence: float | None = None  # 1 on stereo; mono: how sure the speaker is right; None: unknown
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,8 @@ class CallResult:
     content_sha256: str | None = None
     transcription_fingerprint: str | None = None
     truncated: bool = False  # decoding stopped early, or the file holds less audio than its header says
+    roles_method: str | None = None  # ROLES_*: how the speakers were decided
+    roles_confidence: float | None = None  # how sure the agent is the agent (1 on stereo)
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.5"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.6"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
@@ -17,6 +17,8 @@ SCHEMA_VERSION = "1.5"  # 1.1: scores on calls, deductions on rule_results, agen
 #      it, which a rescore retries)
 # 1.5: calls.status "unscorable" (transcribed, but no whole conversation to score) with status_reason;
 #      calls.truncated; calls rows for inputs rejected before processing; agent_scores.unscorable_calls
+# 1.6: mono recordings split into speakers: utterances.role_confidence, calls.roles_method and
+#      roles_confidence; speaker "other" (a third voice)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -81,12 +83,14 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("error_stage", pa.string()),  # status error: the stage it failed at (decode, transcribe, rules…)
     pa.field("status_reason", pa.string()),  # unscorable or error: why, in words
     pa.field("truncated", pa.bool_()),  # the recording is cut off (decoding stopped early, or short of its header)
+    pa.field("roles_method", pa.string()),  # channels | diarised+words | none
+    pa.field("roles_confidence", pa.float32()),  # how sure the agent is the agent (1 on stereo)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
     pa.field("call_id", pa.string(), nullable=False),
     pa.field("utterance_idx", pa.int32(), nullable=False),
-    pa.field("speaker", pa.string(), nullable=False),  # agent | customer | unknown
+    pa.field("speaker", pa.string(), nullable=False),  # agent | customer | other | unknown
     pa.field("start_s", pa.float64(), nullable=False),
     pa.field("end_s", pa.float64(), nullable=False),
     pa.field("text", pa.string(), nullable=False),
@@ -94,6 +98,7 @@ UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
     pa.field("avg_logprob", pa.float32()),
     pa.field("no_speech_prob", pa.float32()),
     pa.field("words", pa.list_(WORD)),
+    pa.field("role_confidence", pa.float32()),  # 1 on stereo; mono: how sure the speaker is right
 ])
 
 VOICE_ACTIVITY = _schema("voice_activity", ("call_id", "speaker", "start_s"), [

@@ -34,7 +34,7 @@ def model(config):
 @pytest.fixture(scope="session")
 def speaker_graph() -> Path:
     """The CAM++ speaker model's ONNX graph, installed (and verified) on first use."""
-    from pipeline.transcribe.speaker_model import install_speaker_model, verify_speaker_model
+    from pipeline.speakers.model import install_speaker_model, verify_speaker_model
 
     install_speaker_model()
     return verify_speaker_model()

@@ -14,7 +14,9 @@ PACKAGE = Path(pipeline.__file__).parent
 FOUNDATION = {"pipeline.errors", "pipeline.validation", "pipeline.config", "pipeline.records", "pipeline.schemas",
               "pipeline.text"}
 ALLOWED = {
-    "pipeline.transcribe": {"pipeline.storage.hashing"},  # audio -> utterances; hashes recordings and weights
+    "pipeline.transcribe": {"pipeline.storage.hashing", "pipeline.speakers"},  # audio -> utterances; hashes
+    # recordings and weights; splits mono recordings into voices
+    "pipeline.speakers": {"pipeline.storage.hashing"},  # voices of a mono recording, and which is the agent's
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
     "pipeline.storage": set(),  # the tables: knows rows, not how they were made
     "pipeline.scoring": {"pipeline.rules", "pipeline.storage"},
@@ -102,6 +104,7 @@ def test_every_error_class_lives_in_errors():
 READING_ORDER = {
     "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
                             "privacy", "recording"],
+    "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
     "pipeline.rules": ["options", "lexicon", "matching", "checks", "engine", "dialogue"],
     "pipeline.scoring": ["rubric", "scorable", "scores", "tables"],

@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import DEMO
 from pipeline.transcribe.audio import decode_audio, detect_speech
-from pipeline.transcribe.campplus import CAMPPlus, read_state_dict
-from pipeline.transcribe.diarize import DiarisationOptions, Embedder, diarise, speech_windows
-from pipeline.transcribe.speaker_model import WEIGHTS_NAME
+from pipeline.speakers.embedding import CAMPPlus, read_state_dict
+from pipeline.speakers.diarize import DiarisationOptions, Embedder, diarise, speech_windows
+from pipeline.speakers.model import WEIGHTS_NAME
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def overlap(start, end, regions):
 def test_the_graph_gives_the_numpy_networks_embeddings(speaker_graph):
     """The ONNX graph that nights run is checked against the numpy network it was built from, on
     lengths that use the segment pooling's short last segment (230 frames -> 115 after the stride)."""
-    from pipeline.transcribe.speaker_model import open_session
+    from pipeline.speakers.model import open_session
 
     reference = CAMPPlus.load(speaker_graph.parent / WEIGHTS_NAME)
     session = open_session(speaker_graph)

@@ -15,12 +15,17 @@ def engine():
     return RuleEngine(load_lexicons())  # the project's lexicons: the standard rules
 
 
-def outcomes(engine, dialogue: str, company: str = "星河通信", mono: bool = False):
+def outcomes(engine, dialogue: str, company: str = "星河通信", mono: bool = False,
+             roles_confidence: float | None = None):
+    """The rules on a typed dialogue. ``mono``: one channel, voices not split (speaker unknown);
+    ``roles_confidence``: one channel, voices split and named with this confidence."""
     call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company=company)
     if mono:
         call["channels"] = 1
         for row in utterances + voice:
             row["speaker"] = "unknown"
+    if roles_confidence is not None:
+        call["channels"], call["roles_confidence"] = 1, roles_confidence
     evaluation = evaluate_calls(engine, [call], utterances, voice)
     assert not evaluation.crashed, evaluation.crashed
     return {r.rule_id: r for r in evaluation.results}, evaluation.hits
@@ -203,9 +208,23 @@ def test_interruption_and_its_not_applicable_cases(engine):
     """)
     assert results["manner.interruption"].outcome == "fail"
     assert "started at 4.5s" in results["manner.interruption"].evidence
-    results, _ = outcomes(engine, GOOD, mono=True)
+    results, _ = outcomes(engine, GOOD, roles_confidence=0.95)  # mono, voices split and named
     assert results["manner.interruption"].outcome == "not_applicable"
-    assert results["opening.greeting"].outcome == "pass"  # mono: the rules read all speech
+    assert "cannot be told" in results["manner.interruption"].evidence
+    assert results["opening.greeting"].outcome == "pass"  # the agent's rules read the agent's voice
+
+
+@pytest.mark.parametrize("mono, confidence, reason", [
+    (True, None, "voices not split"),
+    (False, 0.6, "confidence 0.60 (below 0.7)"),
+])
+def test_rules_about_one_role_do_not_guess_when_roles_are_not_known(engine, mono, confidence, reason):
+    results, hits = outcomes(engine, GOOD, mono=mono, roles_confidence=confidence)
+    for rule_id in ("opening.greeting", "courtesy.ninhao", "closing.farewell", "forbidden.phrase", "hold.notice"):
+        assert results[rule_id].outcome == "not_applicable" and reason in results[rule_id].evidence, rule_id
+    assert not [h for h in hits if h.rule_id == "opening.greeting"]
+    confident, _ = outcomes(engine, GOOD, roles_confidence=0.71)
+    assert confident["opening.greeting"].outcome == "pass" and confident["closing.farewell"].outcome == "pass"
 
 
 def test_speech_rate(engine):

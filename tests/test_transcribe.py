@@ -45,17 +45,37 @@ def test_agent_on_the_right_channel(model, config):
     assert first.speaker == "customer"  # the left channel now belongs to the customer
 
 
-def test_mono_is_transcribed_once_with_speaker_unknown(model, config):
-    result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="mono"), model, config)
+def test_mono_without_splitting_voices_is_one_speaker_unknown(model, config):
+    from dataclasses import replace
+
+    off = replace(config, diarisation=replace(config.diarisation, enabled=False))
+    result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="mono"), model, off)
     assert result.status == "ok" and result.channels == 1 and result.utterances
     assert {u.speaker for u in result.utterances} == {"unknown"}
-    assert result.warnings == []
+    assert {u.role_confidence for u in result.utterances} == {None}
+    assert result.roles_method == "none" and result.warnings == []
+
+
+def test_mono_of_one_voice_is_named_but_not_trusted(model, config):
+    """2.5 s of one voice saying nothing an agent says: the one voice is the agent's best guess, at
+    confidence 0.5, below what the rules trust."""
+    result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="mono"), model, config)
+    assert result.roles_method == "diarised+words" and result.roles_confidence == 0.5
+    assert {u.speaker for u in result.utterances} == {"agent"}
+    assert all(u.role_confidence <= 0.5 for u in result.utterances)
+    assert "1 voice;" in result.warnings[0] and "roles not trusted" in result.warnings[0]
 
 
 def test_mono_file_with_a_stereo_manifest_row_is_flagged(model, config):
     result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="left"), model, config)
-    assert {u.speaker for u in result.utterances} == {"unknown"}
+    assert result.roles_method == "diarised+words"
     assert "file is mono" in result.warnings[0]
+
+
+def test_stereo_roles_come_from_the_channels(model, config):
+    result = process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav"), model, config)
+    assert result.roles_method == "channels" and result.roles_confidence == 1.0
+    assert {u.role_confidence for u in result.utterances} == {1.0}
 
 
 def test_utterances_split_at_a_long_hold(model, config):

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from ..records import FAIL, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
+from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
@@ -42,21 +42,32 @@ class CallData:
     voice: list[tuple[str, float, float]] = field(default_factory=list)  # (speaker, start_s, end_s)
     agent_language: str | None = None
     agent_language_prob: float | None = None
+    roles_confidence: float | None = None  # mono: how sure the agent is the agent (calls.roles_confidence)
 
     @property
     def mono(self) -> bool:
         speakers = {u.speaker for u in self.utterances} | {v[0] for v in self.voice}
         return (self.channels == 1) or (bool(speakers) and speakers <= {SPEAKER_UNKNOWN})
 
+    @property
+    def roles_unknown(self) -> str | None:
+        """Why who is the agent cannot be trusted on this call (None: it can): a mono recording whose
+        voices were not split, or whose agent was found with too little confidence."""
+        speakers = {u.speaker for u in self.utterances} | {v[0] for v in self.voice}
+        if speakers and speakers <= {SPEAKER_UNKNOWN}:
+            return "mono recording, voices not split: who is the agent is unknown"
+        if self.mono and self.roles_confidence is not None and self.roles_confidence < MIN_ROLE_CONFIDENCE:
+            return (f"mono recording: the agent's voice was found with confidence {self.roles_confidence:.2f} "
+                    f"(below {MIN_ROLE_CONFIDENCE:g}): who said what is not trusted")
+        return None
+
     def by_role(self, role: str) -> list[UtteranceView]:
         if role == "any":
             return list(self.utterances)
-        if self.mono:  # no role attribution for mono yet: the rules read all speech
-            return [u for u in self.utterances if u.speaker == SPEAKER_UNKNOWN]
         return [u for u in self.utterances if u.speaker == role]
 
     def voice_of(self, role: str) -> list[tuple[float, float]]:
-        if role == "any" or self.mono:
+        if role == "any":
             return [(s, e) for _, s, e in self.voice]
         return [(s, e) for who, s, e in self.voice if who == role]
 
@@ -120,7 +131,7 @@ def _span_of(views: list[UtteranceView]) -> tuple[float, float] | None:
 
 
 def _role_label(call: CallData, role: str) -> str:
-    return f"{role} (mono: all speech)" if call.mono and role != "any" else role
+    return role
 
 
 def _window(utterances: list[UtteranceView], window: Window | None) -> list[UtteranceView]:

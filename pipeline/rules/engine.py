@@ -70,7 +70,14 @@ class RuleEngine:
         """
         hits: list[Hit] = []
         results: list[RuleResult] = []
+        unknown = call.roles_unknown
         for spec in self.lexicons.rules:
+            roles = {getattr(spec.options, "role", "any"), getattr(spec.options, "other", "any")} - {"any"}
+            if unknown and (roles or spec.type == "hold"):  # about one role (holds: after the agent first
+                # speaks), and who is who is not known: no guess
+                results.append(RuleResult(call.call_id, call.agent_id, spec.rule_id, NOT_APPLICABLE, 0,
+                                          unknown, self.lexicons.version))
+                continue
             try:
                 checked = CHECKS[spec.type](self, spec, call)
             except Exception as exc:
@@ -162,7 +169,8 @@ def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterab
         data = CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "",
                         call.get("channels"), call.get("duration_s"),
                         [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []),
-                        _present(call.get("agent_language")), _present(call.get("agent_language_prob")))
+                        _present(call.get("agent_language")), _present(call.get("agent_language_prob")),
+                        _present(call.get("roles_confidence")))
         try:
             call_hits, call_results = engine.evaluate(data)
         except RuleError as exc:

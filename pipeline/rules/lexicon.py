@@ -85,6 +85,11 @@ class LexiconSet:
         return [g for gid, g in self.groups.items() if any(fnmatch.fnmatchcase(gid, p) for p in patterns)]
 
 
+# Lists in the lexicon folder that are not rule phrase groups: the hallucination guard's phrases and
+# the agent's phrases that tell the voices of a mono recording apart (both read by the first half).
+NOT_PHRASE_GROUPS = {"hallucinations.txt", "roles.txt"}
+
+
 def _yes_no(value: str, where: str, problems: list[str]) -> bool:
     if value.lower() in ("yes", "true", "1"):
         return True
@@ -278,7 +283,7 @@ def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
         raise LexiconError([f"{folder}: lexicon folder not found"])
     digest = hashlib.sha256()
     groups: dict[str, Group] = {}
-    files = sorted(p for p in folder.glob("*.txt") if p.name != "hallucinations.txt")
+    files = sorted(p for p in folder.glob("*.txt") if p.name not in NOT_PHRASE_GROUPS)
     for path in files:
         try:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER
+from ..records import MIN_ROLE_CONFIDENCE, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
 from .rubric import ScoreOptions
 
 # Less than this much voice on a stereo call's customer channel is a dead line, not a quiet customer.
@@ -48,17 +48,27 @@ def assess(call: dict, voice: list[tuple[str, float, float]], policy: ScoreOptio
     """
     speakers = {who for who, _, _ in voice}
     stereo = call.get("channels") == 2 and bool(speakers & {SPEAKER_AGENT, SPEAKER_CUSTOMER})
-    agent_s = speech_seconds(voice, {SPEAKER_AGENT}) if stereo else speech_seconds(voice, speakers)
+    roles = stereo or SPEAKER_AGENT in speakers
+    agent_s = speech_seconds(voice, {SPEAKER_AGENT}) if roles else speech_seconds(voice, speakers)
     duration = call.get("duration_s") or 0.0
     if call.get("truncated") and not policy.score_truncated:
         return Assessment(False, f"the recording is cut off after {duration:.1f} s (decoding stopped early, or the "
                                  "file holds less audio than its header declares): the rest of the "
                                  "conversation is missing, so it is not scored ([score] score_truncated)")
     if agent_s < policy.min_agent_speech_s:
-        where = "on the agent's channel" if stereo else "in the recording"
+        where = "on the agent's channel" if stereo else ("in the agent's voice" if roles else "in the recording")
         return Assessment(False, f"{agent_s:.1f} s of speech {where} in {duration:.1f} s of audio; a call needs "
                                  f"{policy.min_agent_speech_s:g} s of agent speech to be scored "
                                  "([score] min_agent_speech_s)")
+    if speakers and speakers <= {SPEAKER_UNKNOWN}:
+        return Assessment(False, "mono recording whose voices were not split (the speaker model is not installed, "
+                                 "or [diarisation] enabled = false): the agent's words cannot be told from the "
+                                 "customer's, so it is not scored")
+    confidence = call.get("roles_confidence")
+    if not stereo and confidence is not None and confidence < MIN_ROLE_CONFIDENCE:
+        return Assessment(False, f"mono recording: which voice is the agent's was found with confidence "
+                                 f"{confidence:.2f} (below {MIN_ROLE_CONFIDENCE:g}), so it is not scored; "
+                                 "its rules about one role are not applicable")
     warnings = []
     if stereo and speech_seconds(voice, {SPEAKER_CUSTOMER}) < DEAD_CHANNEL_S:
         warnings.append(DEAD_CUSTOMER_WARNING)

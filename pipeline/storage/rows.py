@@ -49,7 +49,8 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "path": str(Path(rec.path).resolve()) if rec.path is not None else None,
         "error_stage": result.error.stage if result.error is not None else None,
         "status_reason": f"{result.error.error_type}: {result.error.message}" if result.error is not None else None,
-        "truncated": result.truncated}
+        "truncated": result.truncated, "roles_method": result.roles_method,
+        "roles_confidence": result.roles_confidence}
 
 
 def rejected_call_id(error: ErrorRecord) -> str:
@@ -66,7 +67,8 @@ def rejected_row(error: ErrorRecord, run_id: str, date: str, now: datetime) -> d
         "model": "", "processed_at": now, "run_id": run_id, "n_utterances": 0, "warnings": [],
         "agent_language": None, "agent_language_prob": None, "content_sha256": None,
         "transcription_fingerprint": None, "path": error.path, "error_stage": error.stage,
-        "status_reason": f"{error.error_type}: {error.message}", "truncated": None}
+        "status_reason": f"{error.error_type}: {error.message}", "truncated": None, "roles_method": None,
+        "roles_confidence": None}
 
 
 def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], run_id: str,

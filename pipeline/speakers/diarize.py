@@ -2,7 +2,7 @@
 
 A mono recording has one channel for both voices, so its voice activity says when someone speaks, not
 who. Each region of voice activity is covered by windows of ``window_s`` (1.5 s; a shorter region is
-one window of its own length), each window gets a CAM++ embedding (:mod:`pipeline.transcribe.campplus`),
+one window of its own length), each window gets a CAM++ embedding (:mod:`pipeline.speakers.embedding`),
 and the embeddings are clustered by cosine similarity (average linkage, merged while the clusters are
 more alike than ``merge_similarity``), then refined by assigning every window to its nearest cluster.
 Clusters with less speech than ``min_speaker_s`` are folded into the nearest larger one (a cough, a
@@ -20,31 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .campplus import SAMPLE_RATE, fbank
+from ..config import DiarisationOptions
+from .embedding import SAMPLE_RATE, fbank
 
 FRAME_S = 0.01  # filterbank frame shift
-
-
-@dataclass(frozen=True)
-class DiarisationOptions:
-    """How mono recordings are split into speakers.
-
-    Attributes:
-        window_s: length of the windows speech is embedded in (CAM++ is reliable from about 1 s).
-        min_window_s: a region shorter than this gets no embedding of its own; it takes the speaker of
-            the nearest window in time.
-        merge_similarity: clusters are merged while their average cosine similarity is above this
-            (one voice: 0.6-0.9 between windows; two voices: 0.0-0.45, measured on the demo corpus).
-        min_speaker_s: a cluster with less speech than this is not a speaker of its own.
-        max_cluster_windows: at most this many windows are clustered (evenly chosen); the others join
-            the nearest cluster (bounds the time on long recordings).
-    """
-
-    window_s: float = 1.5
-    min_window_s: float = 0.4
-    merge_similarity: float = 0.55
-    min_speaker_s: float = 4.0
-    max_cluster_windows: int = 400
 
 
 @dataclass(frozen=True)
@@ -61,7 +40,7 @@ class Embedder:
     """CAM++ in onnxruntime: ``embed(audio, windows)`` gives unit-length embeddings."""
 
     def __init__(self, graph_path, threads: int = 1):
-        from .speaker_model import open_session
+        from .model import open_session
 
         self.session = open_session(graph_path, threads)
 
@@ -171,9 +150,15 @@ def diarise(audio: np.ndarray, regions: list[tuple[float, float]], embedder: Emb
         time order; every second of ``regions`` is in exactly one of them.
     """
     windows = speech_windows(regions, options)
+    return label_regions(regions, windows, embedder.embed(audio, windows), options)
+
+
+def label_regions(regions: list[tuple[float, float]], windows: list[tuple[float, float]], embeddings: np.ndarray,
+                  options: DiarisationOptions) -> list[SpeakerRegion]:
+    """The speaker regions from the windows' embeddings (see :func:`diarise`); windows may be missing
+    (a long recording's windows across two pieces): their time takes the nearest window's speaker."""
     if not windows:
         return [SpeakerRegion(0, s, e, 0.0) for s, e in regions]
-    embeddings = embedder.embed(audio, windows)
     weights = np.array([e - s for s, e in windows])
     labels = cluster(embeddings, weights, options)
     centroids = _centroids(embeddings, labels, weights, int(labels.max()) + 1)
