@@ -16,7 +16,8 @@ FOUNDATION = {"pipeline.errors", "pipeline.validation", "pipeline.config", "pipe
 ALLOWED = {
     "pipeline.transcribe": {"pipeline.storage.hashing", "pipeline.speakers"},  # audio -> utterances; hashes
     # recordings and weights; splits mono recordings into voices
-    "pipeline.speakers": {"pipeline.storage.hashing"},  # voices of a mono recording, and which is the agent's
+    # voices of a mono recording, and which is the agent's; its model is installed as the Whisper one is
+    "pipeline.speakers": {"pipeline.storage.hashing", "pipeline.transcribe.model"},
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
     "pipeline.storage": set(),  # the tables: knows rows, not how they were made
     "pipeline.scoring": {"pipeline.rules", "pipeline.storage"},

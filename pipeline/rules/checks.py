@@ -130,10 +130,6 @@ def _span_of(views: list[UtteranceView]) -> tuple[float, float] | None:
     return (views[0].start_s, views[-1].end_s) if views else None
 
 
-def _role_label(call: CallData, role: str) -> str:
-    return role
-
-
 def _window(utterances: list[UtteranceView], window: Window | None) -> list[UtteranceView]:
     if window is None or not utterances:
         return utterances
@@ -156,7 +152,7 @@ def _scope(call: CallData, role: str, window: Window | None) -> tuple[list[Utter
     role never spoke."""
     spoken = call.by_role(role)
     if not spoken:
-        return None, f"no {_role_label(call, role)} speech"
+        return None, f"no {role} speech"
     return _window(spoken, window), role
 
 
@@ -189,7 +185,7 @@ def check_keyword(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     if scope is None:
         return CheckResult(NOT_APPLICABLE, role)
     found = engine.find(call, scope, opts.lexicon)
-    where = f"{len(scope)} {_role_label(call, role)} utterance(s)"
+    where = f"{len(scope)} {role} utterance(s)"
     if scope:
         where += f" {scope[0].start_s:.1f}-{scope[-1].end_s:.1f}s"
     return _judge(opts.mode, found, opts.min_hits, where,
@@ -282,7 +278,7 @@ def check_speech_rate(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> C
     spoken = call.by_role(opts.role)
     seconds = sum(u.end_s - u.start_s for u in spoken)
     if seconds < opts.min_speech_s:
-        return CheckResult(NOT_APPLICABLE, f"only {seconds:.1f} s of {_role_label(call, opts.role)} speech")
+        return CheckResult(NOT_APPLICABLE, f"only {seconds:.1f} s of {opts.role} speech")
     cpm = sum(len(u.key) for u in spoken) / seconds * 60
     verdict = PASS if opts.min_cpm <= cpm <= opts.max_cpm else FAIL
     example = spoken[0]  # a pass points at the first utterance, a failure at the utterance furthest off the band
@@ -337,7 +333,7 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     opts: DialectOptions = spec.options
     spoken = call.by_role(opts.role)
     if not spoken:
-        return CheckResult(NOT_APPLICABLE, f"no {_role_label(call, opts.role)} speech")
+        return CheckResult(NOT_APPLICABLE, f"no {opts.role} speech")
     found = engine.find(call, spoken, opts.lexicon)
     language, probability = call.agent_language, call.agent_language_prob
     if (language and language in opts.languages and probability is not None

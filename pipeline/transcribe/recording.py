@@ -31,8 +31,9 @@ from pathlib import Path
 
 from ..config import CallqaConfig
 from ..errors import PipelineError, TransientInputError
-from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, ROLES_NONE, ROLES_WORDS, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_OTHER,
-                       SPEAKER_UNKNOWN, STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, Recording, SpeechRegion, Turn)
+from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, ROLES_NONE, ROLES_WORDS, SPEAKER_AGENT, SPEAKER_CUSTOMER,
+                       SPEAKER_OTHER, SPEAKER_UNKNOWN, STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, Recording,
+                       SpeechRegion, Turn)
 from ..storage.hashing import file_sha256
 from .audio import TARGET_RATE, AudioStream, detect_speech
 from .decode import TurnClips, WholeAudio, identify_language, render_prompt, transcribe_turns, turn_bounds
