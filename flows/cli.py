@@ -236,17 +236,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
     lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
     console = _console()
     if args.action == "check":
+        from pipeline.speakers.agent import role_cues
         from pipeline.scoring.rubric import load_rubric
         from pipeline.transcribe.guard import load_phrases
         from pipeline.validation import effective_options
 
         rubric = load_rubric(args.rubric or config.rules.rubric, [r.rule_id for r in lexicons.rules])
         hallucinations = load_phrases(config.guard.phrases_file)
+        cues = role_cues(folder)  # LexiconError names the file and line
         phrases = sum(len(g.phrases) for g in lexicons.groups.values())
         console.print(f"{folder}: OK, {len(lexicons.files)} files, {len(lexicons.groups)} phrase groups, "
                       f"{phrases} phrases, {len(lexicons.rules)} rules (version {lexicons.version}); "
                       f"rubric {rubric.source}: OK (version {rubric.version}, pass mark {rubric.pass_mark:g}); "
-                      f"hallucination list {config.guard.phrases_file}: OK, {len(hallucinations)} entries")
+                      f"hallucination list {config.guard.phrases_file}: OK, {len(hallucinations)} entries; "
+                      f"agent phrases for mono recordings (roles.txt): OK, {len(cues)}")
         table = Table(title="rules, with their effective options (defaults included)")
         for column in ("rule id", "type", "description", "options"):
             table.add_column(column, overflow="fold")

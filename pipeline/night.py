@@ -32,6 +32,7 @@ from .config import CallqaConfig, load_config, resolve_concurrency
 from .errors import TransientInputError
 from .records import STATUS_ERROR, CallResult, ErrorRecord, Recording
 from .rules.engine import RuleEngine
+from .speakers.agent import role_cues
 from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
 from .storage.incremental import StoredTranscripts, find_stored_transcripts
 from .storage.lock import OutputLock
@@ -61,6 +62,7 @@ def check_standards(config: CallqaConfig) -> None:
     """
     load_rules_and_rubric(config.rules.lexicons, config.rules.rubric)
     load_phrases(config.guard.phrases_file)
+    role_cues(config.rules.lexicons)
 
 
 def plan_batches(items: Sequence[T], duration_of: Callable[[T], float | None], target_s: float,

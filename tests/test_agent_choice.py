@@ -55,3 +55,24 @@ def test_the_cue_list_reports_a_bad_line(tmp_path):
         read_role_cues(path)
     path.write_text("2 工号\n请问\n", encoding="utf-8")
     assert read_role_cues(path) == [(2.0, "工号"), (1.0, "请问")]
+
+
+def test_a_bad_cue_list_stops_a_night_before_any_audio_is_read(tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from pipeline.config import load_config
+    from pipeline.night import check_standards
+    from pipeline.speakers.agent import role_cues
+
+    config = load_config()
+    lexicons = tmp_path / "lexicons"
+    shutil.copytree(config.rules.lexicons, lexicons)
+    config = replace(config, rules=replace(config.rules, lexicons=str(lexicons)))
+    assert role_cues(lexicons) == CUES
+    (lexicons / "roles.txt").write_text("2 工号\nx 为您 服务\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match="roles.txt:2"):
+        check_standards(config)
+    (lexicons / "roles.txt").unlink()
+    check_standards(config)  # no list: mono voices are named by who spoke first alone
+    assert role_cues(lexicons) == []

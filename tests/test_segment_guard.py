@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.records import Turn, TurnWord
-from pipeline.transcribe.decode import _piece_for, pack_turns
+from pipeline.transcribe.decode import MutedAudio, WholeAudio, _piece_for, pack_turns
 from pipeline.config import GuardOptions, SegmentationOptions
 from pipeline.errors import HallucinationListError
 from pipeline.transcribe.guard import HallucinationGuard, load_phrases
@@ -57,6 +57,26 @@ def test_packing_fills_windows_and_pads_turns():
     assert pieces[0].orig_start == 0.5 and pieces[0].packed_end - pieces[0].packed_start == 9.0
     _, windows, _ = pack_turns(turns, channels, window_s=30.0, gap_s=0.3, one_per_window=True)
     assert len(windows) == 3
+
+
+def test_a_mono_recordings_voices_are_packed_apart_and_read_with_the_others_silenced():
+    rate = 16000
+    mono = np.ones((1, rate * 20), dtype=np.float32)  # one channel: both voices in it
+    voice1 = [(1.0, 4.0), (4.5, 8.0)]  # voice1 speaks, voice2 says 嗯 at 4.0-4.5 and answers at 8.0-10.0
+    voice2 = [(4.0, 4.5), (8.0, 10.0)]
+    turns = [Turn("voice1", 0, 1.0, 8.0), Turn("voice2", 0, 8.0, 10.0)]
+    audio = MutedAudio(WholeAudio(mono), {"voice1": voice2, "voice2": voice1})
+    clip, start = audio.clip(turns[0], 0.3)  # 0.7 .. 8.3 s
+    assert start == round(0.7 * rate) and clip.size == round(7.6 * rate)
+    silent = np.flatnonzero(clip == 0.0) / rate + 0.7
+    assert silent.min() == pytest.approx(4.0) and silent.max() == pytest.approx(8.3 - 1 / rate)  # 嗯 and the answer
+    assert (clip[round(3.3 * rate): round(3.8 * rate)] == 0.0).all() and (clip[: round(3.3 * rate)] == 1.0).all()
+    assert (mono == 1.0).all()  # the recording itself is untouched
+    reply, _ = audio.clip(turns[1], 0.3)  # 7.7 .. 10.3 s: the end of voice1's turn is silenced
+    assert (reply[: round(0.3 * rate)] == 0.0).all() and (reply[round(0.3 * rate): round(2.3 * rate)] == 1.0).all()
+    # two voices of one channel never share a model window
+    _, windows, _ = pack_turns(turns, mono, window_s=30.0, gap_s=0.3)
+    assert len(windows) == 2
 
 
 def word(text, start, end, prob=0.9, turn=0, no_speech=0.01, logprob=-0.2):

@@ -41,6 +41,17 @@ def read_role_cues(path: Path) -> list[tuple[float, str]]:
     return cues
 
 
+def role_cues(lexicons: str | Path) -> list[tuple[float, str]]:
+    """The agent's phrases in a lexicons folder (its ``roles.txt``; none without one: the voices are then
+    told apart by who spoke first alone, with a low confidence).
+
+    Raises:
+        LexiconError: a line of it is not ``weight phrase`` or a phrase.
+    """
+    path = Path(lexicons) / "roles.txt"
+    return read_role_cues(path) if path.is_file() else []
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -9,6 +9,7 @@ and a stereo call costs about one window per 30 s of speech.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, replace
 from typing import Union
@@ -70,7 +71,34 @@ class TurnClips:
         return samples[a - start: b - start], a
 
 
-SpeechAudio = Union[WholeAudio, TurnClips]
+class MutedAudio:
+    """A mono recording's turns, each read with the other voices silenced: the samples of every region
+    of another voice (``others[speaker]``) inside a turn or its context are set to zero, so a turn
+    never carries another speaker's words (a customer's 嗯 inside an agent's turn, the first syllable
+    of the reply after it)."""
+
+    def __init__(self, audio: "WholeAudio | TurnClips", others: dict[str, list[tuple[float, float]]]):
+        self.audio = audio
+        self.others = {speaker: sorted(regions) for speaker, regions in others.items()}
+        self._ends = {speaker: [end for _, end in regions] for speaker, regions in self.others.items()}
+
+    def clip(self, turn: Turn, pad_s: float) -> tuple[np.ndarray, int]:
+        samples, a = self.audio.clip(turn, pad_s)
+        regions = self.others.get(turn.speaker, [])
+        b = a + samples.size
+        first = bisect.bisect_right(self._ends.get(turn.speaker, []), a / TARGET_RATE)
+        muted = None
+        for start, end in regions[first:]:
+            lo, hi = max(int(round(start * TARGET_RATE)), a), min(int(round(end * TARGET_RATE)), b)
+            if lo >= b:
+                break
+            if hi > lo:
+                muted = samples.copy() if muted is None else muted
+                muted[lo - a: hi - a] = 0.0
+        return (samples if muted is None else muted), a
+
+
+SpeechAudio = Union[WholeAudio, TurnClips, MutedAudio]
 
 
 def _audio(audio: SpeechAudio | np.ndarray) -> SpeechAudio:
@@ -105,19 +133,19 @@ def pack_turns(turns: list[Turn], audio: SpeechAudio | np.ndarray, window_s: flo
     pieces: list[_Piece] = []
     cursor = 0  # samples written so far
     window_start = 0
-    previous_channel = None
+    previous_voice = None
     for index, turn in enumerate(turns):
         clip, a = audio.clip(turn, pad_s)
         if clip.size == 0:
             continue
         full = cursor - window_start + clip.size > window_s * TARGET_RATE
-        if (full or one_per_window or turn.channel != previous_channel) and cursor > window_start:
+        if (full or one_per_window or (turn.channel, turn.speaker) != previous_voice) and cursor > window_start:
             windows.append({"start": window_start / TARGET_RATE, "end": cursor / TARGET_RATE})
             window_start = cursor
         pieces.append(_Piece(cursor / TARGET_RATE, (cursor + clip.size) / TARGET_RATE, index, a / TARGET_RATE))
         buffers.append(clip)
         cursor += clip.size
-        previous_channel = turn.channel
+        previous_voice = (turn.channel, turn.speaker)
         if cursor - window_start + gap.size <= window_s * TARGET_RATE:
             buffers.append(gap)
             cursor += gap.size

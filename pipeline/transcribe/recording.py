@@ -36,7 +36,8 @@ from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, ROLES_NONE, ROLES_WO
                        SpeechRegion, Turn)
 from ..storage.hashing import file_sha256
 from .audio import TARGET_RATE, AudioStream, detect_speech
-from .decode import TurnClips, WholeAudio, identify_language, render_prompt, transcribe_turns, turn_bounds
+from .decode import (MutedAudio, TurnClips, WholeAudio, identify_language, render_prompt, transcribe_turns,
+                     turn_bounds)
 from .guard import HallucinationGuard, read_phrase_text
 from .model import LoadedModel
 from .privacy import mask_result
@@ -132,7 +133,6 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
                 regions = [(r.start_s, r.end_s) for r in voices if r.speaker == label]
                 result.voice_activity.extend(SpeechRegion(_voice_name(label), round(s, 3), round(e, 3)) for s, e in regions)
                 turns.extend(regions_to_turns(regions, _voice_name(label), 0, config.segmentation))
-            turns.sort(key=lambda t: (t.start_s, t.speaker))
         else:
             for row, speaker in enumerate(speakers):
                 result.voice_activity.extend(SpeechRegion(speaker, round(s, 3), round(e, 3)) for s, e in voice.regions[row])
@@ -142,8 +142,11 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         stage, clock = "transcribe", time.perf_counter()
         prompt = render_prompt(config.asr.initial_prompt, recording.company)
         words, identified = [], None
+        others = _other_voices(voices) if voices else {}
         for indices, audio in _turn_groups(stream, roles, len(speakers), voice, turns, config):
             group = [turns[i] for i in indices]
+            if others:  # one voice of a mono recording at a time: the others silenced
+                audio = MutedAudio(audio, others)
             words.extend(replace(w, turn_index=indices[w.turn_index])
                          for w in transcribe_turns(model, audio, group, config.segmentation, prompt))
             release_memory()
@@ -178,6 +181,12 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
                                    stage=getattr(exc, "stage", stage), error_type=type(exc).__name__,
                                    message=str(exc) or repr(exc), started_at=recording.started_at)
     return result
+
+
+def _other_voices(voices) -> dict[str, list[tuple[float, float]]]:
+    """For each voice of a mono recording, the regions of every other voice (silenced in its turns)."""
+    names = {_voice_name(r.speaker) for r in voices}
+    return {name: [(r.start_s, r.end_s) for r in voices if _voice_name(r.speaker) != name] for name in names}
 
 
 def _voice_name(label: int) -> str:
@@ -238,12 +247,12 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
 def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> None:
     """Decide which voice is the agent's from what each said, and name every voice's rows: agent,
     customer (the other voice with the most speech), other (any further voice)."""
-    from ..speakers.agent import choose_agent, read_role_cues
+    from ..speakers.agent import choose_agent, role_cues
 
     labels = sorted({r.speaker for r in voices})
     texts = {label: [u.text for u in result.utterances if u.speaker == _voice_name(label)] for label in labels}
     first = min(voices, key=lambda r: r.start_s).speaker if voices else None
-    decision = choose_agent(texts, first, read_role_cues(Path(config.rules.lexicons) / "roles.txt"), recording.company)
+    decision = choose_agent(texts, first, role_cues(config.rules.lexicons), recording.company)
     speech = {label: sum(r.end_s - r.start_s for r in voices if r.speaker == label) for label in labels}
     names = {}
     if decision.agent is not None:
