@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import DEMO
 from pipeline.transcribe.audio import decode_audio, detect_speech
 from pipeline.speakers.embedding import CAMPPlus, read_state_dict
-from pipeline.speakers.diarize import DiarisationOptions, Embedder, diarise, speech_windows
+from pipeline.speakers.diarize import DiarisationOptions, Embedder, _distinct, diarise, speech_windows, split_at_pauses
 from pipeline.speakers.model import WEIGHTS_NAME
 
 
@@ -70,7 +70,7 @@ def test_one_voice_is_closer_to_itself_than_to_another(embedder, config):
 
 
 def test_windows_cover_each_region_once_without_overlap_beyond_evening_out():
-    options = DiarisationOptions()
+    options = DiarisationOptions(window_s=1.5)
     windows = speech_windows([(0.0, 0.3), (1.0, 2.5), (3.0, 7.1)], options)
     assert (0.0, 0.3) not in windows  # too short for an embedding of its own
     assert windows[0] == (1.0, 2.5)
@@ -86,9 +86,12 @@ def test_a_mixed_down_call_is_split_into_its_two_voices(embedder, config, call):
     mono = audio.mean(axis=0)
     regions = detect_speech(mono, config.voice_activity)
     found = diarise(mono, regions, embedder)
-    # every second of voice activity is in exactly one speaker region, in time order
-    assert sum(r.end_s - r.start_s for r in found) == pytest.approx(sum(e - s for s, e in regions), abs=1e-6)
+    # every second of voice activity outside its pauses is in exactly one speaker region, in time order
+    pieces = split_at_pauses(mono, regions, DiarisationOptions().min_pause_s)
+    assert sum(r.end_s - r.start_s for r in found) == pytest.approx(sum(e - s for s, e in pieces), abs=1e-6)
+    assert sum(e - s for s, e in pieces) > 0.9 * sum(e - s for s, e in regions)
     assert all(a.end_s <= b.start_s + 1e-9 for a, b in zip(found, found[1:]))
+    assert all(any(s - 1e-9 <= r.start_s and r.end_s <= e + 1e-9 for s, e in regions) for r in found)
     speakers = sorted({r.speaker for r in found})
     assert speakers[:2] == [0, 1]
     # by time, each voice's speech goes to one speaker number
@@ -108,3 +111,31 @@ def test_one_voice_alone_is_one_speaker(embedder, config):
     for r in found:
         by_speaker[r.speaker] = by_speaker.get(r.speaker, 0.0) + r.end_s - r.start_s
     assert max(by_speaker.values()) / sum(by_speaker.values()) > 0.9, by_speaker
+
+
+def test_a_quick_reply_inside_one_region_of_voice_activity_is_cut_at_its_pause():
+    rate = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.5 * rate)) / rate
+    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    pause = (rng.normal(0, 1e-4, int(0.2 * rate))).astype(np.float32)  # a 0.2 s breath between two turns
+    dip = (rng.normal(0, 1e-4, int(0.05 * rate))).astype(np.float32)  # a 50 ms stop consonant: no pause
+    audio = np.concatenate([pause, speech, pause, speech, dip, speech, pause])
+    whole = [(0.2, len(audio) / rate - 0.2)]
+    pieces = split_at_pauses(audio, whole, min_pause_s=0.1)
+    assert len(pieces) == 2, pieces
+    (a0, a1), (b0, b1) = pieces
+    assert a0 == 0.2 and abs(a1 - 1.7) < 0.05 and abs(b0 - 1.9) < 0.05 and abs(b1 - whole[0][1]) < 1e-9
+    assert split_at_pauses(audio, whole, min_pause_s=0.3) == whole  # a pause shorter than asked is no pause
+
+
+def test_a_third_cluster_that_is_a_twin_of_a_voice_is_folded_but_a_third_person_is_kept():
+    def unit(v):
+        v = np.asarray(v, dtype=float)
+        return v / np.linalg.norm(v)
+
+    agent, customer = unit([1, 0, 0, 0]), unit([0.4, 0.9, 0, 0])  # two people, 0.4 alike
+    twin = unit([0.95, 0.05, 0.3, 0])  # the agent's own voice, split off: 0.95 like it
+    third = unit([0.3, 0.3, 0.9, 0])  # somebody else, about as unlike both as they are unlike each other
+    assert _distinct(np.stack([agent, customer, twin]), [0, 1, 2]) == [0, 1]
+    assert _distinct(np.stack([agent, customer, third]), [0, 1, 2]) == [0, 1, 2]
