@@ -209,9 +209,30 @@ def test_interruption_and_its_not_applicable_cases(engine):
     assert results["manner.interruption"].outcome == "fail"
     assert "started at 4.5s" in results["manner.interruption"].evidence
     results, _ = outcomes(engine, GOOD, roles_confidence=0.95)  # mono, voices split and named
-    assert results["manner.interruption"].outcome == "not_applicable"
-    assert "cannot be told" in results["manner.interruption"].evidence
+    assert results["manner.interruption"].outcome == "pass"  # every agent turn began after a pause
+    assert "after a pause" in results["manner.interruption"].evidence
     assert results["opening.greeting"].outcome == "pass"  # the agent's rules read the agent's voice
+
+
+def test_interruption_on_mono_is_a_change_of_voice_without_a_pause(engine):
+    """On a mono split, speech over speech shows as the customer's region running into the agent's
+    (the split cuts at every pause; regions that touch were cut where the voice changed)."""
+    call, utterances, voice = parse_dialogue(textwrap.dedent(GOOD), company="星河通信")
+    call["channels"], call["roles_confidence"] = 1, 0.95
+    customer = next(v for v in voice if v["speaker"] == "customer" and v["start_s"] == 15.0)
+    agent = next(v for v in voice if v["speaker"] == "agent" and v["start_s"] == 19.0)
+    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    assert {r.rule_id: r for r in evaluation.results}["manner.interruption"].outcome == "pass"
+    agent["start_s"] = customer["end_s"]  # no pause between the customer's speech and the agent's
+    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    result = {r.rule_id: r for r in evaluation.results}["manner.interruption"]
+    assert result.outcome == "fail", result.evidence
+    assert f"started at {customer['end_s']:.1f}s with no pause after customer speech from 15.0s" in result.evidence
+    assert result.at_s <= customer["end_s"] <= result.until_s
+    # the stereo rule is unchanged: touching without overlap is no interruption there
+    call["channels"], call["roles_confidence"] = 2, None
+    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    assert {r.rule_id: r for r in evaluation.results}["manner.interruption"].outcome == "pass"
 
 
 @pytest.mark.parametrize("mono, confidence, reason", [

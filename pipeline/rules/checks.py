@@ -293,7 +293,7 @@ def check_interruption(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> 
     opts: InterruptionOptions = spec.options
     role, other = opts.role, opts.other
     if call.mono:
-        return CheckResult(NOT_APPLICABLE, "mono recording: who speaks over whom cannot be told")
+        return _interruption_mono(spec, call)
     interrupter, interrupted = call.by_role(role), call.by_role(other)
     if not interrupter or not interrupted:
         return CheckResult(NOT_APPLICABLE, f"needs both {role} and {other} speech")
@@ -310,6 +310,28 @@ def check_interruption(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> 
         first, _, overlap = events[0]
         return CheckResult(FAIL, text, [], (first.start_s, first.start_s + overlap))
     return CheckResult(PASS, f"no {role} start over {other} speech beyond {opts.tolerance_s} s")
+
+
+def _interruption_mono(spec: RuleSpec, call: CallData) -> CheckResult:
+    """Interruption on a mono recording whose voices were split: one voice of the mix cannot be heard
+    under the other, so how long they overlapped cannot be measured. What can be seen: the voice
+    changes from ``other`` to ``role`` inside continuous sound, with no pause between them (the split
+    cuts voice activity at every pause; two regions that touch were cut where the voice changed)."""
+    opts: InterruptionOptions = spec.options
+    role, other = opts.role, opts.other
+    mine, theirs = call.voice_of(role), call.voice_of(other)
+    if not mine or not theirs:
+        return CheckResult(NOT_APPLICABLE, f"needs both {role} and {other} speech")
+    ends = {round(e, 2): (s, e) for s, e in theirs}
+    events = [(s, ends[round(s, 2)]) for s, _ in mine if round(s, 2) in ends]
+    if events:
+        text = "; ".join(f"{role} started at {s:.1f}s with no pause after {other} speech from {o[0]:.1f}s"
+                         for s, o in events[:3])
+        first = events[0][0]
+        return CheckResult(FAIL, text + " (mono: speech over speech is seen as a change of voice without a "
+                           "pause; how long they overlapped cannot be measured)", [],
+                           (max(0.0, first - 1.0), first + 1.0))
+    return CheckResult(PASS, f"mono: every {role} turn after {other} speech began after a pause")
 
 
 def check_answer_delay(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:

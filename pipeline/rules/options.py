@@ -186,7 +186,8 @@ class SpeechRateOptions:
 
 @dataclass(frozen=True)
 class InterruptionOptions:
-    """``interruption``: one role starts speaking while the other speaks (stereo recordings only).
+    """``interruption``: one role starts speaking while the other speaks (stereo: by how long they overlap;
+    mono: a change of voice from ``other`` to ``role`` with no pause between them).
 
     Attributes:
         tolerance_s: overlap allowed before it counts (back-channel 嗯 and turn-taking).
