@@ -144,3 +144,18 @@ def test_the_page_opens_in_chromium_and_its_players_load_their_clips(results, tm
     (tmp_path / "ex" / picked[1].clip).unlink()  # a clip that is gone is reported by the page itself
     dom = chromium_dom(page)
     assert len(re.findall(r'data-state="error"', dom)) == 1 and "音频无法播放" in dom
+
+
+def test_a_mono_example_says_how_its_speakers_were_found_and_marks_untrusted_lines(results):
+    from pipeline.review.examples import _channels_note, _who
+
+    picked = examples.pick_examples(results, "opening.greeting", "best", n=20)
+    mono = next(ex for ex in picked if ex.call_id == "call12")
+    assert mono.roles_method == "diarised+words" and 0.7 <= mono.roles_confidence <= 1.0
+    assert _channels_note(mono).startswith("单声道录音：按声音分出说话人") and f"{mono.roles_confidence:.2f}" in _channels_note(mono)
+    stereo = next(ex for ex in picked if ex.call_id != "call12")
+    assert stereo.roles_method == "channels" and _channels_note(stereo).startswith("立体声")
+    assert _who({"speaker": "agent", "role_confidence": 0.95}) == "坐席"
+    assert _who({"speaker": "other", "role_confidence": 1.0}) == "第三方"
+    assert "坐席？" in _who({"speaker": "agent", "role_confidence": 0.55}) and "0.55" in _who(
+        {"speaker": "agent", "role_confidence": 0.55})

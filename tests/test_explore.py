@@ -143,3 +143,18 @@ def test_equal_failure_rates_go_to_the_first_rule_id():
     assert top_failing_rule([("opening.greeting", 1.0), ("hold.notice", 1.0), ("courtesy.ninhao", 0.5)]) == \
         "hold.notice (100%)"
     assert top_failing_rule([("b", 0.0), ("a", 0.0)]) == "" and top_failing_rule(None) == ""
+
+
+def test_mono_calls_show_how_their_roles_were_decided_and_how_sure(results):
+    from pipeline.review.charts import roles_note
+
+    mono = explore.roles(results)
+    assert list(mono["call_id"]) == ["call12"]  # the stereo calls' roles come from their channels
+    row = mono.iloc[0]
+    assert row["roles_method"] == "diarised+words" and row["trusted"] == (row["roles_confidence"] >= 0.7)
+    detail = explore.call_detail(results, "call12")
+    lines = explore.transcript(detail)
+    assert (lines["agent"] != "").any() and (lines["customer"] != "").any()
+    assert lines["role_confidence"].between(0, 1).all()
+    assert "单声道" in roles_note(detail.call) and f"{row['roles_confidence']:.2f}" in roles_note(detail.call)
+    assert roles_note(explore.call_detail(results, "call01").call) == ""

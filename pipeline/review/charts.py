@@ -14,9 +14,11 @@ from pathlib import Path
 import matplotlib
 from matplotlib import font_manager
 from matplotlib.figure import Figure
+import pandas as pd
 from matplotlib.patches import Patch
 
 from ..errors import CJKFontMissingError
+from ..records import ROLES_NONE, ROLES_WORDS
 from .explore import CallDetail
 
 # families tried in order: Noto/Source Han (Debian fonts-noto-cjk), WenQuanYi, then common desktop fonts
@@ -25,6 +27,7 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "S
 CJK_FONT_FILES = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
                   "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 AGENT, CUSTOMER, HOLD, FAIL, PASS = "#2f6db5", "#e08a2c", "#bbbbbb", "#c0392b", "#2e8b57"
+OTHER = "#7d5ba6"
 
 
 def use_cjk_font() -> str:
@@ -125,13 +128,24 @@ def score_distribution_chart(scored, pass_mark: float = 80) -> Figure:
     return fig
 
 
+def roles_note(call: dict) -> str:
+    """How a mono call's speakers were told apart, for a title ("" for stereo)."""
+    method, confidence = call.get("roles_method"), call.get("roles_confidence")
+    if method == ROLES_WORDS and confidence is not None and not pd.isna(confidence):
+        return f" · 单声道：按声音分人、按话语认坐席（把握 {float(confidence):.2f}）"
+    if method == ROLES_NONE:
+        return " · 单声道：未分说话人"
+    return ""
+
+
 def timeline_chart(detail: CallDetail, rule_names: dict[str, str] | None = None) -> Figure:
     """One call on a time axis: each channel's speech (voice activity) and utterances, the holds
     (mutual silences), and where each failed rule's evidence is."""
     names = rule_names or {}
     duration = float(detail.call.get("duration_s") or 0) or float(detail.voice_activity["end_s"].max())
     fig, ax = _figure(11, 3.6)
-    lanes = {"agent": (2.0, AGENT, "坐席"), "customer": (1.0, CUSTOMER, "客户"), "unknown": (1.5, AGENT, "单声道")}
+    lanes = {"agent": (2.0, AGENT, "坐席"), "customer": (1.0, CUSTOMER, "客户"), "unknown": (1.5, AGENT, "单声道"),
+             "other": (1.5, OTHER, "第三方")}  # unknown: mono, voices not split; other: a third voice of a mono call
     for speaker, (y, colour, _) in lanes.items():
         spans = detail.voice_activity[detail.voice_activity["speaker"] == speaker]
         if len(spans):
@@ -151,7 +165,7 @@ def timeline_chart(detail: CallDetail, rule_names: dict[str, str] | None = None)
     for i, (at, labels) in enumerate(sorted(moments.items())):
         ax.axvline(at, color=FAIL, linewidth=1.2)
         ax.text(at, 0.35 - 0.22 * (i % 2), " " + "、".join(labels), color=FAIL, fontsize=8, va="center")
-    used = [s for s in ("agent", "customer", "unknown") if (detail.voice_activity["speaker"] == s).any()]
+    used = [s for s in lanes if (detail.voice_activity["speaker"] == s).any()]
     ax.set_yticks([lanes[s][0] for s in used], [lanes[s][2] for s in used])
     ax.set_ylim(0, 2.8)
     ax.set_xlim(0, duration)
@@ -159,6 +173,6 @@ def timeline_chart(detail: CallDetail, rule_names: dict[str, str] | None = None)
     ax.legend(handles=[Patch(color=AGENT, label="坐席说话"), Patch(color=CUSTOMER, label="客户说话"),
                        Patch(color=HOLD, alpha=0.35, label="双方静音（保持）"), Patch(color=FAIL, label="不合格项")],
               loc="upper right", fontsize=8, ncols=4, bbox_to_anchor=(1, 1.25))
-    ax.set_title(f"通话 {detail.call['call_id']} · 坐席 {detail.call['agent_id']} · 得分 {detail.call.get('score')}",
-                 loc="left")
+    ax.set_title(f"通话 {detail.call['call_id']} · 坐席 {detail.call['agent_id']} · 得分 {detail.call.get('score')}"
+                 + roles_note(detail.call), loc="left")
     return fig

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClipError, ExampleSelectionError, StoreError
+from ..records import MIN_ROLE_CONFIDENCE, ROLES_WORDS
 from ..rules.lexicon import SEVERITIES
 from ..storage.hashing import file_sha256
 from ..transcribe.audio import TARGET_RATE, decode_audio
@@ -53,6 +54,8 @@ class Example:
     excerpt: list[dict] = field(default_factory=list)  # speaker, start_s, end_s, text, at_finding
     channels: int | None = None
     agent_channel: str | None = None  # left | right | mono
+    roles_method: str | None = None  # channels | diarised+words | none (calls.roles_method)
+    roles_confidence: float | None = None  # mono: how sure the agent is the agent
     recording: str | None = None
     clip: str | None = None  # path of the clip relative to the page
     clip_start_s: float | None = None  # where the clip starts in the call
@@ -123,7 +126,8 @@ def _example(results: Results, rank: int, kind: str, row, call, found: pd.DataFr
         score=float(call["score"]), passed=bool(call["passed"]), red_line=bool(call["red_line"]),
         at_s=round(float(at_s), 3), until_s=round(float(until_s), 3), findings=findings,
         channels=None if pd.isna(call.get("channels")) else int(call["channels"]),
-        agent_channel=call.get("agent_channel"), recording=None if pd.isna(call.get("path")) else call.get("path"))
+        agent_channel=call.get("agent_channel"), roles_method=_plain(call.get("roles_method")),
+        roles_confidence=_plain(call.get("roles_confidence")), recording=None if pd.isna(call.get("path")) else call.get("path"))
 
 
 def _plain(value):
@@ -139,8 +143,10 @@ def excerpt(utterances: pd.DataFrame, at_s: float, until_s: float, context_s: fl
     near = utterances[(utterances["end_s"] >= at_s - context_s) & (utterances["start_s"] <= until_s + context_s)]
     lines = []
     for u in near.sort_values("start_s").itertuples():
+        confidence = getattr(u, "role_confidence", None)
         lines.append({"speaker": u.speaker, "start_s": float(u.start_s), "end_s": float(u.end_s), "text": u.text,
                       "utterance_idx": int(u.utterance_idx),
+                      "role_confidence": None if confidence is None or pd.isna(confidence) else float(confidence),
                       "at_finding": bool(u.end_s >= at_s and u.start_s <= max(until_s, at_s + 0.01))})
     if len(lines) > max_lines:  # keep the lines nearest the moment
         centre = next((i for i, line in enumerate(lines) if line["at_finding"]), 0)
@@ -245,7 +251,7 @@ def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:60]
 
 
-_SPEAKERS = {"agent": "坐席", "customer": "客户", "unknown": "录音"}
+SPEAKER_NAMES = {"agent": "坐席", "customer": "客户", "unknown": "录音", "other": "第三方"}
 
 _STYLE = """
 body{font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:2em auto;max-width:60em;
@@ -261,7 +267,8 @@ h1{font-size:1.5em;margin-bottom:.2em} .meta{color:#666;font-size:.9em}
 table.excerpt{border-collapse:collapse;width:100%;margin:.6em 0;font-size:.95em}
 table.excerpt td{padding:.2em .5em;vertical-align:top;border-bottom:1px solid #f0f0f0}
 td.time{color:#888;white-space:nowrap;width:4.5em} td.who{white-space:nowrap;width:3em;font-weight:bold}
-tr.agent td.who{color:#2f6db5} tr.customer td.who{color:#e08a2c} tr.at td{background:#fff6d6}
+tr.agent td.who{color:#2f6db5} tr.customer td.who{color:#e08a2c} tr.other td.who{color:#7d5ba6}
+tr.at td{background:#fff6d6}
 mark{background:#ffd54f;padding:0 .1em} .warn{color:#a0522d} .error{color:#c0392b;font-weight:bold}
 audio{width:100%;margin-top:.4em} button{margin:.3em 0;padding:.2em .8em}
 """
@@ -304,9 +311,21 @@ def _highlight(text: str, phrases: list[str]) -> str:
 
 def _channels_note(ex: Example) -> str:
     if ex.channels != 2:
-        return "单声道录音"
+        if ex.roles_method == ROLES_WORDS and ex.roles_confidence is not None:
+            return f"单声道录音：按声音分出说话人，按所说内容认定坐席（把握 {ex.roles_confidence:.2f}）"
+        return "单声道录音（未分说话人）"
     agent_left = ex.agent_channel != "right"
     return f"立体声：左声道{'坐席' if agent_left else '客户'}，右声道{'客户' if agent_left else '坐席'}"
+
+
+def _who(line: dict) -> str:
+    """Who said a transcript line; a line whose speaker is not trusted (a mono split below
+    ``MIN_ROLE_CONFIDENCE``) gets a question mark and its confidence on hover."""
+    name = SPEAKER_NAMES.get(line["speaker"], html.escape(str(line["speaker"])))
+    confidence = line.get("role_confidence")
+    if confidence is not None and confidence < MIN_ROLE_CONFIDENCE:
+        return f'<span title="说话人把握 {confidence:.2f}">{name}？</span>'
+    return name
 
 
 def _render_example(ex: Example) -> str:
@@ -323,10 +342,10 @@ def _render_example(ex: Example) -> str:
     said = [f["matched_text"] for f in ex.findings]
     rows = "".join(
         f'<tr class="{e(line["speaker"])}{" at" if line["at_finding"] else ""}"><td class="time">{clock(line["start_s"])}</td>'
-        f'<td class="who">{_SPEAKERS.get(line["speaker"], e(line["speaker"]))}</td>'
+        f'<td class="who">{_who(line)}</td>'
         f'<td>{_highlight(line["text"], said if line["at_finding"] else [])}</td></tr>' for line in ex.excerpt)
     finding_list = "".join(
-        f'<li>{clock(f["start_s"])} {_SPEAKERS.get(f["speaker"], e(str(f["speaker"])))}说“{e(f["matched_text"])}”'
+        f'<li>{clock(f["start_s"])} {SPEAKER_NAMES.get(f["speaker"], e(str(f["speaker"])))}说“{e(f["matched_text"])}”'
         f'（词条 {e(f["phrase"])}，{e(f["match_kind"])}{"，" + e(f["category"]) if f.get("category") else ""}'
         f'{"，" + e(f["severity"]) if f.get("severity") else ""}）</li>' for f in ex.findings)
     if ex.clip:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import CallNotFoundError, LexiconError, ResultsNotFoundError
-from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE
+from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, SPEAKER_CUSTOMER, SPEAKER_OTHER, STATUS_ERROR, STATUS_OK,
+                       STATUS_UNSCORABLE)
 from ..rules.checks import CallData, find_holds
 from ..rules.lexicon import SEVERITIES, load_lexicons
 from ..scoring.scores import fail_rates, top_failing_rule
@@ -203,24 +204,46 @@ def call_detail(results: Results, call_id: str) -> CallDetail:
 
 def call_utterances(results: Results, call_id: str, call_date: str) -> pd.DataFrame:
     """One call's utterances (masked text as stored, without word timings), in time order."""
-    stored = read_table(results.out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text"],
+    stored = read_table(results.out_dir, "utterances",
+                        ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text", "role_confidence"],
                         dates=(call_date, call_date))
     return stored[stored["call_id"] == call_id].sort_values("start_s").reset_index(drop=True)
 
 
 def transcript(detail: CallDetail) -> pd.DataFrame:
     """The call as a two-column transcript (agent and customer lines apart), with the findings said in
-    each line: ``time``, ``agent``, ``customer`` and ``findings`` ("rule: phrase" list)."""
+    each line: ``time``, ``agent``, ``customer``, ``findings`` ("rule: phrase" list) and
+    ``role_confidence`` (how sure it is who said the line: 1.0 on stereo, the split's confidence on mono).
+    A mono recording whose voices were not split has its lines in the agent column; a third voice of a
+    mono recording (a supervisor, a transfer) is in the customer column, marked 〔第三方〕."""
     found: dict[int, list[str]] = {}
     for hit in detail.hits.itertuples():
         found.setdefault(int(hit.utterance_idx), []).append(f"{hit.rule_id}: {hit.matched_text}")
     rows = []
     for u in detail.utterances.itertuples():
-        speaker = u.speaker if u.speaker in ("agent", "customer") else "agent"  # mono: one column
+        text = f"〔第三方〕{u.text}" if u.speaker == SPEAKER_OTHER else u.text
+        column = "customer" if u.speaker in (SPEAKER_CUSTOMER, SPEAKER_OTHER) else "agent"
+        confidence = getattr(u, "role_confidence", None)
         rows.append({"time": clock(u.start_s), "start_s": u.start_s,
-                     "agent": u.text if speaker == "agent" else "", "customer": u.text if speaker == "customer" else "",
-                     "findings": "; ".join(found.get(int(u.utterance_idx), []))})
-    return pd.DataFrame(rows, columns=["time", "start_s", "agent", "customer", "findings"])
+                     "agent": text if column == "agent" else "", "customer": text if column == "customer" else "",
+                     "findings": "; ".join(found.get(int(u.utterance_idx), [])),
+                     "role_confidence": None if confidence is None or pd.isna(confidence) else float(confidence)})
+    return pd.DataFrame(rows, columns=["time", "start_s", "agent", "customer", "findings", "role_confidence"])
+
+
+def roles(results: Results) -> pd.DataFrame:
+    """How each mono recording's agent was found: ``roles_method`` (``diarised+words``: voices split and
+    the agent found by what it said; ``none``: not split), ``roles_confidence``, whether the roles were
+    trusted (at least ``MIN_ROLE_CONFIDENCE``; below it the call is unscorable), the status and the
+    score. Stereo recordings (roles from the channels) are left out."""
+    calls = results.calls
+    if "roles_method" not in calls:
+        return pd.DataFrame(columns=["call_id", "agent_id", "call_date", "roles_method", "roles_confidence",
+                                     "trusted", "status", "score"])
+    mono = calls[calls["roles_method"].notna() & (calls["roles_method"] != ROLES_CHANNELS)].copy()
+    mono["trusted"] = mono["roles_confidence"].fillna(0) >= MIN_ROLE_CONFIDENCE
+    columns = ["call_id", "agent_id", "call_date", "roles_method", "roles_confidence", "trusted", "status", "score"]
+    return mono[columns].sort_values(["roles_confidence", "call_id"]).reset_index(drop=True)
 
 
 def findings(detail: CallDetail) -> pd.DataFrame:
