@@ -137,5 +137,29 @@ def test_a_third_cluster_that_is_a_twin_of_a_voice_is_folded_but_a_third_person_
     agent, customer = unit([1, 0, 0, 0]), unit([0.4, 0.9, 0, 0])  # two people, 0.4 alike
     twin = unit([0.95, 0.05, 0.3, 0])  # the agent's own voice, split off: 0.95 like it
     third = unit([0.3, 0.3, 0.9, 0])  # somebody else, about as unlike both as they are unlike each other
-    assert _distinct(np.stack([agent, customer, twin]), [0, 1, 2]) == [0, 1]
-    assert _distinct(np.stack([agent, customer, third]), [0, 1, 2]) == [0, 1, 2]
+    speech = np.array([30.0, 20.0, 6.0])
+    assert _distinct(np.stack([agent, customer, twin]), [0, 1, 2], speech) == [0, 1]
+    assert _distinct(np.stack([agent, customer, third]), [0, 1, 2], speech) == [0, 1, 2]
+    between = unit([0.55, 0.3, 0.78, 0])  # 0.55 and 0.50 like them, who are 0.41 alike: between the two
+    assert _distinct(np.stack([agent, customer, between]), [0, 1, 2], speech) == [0, 1]  # both at once, 6 s
+    # a third person who talks about as much as they do and happens to sound between them stays
+    assert _distinct(np.stack([agent, customer, between]), [0, 1, 2], np.array([30.0, 20.0, 18.0])) == [0, 1, 2]
+
+
+def test_a_third_voice_is_a_speaker_of_its_own(embedder, config):
+    """Call01 mixed down, then a third person (a supervisor taking over): the agent's own sentences
+    sped up 1.3 times, which raises the pitch and every formant, as a different throat would."""
+    audio = decode_audio(DEMO / "recordings" / "call01.flac").channels_data
+    agent = audio[0][: 20 * 16000]
+    slow = np.interp(np.arange(0, agent.size, 1.3), np.arange(agent.size), agent).astype(np.float32)
+    mono = np.concatenate([audio.mean(axis=0), slow])
+    start = audio.shape[1] / 16000
+    found = diarise(mono, detect_speech(mono, config.voice_activity), embedder)
+    speech = {}
+    for r in found:
+        speech[r.speaker] = speech.get(r.speaker, 0.0) + r.end_s - r.start_s
+    assert len(speech) == 3, speech
+    third = {r.speaker for r in found if r.start_s >= start}
+    assert len(third) == 1, [(r.speaker, r.start_s) for r in found if r.start_s >= start]
+    third = third.pop()
+    assert all(r.start_s >= start - 1.0 for r in found if r.speaker == third)  # nobody else was taken for it

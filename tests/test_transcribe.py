@@ -66,6 +66,34 @@ def test_mono_of_one_voice_is_named_but_not_trusted(model, config):
     assert "1 voice;" in result.warnings[0] and "roles not trusted" in result.warnings[0]
 
 
+def test_a_supervisor_who_joins_a_mono_call_is_other_and_the_customer_stays_the_customer(model, config, tmp_path):
+    """Call01 mixed down, then a supervisor who speaks longer than the customer did (the agent's own
+    opening sped up 1.3 times: a higher voice with other formants). The voice that answered the agent from
+    the start is the customer; the one that joined later is ``other``."""
+    import wave
+
+    from tests.conftest import DEMO
+    from pipeline.transcribe.audio import decode_audio
+
+    audio = decode_audio(DEMO / "recordings" / "call01.flac").channels_data
+    agent = audio[0][: 40 * 16000]
+    slow = np.interp(np.arange(0, agent.size, 1.3), np.arange(agent.size), agent).astype(np.float32)
+    mono = np.concatenate([audio.mean(axis=0), slow])
+    path = tmp_path / "three_voices.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.clip(mono, -1, 1) * 32767).astype("<i2").tobytes())
+    joined = audio.shape[1] / 16000
+    result = process_recording(make_recording(path, agent_channel="mono"), model, config)
+    assert result.status == "ok" and "3 voices" in result.warnings[0], result.warnings
+    before = [u for u in result.utterances if u.end_s <= joined]
+    after = [u for u in result.utterances if u.start_s >= joined]
+    assert {u.speaker for u in before} == {"agent", "customer"}
+    assert {u.speaker for u in after} == {"other"}
+    said = {who: sum(u.end_s - u.start_s for u in result.utterances if u.speaker == who) for who in ("customer", "other")}
+    assert said["other"] > said["customer"], said  # more speech, still not the customer
+
+
 def test_mono_file_with_a_stereo_manifest_row_is_flagged(model, config):
     result = process_recording(make_recording(DATA / "mono_8k.wav", agent_channel="left"), model, config)
     assert result.roles_method == "diarised+words"
@@ -179,3 +207,33 @@ def test_a_long_recording_streamed_in_pieces_gives_the_same_conversation(model, 
     # the same conversation: its sounds (toneless pinyin) agree with the whole reading's (0.89 measured)
     sounds = [lazy_pinyin("".join(u.text for u in r.utterances)) for r in (whole, streamed)]
     assert SequenceMatcher(None, *sounds).ratio() > 0.75, sounds
+
+
+def test_a_long_mono_recording_streamed_in_pieces_splits_its_voices_as_read_whole(model, config, tmp_path):
+    """Call01 mixed down, forced through the streamed path (20 s pieces): cut at its pauses and embedded
+    piece by piece, it names the same voices at the same times as reading it whole (a region or a window
+    across two pieces is the only difference)."""
+    import wave
+    from dataclasses import replace
+
+    from tests.conftest import DEMO
+    from pipeline.transcribe.audio import decode_audio
+
+    mono = decode_audio(DEMO / "recordings" / "call01.flac").channels_data.mean(axis=0)
+    path = tmp_path / "call01_mono.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.clip(mono, -1, 1) * 32767).astype("<i2").tobytes())
+    rec = make_recording(path, agent_channel="mono")
+    whole = process_recording(rec, model, config)
+    streamed = process_recording(rec, model, replace(config, segmentation=replace(
+        config.segmentation, stream_piece_s=20.0, group_speech_s=30.0)))
+    assert streamed.status == "ok" and streamed.roles_method == whole.roles_method == "diarised+words"
+    assert {v.speaker for v in streamed.voice_activity} == {v.speaker for v in whole.voice_activity} == {"agent", "customer"}
+
+    def overlap(a, b):
+        return max(0.0, min(a.end_s, b.end_s) - max(a.start_s, b.start_s))
+
+    same = sum(overlap(a, b) for a in whole.voice_activity for b in streamed.voice_activity if a.speaker == b.speaker)
+    total = sum(v.end_s - v.start_s for v in whole.voice_activity)
+    assert same / total > 0.9, same / total

@@ -156,26 +156,36 @@ def cluster(embeddings: np.ndarray, weights: np.ndarray, options: DiarisationOpt
         centroids = _centroids(embeddings, assigned, weights, len(centroids))
     speech = np.array([weights[assigned == k].sum() for k in range(len(centroids))])
     keep = [k for k in np.argsort(-speech) if speech[k] >= options.min_speaker_s] or [int(np.argmax(speech))]
-    keep = _distinct(centroids, keep)
+    keep = _distinct(centroids, keep, speech)
     kept = centroids[keep]
     assigned = np.argmax(embeddings @ kept.T, axis=1)
     return assigned
 
 
-def _distinct(centroids: np.ndarray, keep: list[int]) -> list[int]:
-    """The clusters that are voices of their own. The two with the most speech are; a further one only
-    when it is further from each of them than halfway from their own likeness to a perfect match: one
-    voice split in two (short windows of one speaker scatter) is far more like its twin than two people
-    are like each other, while a third person (a supervisor, a transfer) is about as unlike both as
-    they are unlike each other. Relative, because how alike two voices sound depends on the line and
-    the voices (on the demo calls, agent and customer centroids are 0.28-0.74 alike)."""
+def _distinct(centroids: np.ndarray, keep: list[int], speech: np.ndarray) -> list[int]:
+    """The clusters that are voices of their own. The two with the most speech are; a further one is
+    folded back when it is
+
+    - a twin: more like one of them than halfway from their own likeness to a perfect match (one voice
+      split in two: short windows of one speaker scatter), or
+    - a mixture: more like each of the two than they are like each other, with less than half the
+      speech of the smaller of them (windows where both speak at once, as in an interruption, lie
+      between the two voices, and two people talking at once is a small share of a call; a third
+      person who talks as much as they do may sound between them too, and stays).
+
+    A third person (a supervisor, a transfer) is about as unlike both as they are unlike each other,
+    and stays. Relative, because how alike two voices sound depends on the line and the voices (on the
+    demo calls, agent and customer centroids are 0.28-0.74 alike)."""
     if len(keep) <= 2:
         return keep
     similarity = centroids @ centroids.T
-    twin = (similarity[keep[0], keep[1]] + 1.0) / 2
+    a, b = keep[:2]
+    twin = (similarity[a, b] + 1.0) / 2
     kept = keep[:2]
     for k in keep[2:]:
-        if max(similarity[k, j] for j in kept) <= twin:
+        mixture = (min(similarity[k, a], similarity[k, b]) > similarity[a, b]
+                   and speech[k] < 0.5 * min(speech[a], speech[b]))
+        if max(similarity[k, j] for j in kept) <= twin and not mixture:
             kept.append(k)
     return kept
 

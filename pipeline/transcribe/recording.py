@@ -213,51 +213,65 @@ def speaker_embedder(threads: int = 1):
 
 def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig, warnings: list[str],
                   threads: int = 1):
-    """A mono recording's voice activity split into voices (None, with a warning, without the model).
-    A recording of several pieces is embedded piece by piece; a window across two pieces is left out."""
+    """A mono recording's voice activity split into voices (None, with a warning, without the model),
+    as :func:`pipeline.speakers.diarize.diarise` splits it. A recording of several pieces is cut at its
+    pauses and embedded piece by piece: a region across two pieces is not cut at its pauses, and a
+    window across two pieces is left out (its time takes the nearest window's voice)."""
     from ..errors import ModelError
-    from ..speakers.diarize import label_regions, speech_windows
+    from ..speakers.diarize import label_regions, speech_windows, split_at_pauses
 
     try:
         embedder = speaker_embedder(threads)
     except ModelError as exc:
         warnings.append(f"mono recording, speakers not split: {exc}")
         return None
+    options = config.diarisation
     regions = voice.regions[0]
-    windows = speech_windows(regions, config.diarisation)
     if voice.whole is not None:
-        embeddings = embedder.embed(voice.whole[0], windows)
-    else:
-        found: dict[int, np.ndarray] = {}
-        offset = 0
-        for piece in stream.pieces(piece_seconds(config)):
-            row = rows_of(piece, roles)[0]
-            lo, hi = offset / TARGET_RATE, (offset + row.shape[0]) / TARGET_RATE
-            inside = [i for i, (s, e) in enumerate(windows) if s >= lo and e <= hi]
-            if inside:
-                vectors = embedder.embed(row, [(windows[i][0] - lo, windows[i][1] - lo) for i in inside])
-                found.update(zip(inside, vectors))
-            offset += row.shape[0]
-        kept = sorted(found)
-        windows = [windows[i] for i in kept]
-        embeddings = np.stack([found[i] for i in kept]) if kept else np.zeros((0, 192), np.float32)
-    return label_regions(regions, windows, embeddings, config.diarisation)
+        parts = split_at_pauses(voice.whole[0], regions, options.min_pause_s)
+        windows = speech_windows(parts, options)
+        return label_regions(parts, windows, embedder.embed(voice.whole[0], windows), options)
+    parts, windows, found, waiting = [], [], {}, []
+    offset, next_region = 0, 0
+    for piece in stream.pieces(piece_seconds(config)):
+        row = rows_of(piece, roles)[0]
+        lo, hi = offset / TARGET_RATE, (offset + row.shape[0]) / TARGET_RATE
+        arrived = []
+        while next_region < len(regions) and regions[next_region][0] < hi:
+            arrived.append(regions[next_region])
+            next_region += 1
+        inside = [r for r in arrived if r[0] >= lo and r[1] <= hi]
+        new = sorted(split_at_pauses(row, inside, options.min_pause_s, offset_s=lo)
+                     + [r for r in arrived if not (r[0] >= lo and r[1] <= hi)])
+        parts += new
+        fresh = speech_windows(new, options)
+        waiting += range(len(windows), len(windows) + len(fresh))
+        windows += fresh
+        now = [i for i in waiting if windows[i][0] >= lo and windows[i][1] <= hi]
+        if now:
+            found.update(zip(now, embedder.embed(row, [(windows[i][0] - lo, windows[i][1] - lo) for i in now])))
+        waiting = [i for i in waiting if windows[i][1] > hi and windows[i][0] >= lo]  # the rest never fit a piece
+        offset += row.shape[0]
+    kept = sorted(found)
+    embeddings = np.stack([found[i] for i in kept]) if kept else np.zeros((0, 192), np.float32)
+    return label_regions(parts, [windows[i] for i in kept], embeddings, options)
 
 
 def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> None:
     """Decide which voice is the agent's from what each said, and name every voice's rows: agent,
-    customer (the other voice with the most speech), other (any further voice)."""
+    customer (the first other voice to speak), other (any further voice: it joined later)."""
     from ..speakers.agent import choose_agent, role_cues
 
     labels = sorted({r.speaker for r in voices})
     texts = {label: [u.text for u in result.utterances if u.speaker == _voice_name(label)] for label in labels}
     first = min(voices, key=lambda r: r.start_s).speaker if voices else None
     decision = choose_agent(texts, first, role_cues(config.rules.lexicons), recording.company)
-    speech = {label: sum(r.end_s - r.start_s for r in voices if r.speaker == label) for label in labels}
     names = {}
     if decision.agent is not None:
         names[_voice_name(decision.agent)] = SPEAKER_AGENT
-        rest = sorted((label for label in labels if label != decision.agent), key=lambda label: -speech[label])
+        # the customer is on the line from the start; a supervisor or a transfer joins a call under way
+        starts = {label: min(r.start_s for r in voices if r.speaker == label) for label in labels}
+        rest = sorted((label for label in labels if label != decision.agent), key=lambda label: starts[label])
         for i, label in enumerate(rest):
             names[_voice_name(label)] = SPEAKER_CUSTOMER if i == 0 else SPEAKER_OTHER
     result.roles_method, result.roles_confidence = ROLES_WORDS, decision.confidence
