@@ -339,16 +339,13 @@ def derive_expected(call: dict, turns: list, holds: list, n_channels: int) -> tu
     cpm = chars / (speech_s / 60.0)
     exp["pace.speech_rate"] = PACE_BAND_CPM[0] <= cpm <= PACE_BAND_CPM[1]
 
-    if n_channels == 1:
-        exp["manner.interruption"] = None
-        interruptions = []
-    else:
-        interruptions = [
-            {"agent_start_s": a["start_s"], "customer_end_s": c["end_s"], "overlap_s": round(c["end_s"] - a["start_s"], 3)}
-            for a in agent for c in customer
-            if c["start_s"] < a["start_s"] < c["end_s"] and c["end_s"] - a["start_s"] > INTERRUPTION_TOLERANCE_S
-        ]
-        exp["manner.interruption"] = not interruptions
+    # mono too: callqa reads an interruption there as a change of voice without a pause
+    interruptions = [
+        {"agent_start_s": a["start_s"], "customer_end_s": c["end_s"], "overlap_s": round(c["end_s"] - a["start_s"], 3)}
+        for a in agent for c in customer
+        if c["start_s"] < a["start_s"] < c["end_s"] and c["end_s"] - a["start_s"] > INTERRUPTION_TOLERANCE_S
+    ]
+    exp["manner.interruption"] = not interruptions
 
     label = {True: "pass", False: "fail", None: "not_applicable"}
     expected = {rule: label[exp[rule]] for rule in RULE_IDS}
@@ -489,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             fails = [r for r, v in expected.items() if v == "fail"]
             print(f"{fname:12s} {duration:5.1f}s {call['scenario']:28s} fail={','.join(fails) or '-'} | {check}")
     with open(recordings_dir / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company"])
+        writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company"],
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(manifest)
     total = sum(p.stat().st_size for p in recordings_dir.iterdir())
