@@ -14,12 +14,11 @@ from pathlib import Path
 import matplotlib
 from matplotlib import font_manager
 from matplotlib.figure import Figure
-import pandas as pd
 from matplotlib.patches import Patch
 
 from ..errors import CJKFontMissingError
 from ..records import ROLES_NONE, ROLES_WORDS
-from .explore import CallDetail
+from .explore import CallDetail, plain
 
 # families tried in order: Noto/Source Han (Debian fonts-noto-cjk), WenQuanYi, then common desktop fonts
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "Source Han Sans CN",
@@ -130,8 +129,8 @@ def score_distribution_chart(scored, pass_mark: float = 80) -> Figure:
 
 def roles_note(call: dict) -> str:
     """How a mono call's speakers were told apart, for a title ("" for stereo)."""
-    method, confidence = call.get("roles_method"), call.get("roles_confidence")
-    if method == ROLES_WORDS and confidence is not None and not pd.isna(confidence):
+    method, confidence = call.get("roles_method"), plain(call.get("roles_confidence"))
+    if method == ROLES_WORDS and confidence is not None:
         return f" · 单声道：按声音分人、按话语认坐席（把握 {float(confidence):.2f}）"
     if method == ROLES_NONE:
         return " · 单声道：未分说话人"

@@ -24,7 +24,7 @@ from ..records import MIN_ROLE_CONFIDENCE, ROLES_WORDS
 from ..rules.lexicon import SEVERITIES
 from ..storage.hashing import file_sha256
 from ..transcribe.audio import TARGET_RATE, decode_audio
-from .explore import Results, call_utterances, clock, worst_severity
+from .explore import Results, call_utterances, clock, plain, worst_severity
 
 KINDS = ("worst", "best")
 
@@ -115,7 +115,7 @@ def _example(results: Results, rank: int, kind: str, row, call, found: pd.DataFr
     at_s, until_s = row.at_s, row.until_s
     if pd.isna(at_s):  # nothing in particular to point at (no forbidden phrase said): the opening
         at_s, until_s = 0.0, min(float(call["duration_s"] or 0), 10.0)
-    findings = [{k: _plain(v) for k, v in h.items()} for h in found[
+    findings = [{k: plain(v) for k, v in h.items()} for h in found[
         ["speaker", "start_s", "end_s", "utterance_idx", "phrase", "matched_text", "match_kind", "category",
          "severity"]].sort_values("start_s").to_dict("records")]
     return Example(
@@ -126,15 +126,8 @@ def _example(results: Results, rank: int, kind: str, row, call, found: pd.DataFr
         score=float(call["score"]), passed=bool(call["passed"]), red_line=bool(call["red_line"]),
         at_s=round(float(at_s), 3), until_s=round(float(until_s), 3), findings=findings,
         channels=None if pd.isna(call.get("channels")) else int(call["channels"]),
-        agent_channel=call.get("agent_channel"), roles_method=_plain(call.get("roles_method")),
-        roles_confidence=_plain(call.get("roles_confidence")), recording=None if pd.isna(call.get("path")) else call.get("path"))
-
-
-def _plain(value):
-    """A value as JSON has it: None for missing, Python numbers for numpy ones."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return value.item() if hasattr(value, "item") else value
+        agent_channel=call.get("agent_channel"), roles_method=plain(call.get("roles_method")),
+        roles_confidence=plain(call.get("roles_confidence")), recording=None if pd.isna(call.get("path")) else call.get("path"))
 
 
 def excerpt(utterances: pd.DataFrame, at_s: float, until_s: float, context_s: float = 8.0,
@@ -143,10 +136,9 @@ def excerpt(utterances: pd.DataFrame, at_s: float, until_s: float, context_s: fl
     near = utterances[(utterances["end_s"] >= at_s - context_s) & (utterances["start_s"] <= until_s + context_s)]
     lines = []
     for u in near.sort_values("start_s").itertuples():
-        confidence = getattr(u, "role_confidence", None)
         lines.append({"speaker": u.speaker, "start_s": float(u.start_s), "end_s": float(u.end_s), "text": u.text,
                       "utterance_idx": int(u.utterance_idx),
-                      "role_confidence": None if confidence is None or pd.isna(confidence) else float(confidence),
+                      "role_confidence": plain(getattr(u, "role_confidence", None)),
                       "at_finding": bool(u.end_s >= at_s and u.start_s <= max(until_s, at_s + 0.01))})
     if len(lines) > max_lines:  # keep the lines nearest the moment
         centre = next((i for i, line in enumerate(lines) if line["at_finding"]), 0)

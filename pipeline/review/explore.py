@@ -223,11 +223,10 @@ def transcript(detail: CallDetail) -> pd.DataFrame:
     for u in detail.utterances.itertuples():
         text = f"〔第三方〕{u.text}" if u.speaker == SPEAKER_OTHER else u.text
         column = "customer" if u.speaker in (SPEAKER_CUSTOMER, SPEAKER_OTHER) else "agent"
-        confidence = getattr(u, "role_confidence", None)
         rows.append({"time": clock(u.start_s), "start_s": u.start_s,
                      "agent": text if column == "agent" else "", "customer": text if column == "customer" else "",
                      "findings": "; ".join(found.get(int(u.utterance_idx), [])),
-                     "role_confidence": None if confidence is None or pd.isna(confidence) else float(confidence)})
+                     "role_confidence": plain(getattr(u, "role_confidence", None))})
     return pd.DataFrame(rows, columns=["time", "start_s", "agent", "customer", "findings", "role_confidence"])
 
 
@@ -251,6 +250,13 @@ def findings(detail: CallDetail) -> pd.DataFrame:
     failed = detail.failed.copy()
     failed["time"] = [clock(t) if pd.notna(t) else "" for t in failed["at_s"]]
     return failed[["rule_id", "time", "at_s", "until_s", "deduction", "evidence"]].reset_index(drop=True)
+
+
+def plain(value):
+    """A value as JSON has it: None for missing (None, NaN), Python numbers for numpy ones."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def clock(seconds: float) -> str:

@@ -73,9 +73,9 @@ PAUSE_DEPTH = 0.35  # quiet: below noise + this share of the way (in dB) from th
 
 def split_at_pauses(audio: np.ndarray, regions: list[tuple[float, float]], min_pause_s: float,
                     offset_s: float = 0.0) -> list[tuple[float, float]]:
-    """The regions cut at their pauses: stretches of at least ``min_pause_s`` whose loudness falls a
-    third of the way (in dB) from the speech level down to the noise floor (both read from ``audio``:
-    its 95th and 10th percentile frame). Voice activity joins speech less than about 0.4 s apart, so
+    """The regions cut at their pauses: stretches of at least ``min_pause_s`` whose loudness falls
+    below ``PAUSE_DEPTH`` (about a third) of the way up (in dB) from the noise floor to the speech
+    level (both read from ``audio``: its 10th percentile frame, and the 95th of its speech). Voice activity joins speech less than about 0.4 s apart, so
     one of its regions may hold a question and its quick answer; a pause is where they meet.
 
     Args:

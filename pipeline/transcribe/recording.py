@@ -218,7 +218,7 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
     pauses and embedded piece by piece: a region across two pieces is not cut at its pauses, and a
     window across two pieces is left out (its time takes the nearest window's voice)."""
     from ..errors import ModelError
-    from ..speakers.diarize import label_regions, speech_windows, split_at_pauses
+    from ..speakers.diarize import diarise, label_regions, speech_windows, split_at_pauses
 
     try:
         embedder = speaker_embedder(threads)
@@ -228,9 +228,7 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
     options = config.diarisation
     regions = voice.regions[0]
     if voice.whole is not None:
-        parts = split_at_pauses(voice.whole[0], regions, options.min_pause_s)
-        windows = speech_windows(parts, options)
-        return label_regions(parts, windows, embedder.embed(voice.whole[0], windows), options)
+        return diarise(voice.whole[0], regions, embedder, options)
     parts, windows, found, waiting = [], [], {}, []
     offset, next_region = 0, 0
     for piece in stream.pieces(piece_seconds(config)):
@@ -240,9 +238,10 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
         while next_region < len(regions) and regions[next_region][0] < hi:
             arrived.append(regions[next_region])
             next_region += 1
-        inside = [r for r in arrived if r[0] >= lo and r[1] <= hi]
-        new = sorted(split_at_pauses(row, inside, options.min_pause_s, offset_s=lo)
-                     + [r for r in arrived if not (r[0] >= lo and r[1] <= hi)])
+        inside, across = [], []  # a region across two pieces is not cut at its pauses
+        for r in arrived:
+            (inside if r[0] >= lo and r[1] <= hi else across).append(r)
+        new = sorted(split_at_pauses(row, inside, options.min_pause_s, offset_s=lo) + across)
         parts += new
         fresh = speech_windows(new, options)
         waiting += range(len(windows), len(windows) + len(fresh))
@@ -262,16 +261,18 @@ def _name_voices(result: CallResult, voices, recording: Recording, config: Callq
     customer (the first other voice to speak), other (any further voice: it joined later)."""
     from ..speakers.agent import choose_agent, role_cues
 
-    labels = sorted({r.speaker for r in voices})
+    starts: dict[int, float] = {}  # each voice's first speech
+    for r in voices:
+        starts[r.speaker] = min(starts.get(r.speaker, r.start_s), r.start_s)
+    labels = sorted(starts)
     texts = {label: [u.text for u in result.utterances if u.speaker == _voice_name(label)] for label in labels}
-    first = min(voices, key=lambda r: r.start_s).speaker if voices else None
+    first = min(starts, key=starts.get)
     decision = choose_agent(texts, first, role_cues(config.rules.lexicons), recording.company)
     names = {}
     if decision.agent is not None:
         names[_voice_name(decision.agent)] = SPEAKER_AGENT
         # the customer is on the line from the start; a supervisor or a transfer joins a call under way
-        starts = {label: min(r.start_s for r in voices if r.speaker == label) for label in labels}
-        rest = sorted((label for label in labels if label != decision.agent), key=lambda label: starts[label])
+        rest = sorted((label for label in labels if label != decision.agent), key=starts.get)
         for i, label in enumerate(rest):
             names[_voice_name(label)] = SPEAKER_CUSTOMER if i == 0 else SPEAKER_OTHER
     result.roles_method, result.roles_confidence = ROLES_WORDS, decision.confidence
