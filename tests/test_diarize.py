@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import DEMO
 from pipeline.transcribe.audio import decode_audio, detect_speech
 from pipeline.speakers.embedding import CAMPPlus, read_state_dict
-from pipeline.speakers.diarize import DiarisationOptions, Embedder, _distinct, diarise, speech_windows, split_at_pauses
+from pipeline.speakers.diarize import (DiarisationOptions, Embedder, _distinct, cluster, diarise, speech_windows,
+                                      split_at_pauses)
 from pipeline.speakers.model import WEIGHTS_NAME
 
 
@@ -144,6 +145,58 @@ def test_a_third_cluster_that_is_a_twin_of_a_voice_is_folded_but_a_third_person_
     assert _distinct(np.stack([agent, customer, between]), [0, 1, 2], speech) == [0, 1]  # both at once, 6 s
     # a third person who talks about as much as they do and happens to sound between them stays
     assert _distinct(np.stack([agent, customer, between]), [0, 1, 2], np.array([30.0, 20.0, 18.0])) == [0, 1, 2]
+
+
+def voices_with_likeness(gram, spread, counts, seed=0):
+    """Unit 'window embeddings' of len(counts) voices whose directions are ``gram`` alike (cosine);
+    each window is its voice's direction plus noise of norm ``spread[v]`` in the other dimensions
+    (windows of one voice are then about 1 / (1 + spread**2) alike)."""
+    rng = np.random.default_rng(seed)
+    directions = np.zeros((len(counts), 192))
+    directions[:, : len(counts)] = np.linalg.cholesky(np.asarray(gram, dtype=float))
+    out = []
+    for v, n in enumerate(counts):
+        noise = rng.normal(size=(n, 192))
+        noise[:, : len(counts)] = 0
+        noise *= spread[v] / np.linalg.norm(noise, axis=1, keepdims=True)
+        out.append(directions[v] + noise)
+    e = np.concatenate(out)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_a_voice_whose_windows_are_less_alike_than_the_threshold_is_still_one_voice():
+    """The customer's 1 s windows are 0.45 alike, under merge_similarity (0.55), and 0.2 like the
+    agent's: they gather into one voice, instead of each (1 s, under min_speaker_s) joining the agent."""
+    options = DiarisationOptions()
+    embeddings = voices_with_likeness([[1, 0.3], [0.3, 1]], [0.3, 1.1], [30, 8])
+    assert np.mean((embeddings[30:] @ embeddings[30:].T)[~np.eye(8, dtype=bool)]) < options.merge_similarity
+    labels = cluster(embeddings, np.ones(38), options)
+    assert set(labels[:30]) == {0} and set(labels[30:]) == {1}, labels
+
+
+def test_a_third_cluster_speaking_from_the_first_seconds_is_not_a_third_person():
+    """Agent (0.64 like the customer) and a cluster 0.80 like the agent and 0.60 like the customer:
+    the windows where the agent talks over the customer, as on a mixdown of an interruption. It
+    passes the likeness tests of a third voice; what gives it away is when it speaks: from 1.5 s, before the
+    customer's first word, so it did not join the call under way. A supervisor with the same
+    likenesses who first speaks at 40 s, after both parties have spoken, is a voice of its own."""
+    options = DiarisationOptions()
+    gram = [[1, 0.64, 0.8], [0.64, 1, 0.6], [0.8, 0.6, 1]]
+    embeddings = voices_with_likeness(gram, [0.8, 0.8, 0.8], [16, 20, 8])  # windows 0.6 alike
+    weights = np.ones(44)
+    agent_times = np.array([0.5, 2.5, 4.0, 5.0] + [20.0 + 2 * i for i in range(12)])
+    customer_times = 7.0 + np.arange(20) * 0.6
+    early = np.array([1.5, 11.5, 12.5, 19.5, 27.5, 28.5, 30.0, 44.5])  # in the agent's turns and overlaps
+    starts = np.concatenate([agent_times, customer_times, early])
+    labels = cluster(embeddings, weights, options, starts)
+    assert len(set(labels)) == 2, labels
+    assert set(labels[36:]) == set(labels[:16]) and set(labels[16:36]).isdisjoint(labels[:16])
+    # the same likenesses, the third voice first heard at 40 s
+    late = 40.0 + np.arange(8)
+    labels = cluster(embeddings, weights, options, np.concatenate([agent_times, customer_times, late]))
+    assert len(set(labels)) == 3, labels
+    assert len(set(labels[36:])) == 1 and set(labels[36:]).isdisjoint(labels[:36])
+    assert len(set(cluster(embeddings, weights, options))) == 3  # without the times only likeness counts
 
 
 def test_a_third_voice_is_a_speaker_of_its_own(embedder, config):

@@ -5,14 +5,16 @@ who. Each region of voice activity is first cut at its pauses (:func:`split_at_p
 joins speech less than about 0.4 s apart, so a question and its quick answer may share a region), then
 covered by windows of ``window_s`` (1.0 s; a shorter piece is one window of its own length). Each
 window gets a CAM++ embedding (:mod:`pipeline.speakers.embedding`), and the embeddings are clustered by
-cosine similarity (average linkage, merged while the clusters are more alike than
-``merge_similarity``), then refined by assigning every window to its nearest cluster. Clusters with
-less speech than ``min_speaker_s`` are folded into the nearest larger one (a cough, a burst of line
-noise, two voices at once). Windows are labelled, consecutive windows of one label joined, and each
-speaker's regions come back with a confidence per region: how much closer its windows are to their
-own cluster than to the next (0: a coin toss, 1: unmistakable). A change of speaker inside a piece
-(no pause between them) is speech over speech, or a reply without a breath: the interruption rule
-reads it on mono recordings.
+cosine similarity (average linkage, merged while the clusters are more alike than ``merge_similarity``,
+then while a cluster has less speech than ``min_speaker_s``), then refined by assigning every window to
+its nearest cluster. Clusters with less speech than ``min_speaker_s`` are folded into the nearest
+larger one (a cough, a burst of line noise, two voices at once), and so is a third cluster that is a
+twin or a mixture of the two voices (:func:`_distinct`) or that speaks before the two parties have
+talked (:func:`_joined_later`: a supervisor or a transfer joins later). Windows are labelled,
+consecutive windows of one label joined, and each speaker's regions come back with a confidence per
+region: how much closer its windows are to their own cluster than to the next (0: a coin toss, 1:
+unmistakable). A change of speaker inside a piece (no pause between them) is speech over speech, or a
+reply without a breath: the interruption rule reads it on mono recordings.
 
 The cost is one embedding per second of speech: the windows do not overlap, so speech is embedded
 once.
@@ -28,6 +30,7 @@ from ..config import DiarisationOptions
 from .embedding import SAMPLE_RATE, fbank
 
 FRAME_S = 0.01  # filterbank frame shift
+FBANK_JOIN_S = 0.5  # windows closer than this share one run of the filterbank
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,33 @@ class Embedder:
         self.session = open_session(graph_path, threads)
 
     def embed(self, audio: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
-        """Embeddings (N, 192), unit length, of ``windows`` (start_s, end_s) of 16 kHz mono ``audio``."""
+        """Embeddings (N, 192), unit length, of ``windows`` (start_s, end_s) of 16 kHz mono ``audio``.
+        The filterbanks are computed once per stretch of speech (windows less than ``FBANK_JOIN_S``
+        apart share one), not over the silences between stretches."""
         if not windows:
             return np.zeros((0, 192), dtype=np.float32)
-        start = max(0.0, min(s for s, _ in windows) - 0.05)
-        end = max(e for _, e in windows) + 0.05
-        features = fbank(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])  # once, for every window
-        spans = [(max(0, int(round((s - start) / FRAME_S))), max(1, int(round((e - s) / FRAME_S)))) for s, e in windows]
+        stretches: list[list] = []  # [start_s, end_s, window indices]
+        for i in sorted(range(len(windows)), key=lambda i: windows[i][0]):
+            start, end = windows[i]
+            if stretches and start <= stretches[-1][1] + FBANK_JOIN_S:
+                stretches[-1][1] = max(stretches[-1][1], end)
+                stretches[-1][2].append(i)
+            else:
+                stretches.append([start, end, [i]])
+        frames: list[np.ndarray] = [np.zeros((0, 80), np.float32)] * len(windows)
+        for start, end, members in stretches:
+            origin = max(0.0, start - 0.05)
+            features = fbank(audio[int(origin * SAMPLE_RATE): int((end + 0.05) * SAMPLE_RATE)])
+            for i in members:
+                first = min(max(0, int(round((windows[i][0] - origin) / FRAME_S))), max(0, features.shape[0] - 1))
+                frames[i] = features[first: first + max(1, int(round((windows[i][1] - windows[i][0]) / FRAME_S)))]
         out = np.zeros((len(windows), 192), dtype=np.float32)
         by_length: dict[int, list[int]] = {}
-        for i, (_, n) in enumerate(spans):
-            by_length.setdefault(min(n, max(1, features.shape[0] - spans[i][0])), []).append(i)
+        for i, f in enumerate(frames):
+            by_length.setdefault(f.shape[0], []).append(i)
         for n, members in by_length.items():  # equal lengths run as one batch
-            batch = np.stack([features[spans[i][0]: spans[i][0] + n] for i in members])
-            out[members] = self.session.run(None, {"features": batch})[0]
+            if n:
+                out[members] = self.session.run(None, {"features": np.stack([frames[i] for i in members])})[0]
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
@@ -141,15 +157,16 @@ def speech_windows(regions: list[tuple[float, float]], options: DiarisationOptio
     return windows
 
 
-def cluster(embeddings: np.ndarray, weights: np.ndarray, options: DiarisationOptions) -> np.ndarray:
+def cluster(embeddings: np.ndarray, weights: np.ndarray, options: DiarisationOptions,
+            starts: np.ndarray | None = None) -> np.ndarray:
     """Cluster labels (0, 1, ... by decreasing speech) of unit-length embeddings, each window weighted
-    by its seconds of speech."""
+    by its seconds of speech (``starts``: where each window starts, for :func:`_joined_later`)."""
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, dtype=int)
     chosen = np.linspace(0, n - 1, min(n, options.max_cluster_windows)).round().astype(int)
     chosen = np.unique(chosen)
-    labels = _average_linkage(embeddings[chosen], options.merge_similarity)
+    labels = _average_linkage(embeddings[chosen], options.merge_similarity, weights[chosen], options.min_speaker_s)
     centroids = _centroids(embeddings[chosen], labels, weights[chosen])
     for _ in range(3):  # every window to its nearest cluster, then the clusters again
         assigned = np.argmax(embeddings @ centroids.T, axis=1)
@@ -157,9 +174,33 @@ def cluster(embeddings: np.ndarray, weights: np.ndarray, options: DiarisationOpt
     speech = np.array([weights[assigned == k].sum() for k in range(len(centroids))])
     keep = [k for k in np.argsort(-speech) if speech[k] >= options.min_speaker_s] or [int(np.argmax(speech))]
     keep = _distinct(centroids, keep, speech)
+    if starts is not None:
+        keep = _joined_later(centroids, keep, assigned, weights, np.asarray(starts), options.min_speaker_s)
     kept = centroids[keep]
     assigned = np.argmax(embeddings @ kept.T, axis=1)
     return assigned
+
+
+def _joined_later(centroids: np.ndarray, keep: list[int], assigned: np.ndarray, weights: np.ndarray,
+                  starts: np.ndarray, min_speech_s: float) -> list[int]:
+    """The voices, less any that cannot be a third person. A third voice (a supervisor, a transfer)
+    joins a call under way: before it first speaks, the two parties have each spoken at least
+    ``min_speech_s``. While the latest voice to join does not, the two most alike voices are taken
+    for one (the one with less speech is folded), so that a call's two parties are never three: on a
+    mixdown, the windows where the agent talks over the customer can gather into a cluster of their
+    own, between the two voices and nearer the agent's, which speaks within the first seconds."""
+    keep = list(keep)
+    while len(keep) > 2:
+        first = {k: starts[assigned == k].min() for k in keep}
+        latest = max(keep, key=first.get)
+        before = [weights[(assigned == k) & (starts < first[latest])].sum() for k in keep if k != latest]
+        if sorted(before)[-2] >= min_speech_s:
+            return keep
+        similarity = centroids[keep] @ centroids[keep].T
+        np.fill_diagonal(similarity, -np.inf)
+        i, j = np.unravel_index(np.argmax(similarity), similarity.shape)
+        keep.pop(max(i, j))  # keep is in order of decreasing speech
+    return keep
 
 
 def _distinct(centroids: np.ndarray, keep: list[int], speech: np.ndarray) -> list[int]:
@@ -200,23 +241,34 @@ def _centroids(embeddings: np.ndarray, labels: np.ndarray, weights: np.ndarray, 
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
-def _average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """Agglomerative clustering, average linkage on cosine similarity, merged while above ``threshold``."""
+def _average_linkage(embeddings: np.ndarray, threshold: float, weights: np.ndarray | None = None,
+                     min_speech_s: float = 0.0) -> np.ndarray:
+    """Agglomerative clustering, average linkage on cosine similarity, merged while above ``threshold``;
+    then, while a cluster has less than ``min_speech_s`` of speech (``weights``: each item's seconds),
+    the most alike pair with such a cluster in it is merged. Windows of one voice are about as alike
+    as the threshold (0.5-0.7 on average), so a voice can be left in fragments: merged with each other
+    first, they make one voice instead of each joining the nearest large cluster one by one."""
     n = len(embeddings)
     similarity = embeddings @ embeddings.T
     np.fill_diagonal(similarity, -np.inf)
     sizes = np.ones(n)
+    speech = np.ones(n) if weights is None else np.asarray(weights, dtype=float).copy()
     members = {i: [i] for i in range(n)}
     active = np.ones(n, dtype=bool)
     while active.sum() > 1:
         masked = np.where(active[:, None] & active[None, :], similarity, -np.inf)
         a, b = np.unravel_index(np.argmax(masked), masked.shape)
         if masked[a, b] < threshold:
-            break
+            small = active & (speech < min_speech_s)
+            if not small.any():
+                break
+            masked = np.where(small[:, None] | small[None, :], masked, -np.inf)
+            a, b = np.unravel_index(np.argmax(masked), masked.shape)
         merged = (similarity[a] * sizes[a] + similarity[b] * sizes[b]) / (sizes[a] + sizes[b])
         similarity[a], similarity[:, a] = merged, merged
         similarity[a, a] = -np.inf
         sizes[a] += sizes[b]
+        speech[a] += speech[b]
         members[a] += members.pop(b)
         active[b] = False
     labels = np.zeros(n, dtype=int)
@@ -252,7 +304,7 @@ def label_regions(regions: list[tuple[float, float]], windows: list[tuple[float,
     if not windows:
         return [SpeakerRegion(0, s, e, 0.0) for s, e in regions]
     weights = np.array([e - s for s, e in windows])
-    labels = cluster(embeddings, weights, options)
+    labels = cluster(embeddings, weights, options, np.array([s for s, _ in windows]))
     centroids = _centroids(embeddings, labels, weights, int(labels.max()) + 1)
     scores = embeddings @ centroids.T
     if centroids.shape[0] > 1:
