@@ -1,10 +1,10 @@
 """Mono recordings: who spoke, and the rules' verdicts, against the same calls in stereo.
 
 Usage:
-    python benchmarks/mono_benchmark.py [--corpus demo|benchmarks/heldout] [--calls call01,...] [--keep DIR]
+    python benchmarks/mono_benchmark.py [--corpus demo|benchmarks/heldout|benchmarks/heldout2] [--calls call01,...] [--keep DIR]
 
 Mixes every stereo call of a corpus (``demo``, the calls the splitting was tuned on, or
-``benchmarks/heldout``, calls it never saw) down to mono (the two channels summed, 16 kHz WAV, the manifest row with
+``benchmarks/heldout`` and ``benchmarks/heldout2``, calls it had not seen when each was first measured: see their READMEs) down to mono (the two channels summed, 16 kHz WAV, the manifest row with
 ``agent_channel = mono``), runs a night on the stereo calls and one on their mixdowns (the library's
 night, Whisper base int8), and prints:
 

@@ -16,8 +16,9 @@ region: how much closer its windows are to their own cluster than to the next (0
 unmistakable). A change of speaker inside a piece (no pause between them) is speech over speech, or a
 reply without a breath: the interruption rule reads it on mono recordings.
 
-The cost is one embedding per second of speech: the windows do not overlap, so speech is embedded
-once.
+The cost is about one embedding per second of speech: windows overlap only where they even out a piece
+of uneven length (548 one-second windows for 440 s of speech on the demo mixdowns), and filterbanks
+are computed per stretch of speech, not over the silences.
 """
 
 from __future__ import annotations
