@@ -207,7 +207,7 @@ class Hit:
     utterance_idx: int
     phrase: str  # the lexicon entry (or the pattern)
     matched_text: str  # what was said, as transcribed
-    match_kind: str  # exact | sound_alike | near_sound | asr_variant | regex
+    match_kind: str  # exact | sound_alike | near_sound | asr_variant | regex | question
     category: str | None
     severity: str | None
     key_start: int = 0

@@ -137,7 +137,7 @@ HITS = _schema("hits", ("call_id", "rule_id", "utterance_idx", "start_s"), [
     pa.field("utterance_idx", pa.int32(), nullable=False),
     pa.field("phrase", pa.string(), nullable=False),  # the lexicon entry
     pa.field("matched_text", pa.string(), nullable=False),  # what was said (as transcribed)
-    pa.field("match_kind", pa.string(), nullable=False),  # exact | sound_alike | near_sound | asr_variant | regex
+    pa.field("match_kind", pa.string(), nullable=False),  # exact | sound_alike | near_sound | asr_variant | regex | question
     pa.field("category", pa.string()),
     pa.field("severity", pa.string()),
 ])

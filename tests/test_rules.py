@@ -241,7 +241,8 @@ def test_interruption_on_mono_is_a_change_of_voice_without_a_pause(engine):
 ])
 def test_rules_about_one_role_do_not_guess_when_roles_are_not_known(engine, mono, confidence, reason):
     results, hits = outcomes(engine, GOOD, mono=mono, roles_confidence=confidence)
-    for rule_id in ("opening.greeting", "courtesy.ninhao", "closing.farewell", "forbidden.phrase", "hold.notice"):
+    for rule_id in ("opening.greeting", "courtesy.ninhao", "closing.farewell", "forbidden.phrase", "hold.notice",
+                    "forbidden.deflection", "service.answer", "service.complaint_ack"):
         assert results[rule_id].outcome == "not_applicable" and reason in results[rule_id].evidence, rule_id
     assert not [h for h in hits if h.rule_id == "opening.greeting"]
     confident, _ = outcomes(engine, GOOD, roles_confidence=0.71)
@@ -376,6 +377,11 @@ def test_regex_with_exclusion_and_sequence(tmp_path):
      r"rules.toml:5: rule 'x': unknown option 'windw'"),
     ("[a]\n好\n", '[rules."x"]\ntype = "hold"\ncheck = "duration"\nmin_silence_s = 5\n', r"needs max_s"),
     ("[a]\n好\n", '[rules."x"\n', r"rules.toml: not valid TOML"),
+    ("[a]\n…咨询\n", "", r"test.txt:2: .*a gap \(…\) must stand between two parts"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "response"\nwithin_s = 5\n', r"needs a trigger lexicon or questions = true"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "response"\ntrigger = ["a"]\n', r"needs within_s or within_turns"),
+    ("[a]\n好\n", '[rules."x"]\ntype = "response"\ntrigger = ["a"]\nother = "customer"\nwithin_s = 5\n',
+     r"role and other must be two different roles"),
 ])
 def test_lexicon_validation_names_file_and_line(tmp_path, phrases, rules, message):
     folder = tmp_path / "lex"
@@ -401,7 +407,8 @@ def test_the_project_lexicons_are_valid():
     assert {r.rule_id for r in lexicons.rules} == {
         "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
         "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
-        "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption"}
+        "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
+        "service.answer", "service.complaint_ack", "forbidden.deflection"}
     assert {g.dialect for g in lexicons.groups.values() if g.id.startswith("dialect.")} >= {
         "cantonese", "sichuanese", "wu", "northeastern", "min"}
 
@@ -438,3 +445,136 @@ def test_every_finding_points_at_its_moment_in_the_call(engine):
     clean, _ = outcomes(engine, GOOD)
     assert clean["forbidden.phrase"].at_s is None  # a pass of a "none said" rule has nothing to point at
     assert clean["hold.notice"].at_s is None  # not applicable: no hold happened
+
+
+# --- the customer's side: 问询有答声, 投诉有回声, and sending the customer elsewhere -----------------
+
+OPENING = "[0.5s] agent: 您好，星河通信，工号一零零一为您服务，请讲。\n"
+
+
+def test_every_customer_question_is_answered(engine):
+    results, hits = outcomes(engine, OPENING + """
+        [5s] customer: 我的宽带每个月多少钱？
+        [9s] agent: 您的宽带每个月一百元。
+        [14s] customer: 那能便宜一点吗
+        [18s] agent: 可以换成两年的合约，每个月八十元。
+        [24s] customer: 我想知道还有什么套餐
+        [28s] agent: 还有一个一百兆的套餐，谢谢，再见。
+    """)
+    answer = results["service.answer"]
+    assert answer.outcome == "pass", answer.evidence
+    # a question mark, a final 吗 without one, and a question word (什么) all call for an answer
+    assert answer.evidence.startswith("3 of 3 responded to") and "customer 5.0s “我的宽带每个月多少钱?” → agent 9.0s" in answer.evidence
+    assert {h.match_kind for h in hits if h.rule_id == "service.answer"} == {"question", "exact"}
+    # the customer keeps talking after the question: the agent answers after the customer stops
+    results, _ = outcomes(engine, OPENING + """
+        [5s] customer: 这个月的账单为什么这么贵？
+        [9s] customer: 上个月才五十块，这个月一下子变成了一百二十块，我根本没有打过长途，也没有开通别的业务。
+        [25s] agent: 我帮您看一下，是流量超出了套餐。
+    """)
+    assert results["service.answer"].outcome == "pass", results["service.answer"].evidence
+
+
+def test_a_question_left_hanging_fails_with_the_question_and_what_followed(engine):
+    results, hits = outcomes(engine, OPENING + """
+        [5s] customer: 这个月的账单为什么这么贵？
+        [9s] agent: 嗯。
+        [25s] agent: 好了，您的话费已经交上了。
+    """)
+    answer = results["service.answer"]
+    assert answer.outcome == "fail"
+    # 嗯 is no answer; the next agent words came 16 s after the customer stopped
+    assert "customer 5.0s “这个月的账单为什么这么贵?” → agent 25.0s “好了,您的话费已经交上了。”" in answer.evidence
+    assert "limit 10 s" in answer.evidence and "1 of 1 without a response" in answer.evidence
+    assert answer.at_s == 5.0 and answer.until_s > 9  # the question and the silence after it
+    assert [h.utterance_idx for h in hits if h.rule_id == "service.answer"] == [1]
+    never, _ = outcomes(engine, OPENING + "[5s] customer: 你们几点下班？\n")
+    assert never["service.answer"].outcome == "fail" and "agent never spoke again" in never["service.answer"].evidence
+    # no question, nothing to answer; a question of the agent's own is not the customer's
+    quiet, _ = outcomes(engine, OPENING + "[5s] customer: 我想交话费。\n[8s] agent: 请问您的号码是多少？\n")
+    assert quiet["service.answer"].outcome == "not_applicable"
+
+
+def test_a_complaint_is_acknowledged_in_the_agents_next_two_utterances(engine):
+    complaint = OPENING + "[5s] customer: 我已经打了好几次电话了，一直没人来修，你们这什么服务态度！\n"
+    results, hits = outcomes(engine, complaint + "[12s] agent: 非常抱歉，给您带来不便，我马上帮您催一下。\n")
+    ack = results["service.complaint_ack"]
+    assert ack.outcome == "pass", ack.evidence
+    assert "→ agent 12.0s “非常抱歉" in ack.evidence
+    assert [h.phrase for h in hits if h.rule_id == "service.complaint_ack"] == ["打了好几次"]  # the earliest
+    late, _ = outcomes(engine, complaint + """
+        [12s] agent: 请问您的宽带账号是多少？
+        [16s] customer: 零二一六六八三。
+        [19s] agent: 好的，维修单已经派出去了。
+        [24s] agent: 不好意思。
+    """)
+    assert late["service.complaint_ack"].outcome == "fail"  # the apology came in the third utterance
+    assert "→ no service.ack phrase in agent's next 2 utterance(s) (next: agent 12.0s" in late["service.complaint_ack"].evidence
+    # asking how to complain is not a complaint (it is a question, which is answered)
+    asking, _ = outcomes(engine, OPENING + "[5s] customer: 我要怎么投诉？\n[9s] agent: 您可以在营业厅留言，我也可以帮您登记。\n")
+    assert asking["service.complaint_ack"].outcome == "not_applicable", asking["service.complaint_ack"].evidence
+    assert asking["service.answer"].outcome == "pass"
+
+
+def test_sending_the_customer_elsewhere_is_deflection_not_a_rude_word(engine):
+    results, hits = outcomes(engine, OPENING + """
+        [5s] customer: 我的手机不能上网了。
+        [8s] agent: 这个你自己打一零零八六问一下吧。
+        [13s] agent: 或者您拨打售后服务电话咨询。
+    """)
+    deflection = results["forbidden.deflection"]
+    assert deflection.outcome == "fail" and deflection.hit_count == 2, deflection.evidence
+    found = [h for h in hits if h.rule_id == "forbidden.deflection"]
+    assert {h.matched_text for h in found} == {"你自己打一零零八六问", "您拨打售后服务电话咨询"}
+    assert {(h.category, h.severity) for h in found} == {("推诿", "中")}
+    assert results["forbidden.phrase"].outcome == "pass"  # reported apart from rude words
+    # what the standards allow: a transfer, a promised call, doing it for the customer
+    allowed, _ = outcomes(engine, OPENING + """
+        [5s] customer: 我的手机不能上网了。
+        [8s] agent: 我帮您转接到技术部门。
+        [12s] agent: 我会让工程师尽快与您联系，稍后给您回电。
+        [17s] agent: 我帮您联系装维部门，您不用再打电话了。
+    """)
+    assert allowed["forbidden.deflection"].outcome == "pass", allowed["forbidden.deflection"].evidence
+
+
+def test_gap_phrases_keep_their_parts_in_order_close_and_whole(tmp_path):
+    engine = write_lexicons(tmp_path / "lex", """
+        [d]
+        @sound = no
+        打开…页面 | except=帮您打开
+        打开…问
+    """, """
+        [rules."d"]
+        type = "keyword"
+        lexicon = ["d"]
+        mode = "none"
+        role = "agent"
+    """)
+    said = lambda text: run(engine, f"[0s] agent: {text}\n")["d"].outcome  # noqa: E731
+    assert said("请打开我的账户页面。") == "fail"
+    assert said("请打开，页面。") == "fail"  # punctuation is not a gap
+    assert said("页面上可以打开。") == "pass"  # the parts in the wrong order
+    assert said("请打开一二三四五六七八九零一二三页面。") == "pass"  # 15 characters apart: too far
+    assert said("我帮您打开账户页面。") == "pass"  # the exclusion context overlaps the match
+    assert said("请打开看看再问。") == "fail"
+    assert said("请打开看看问题。") == "pass"  # 问 inside 问题: each part is a whole word
+    assert said("请打开一零零八六问。") == "fail"  # but not inside jieba's 八六问: digits are glued on
+
+
+def test_closing_words_the_site_accepts_are_a_switch_off_by_default(tmp_path):
+    import shutil
+
+    from pipeline.config import LEXICONS_DIR
+
+    bye = OPENING + "[5s] customer: 好的。\n[8s] agent: 感谢您的来电，拜拜。\n"
+    assert outcomes(engine=RuleEngine(load_lexicons()), dialogue=bye)[0]["closing.farewell"].outcome == "fail"
+    folder = tmp_path / "lex"
+    shutil.copytree(LEXICONS_DIR, folder)
+    rules = (folder / "rules.toml").read_text(encoding="utf-8")
+    switched = rules.replace('lexicon = ["closing.farewell"]', 'lexicon = ["closing.farewell", "closing.site"]')
+    assert switched != rules
+    (folder / "rules.toml").write_text(switched, encoding="utf-8")
+    results, hits = outcomes(RuleEngine(load_lexicons(folder)), bye)
+    assert results["closing.farewell"].outcome == "pass"
+    assert [h.phrase for h in hits if h.rule_id == "closing.farewell"] == ["拜拜"]

@@ -18,7 +18,7 @@ from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, SPEAKER_A
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
-                      RegexOptions, SequenceOptions, SpeechRateOptions, Window)
+                      RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
 
 
 class PhraseFinder(Protocol):
@@ -370,6 +370,85 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
 
 
+_QUESTION_MARKS = ("?", "？")
+_SENTENCE_END = r"(?=[\s,.!?;:，。！？；：、…~～]|$)"
+
+
+def is_question(text: str, endings: Iterable[str]) -> bool:
+    """A question by its form: a question mark (Whisper writes them), or a sentence that ends in a
+    question particle (吗, 呢), punctuation or not."""
+    if any(mark in text for mark in _QUESTION_MARKS):
+        return True
+    endings = [e for e in endings if e]
+    return bool(endings) and re.search("(?:" + "|".join(map(re.escape, endings)) + ")" + _SENTENCE_END, text) is not None
+
+
+def _has_content(engine: PhraseFinder, call: CallData, view: UtteranceView, fillers: tuple[str, ...]) -> bool:
+    """Whether an utterance says something beyond filler words (嗯, 啊): at least one letter or digit
+    outside every filler found in it."""
+    if not fillers:
+        return bool(view.key)
+    covered = set()
+    for _, match in engine.find(call, [view], fillers):
+        covered.update(range(match.start, match.end))
+    return len(view.key) > len(covered)
+
+
+def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
+    """Every utterance of ``role`` that calls for a response (a question by its form, a phrase of
+    ``trigger``) gets one from ``other``: the first of their later utterances (the next
+    ``within_turns``) with content (and a ``response`` phrase, if the rule names some), starting at
+    most ``within_s`` after ``role`` stopped speaking. The evidence pairs each trigger with what
+    followed it, with times."""
+    opts: ResponseOptions = spec.options
+    spoken, others = call.by_role(opts.role), call.by_role(opts.other)
+    found: dict[int, Finding] = {}  # each trigger utterance's earliest trigger phrase
+    for finding in sorted(engine.find(call, spoken, opts.trigger) if opts.trigger else [], key=lambda f: f.match.start):
+        found.setdefault(id(finding.utterance), finding)
+    question_group = Group(spec.rule_id, (), "问询", "中", None, 0, spec.source)
+    question_phrase = Phrase(spec.rule_id, "？", (), False, True, "phrase", spec.source)
+    triggers: list[Finding] = []
+    for view in spoken:
+        if id(view) in found:
+            triggers.append(found[id(view)])
+        elif opts.questions and is_question(view.text, opts.question_endings) and view.key:
+            triggers.append(Finding(view, Match(question_phrase, question_group, 0, len(view.key), "question")))
+    if not triggers:
+        what = "question" if opts.questions and not opts.trigger else "trigger phrase"
+        return CheckResult(NOT_APPLICABLE, f"no {opts.role} {what} in {len(spoken)} utterance(s)")
+    answered, missed = [], []
+    for trigger in triggers:
+        view = trigger.utterance
+        later = [u for u in others if u.start_s > view.start_s]
+        if opts.within_turns is not None:
+            later = later[: opts.within_turns]
+        response = next((u for u in later if _has_content(engine, call, u, opts.fillers)
+                         and (not opts.response or engine.find(call, [u], opts.response))), None)
+        if response is not None and opts.within_s is not None:
+            stopped = max([v.end_s for v in spoken if view.start_s <= v.start_s and v.end_s <= response.start_s],
+                          default=view.end_s)
+            if response.start_s - stopped > opts.within_s:
+                missed.append((trigger, f"{_quote(view)} → {_quote(response)}, "
+                                        f"{response.start_s - stopped:.1f} s later (limit {opts.within_s:g} s)"))
+                continue
+        if response is None:
+            limits = [f"in {opts.other}'s next {opts.within_turns} utterance(s)"] if opts.within_turns else []
+            nxt = later[0] if later else next((u for u in others if u.start_s > view.start_s), None)
+            what = "response" if not opts.response else f"{'/'.join(opts.response)} phrase"
+            missed.append((trigger, f"{_quote(view)} → no {what}" + (f" {limits[0]}" if limits else "")
+                           + (f" (next: {_quote(nxt)})" if nxt else f" ({opts.other} never spoke again)")))
+            continue
+        answered.append((trigger, f"{_quote(view)} → {_quote(response)}"))
+    if missed:
+        first = missed[0][0].utterance
+        return CheckResult(FAIL, f"{len(missed)} of {len(triggers)} without a response: "
+                           + "; ".join(text for _, text in missed[:3]) + (f" (+{len(missed) - 3} more)" if len(missed) > 3 else ""),
+                           [t for t, _ in missed], (first.start_s, first.end_s + (opts.within_s or 0.0)))
+    return CheckResult(PASS, f"{len(answered)} of {len(triggers)} responded to: "
+                       + "; ".join(text for _, text in answered[:3]) + (f" (+{len(answered) - 3} more)" if len(answered) > 3 else ""),
+                       [t for t, _ in answered])
+
+
 Check = Callable[[PhraseFinder, RuleSpec, CallData], CheckResult]
 
 CHECKS: dict[str, Check] = {
@@ -381,4 +460,5 @@ CHECKS: dict[str, Check] = {
     "interruption": check_interruption,
     "answer_delay": check_answer_delay,
     "dialect": check_dialect,
+    "response": check_response,
 }

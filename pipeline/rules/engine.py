@@ -20,7 +20,7 @@ from ..errors import RuleError
 from ..records import NOT_APPLICABLE, STATUS_OK, ErrorRecord, Hit, RuleResult
 from ..text import match_key
 from .checks import CHECKS, CallData, CheckResult
-from .lexicon import COMPANY_PLACEHOLDER, Group, LexiconSet, RuleSpec
+from .lexicon import COMPANY_PLACEHOLDER, Group, LexiconSet, RuleSpec, phrase_parts
 from .matching import Finding, GroupMatcher, SoundKeys, UtteranceView, add_words, make_view
 
 logger = logging.getLogger("callqa.rules")
@@ -53,8 +53,8 @@ class RuleEngine:
     def find(self, call: CallData, utterances: list[UtteranceView], patterns) -> list[Finding]:
         """Every phrase of the groups ``patterns`` names, found in ``utterances``."""
         if not self._words_added:  # lexicon phrases are words, for jieba's word boundaries
-            add_words(match_key(p.text.replace(COMPANY_PLACEHOLDER, ""))
-                      for g in self.lexicons.groups.values() for p in g.phrases)
+            add_words(match_key(part.replace(COMPANY_PLACEHOLDER, ""))
+                      for g in self.lexicons.groups.values() for p in g.phrases for part in phrase_parts(p.text))
             self._words_added = True
         matchers = self.matchers(patterns, call.company)
         return [Finding(u, m) for u in utterances for matcher in matchers for m in matcher.find(u)]

@@ -30,6 +30,13 @@ _GROUP_OPTIONS = ("category", "severity", "sound", "inside", "dialect", "mismatc
 _PHRASE_OPTIONS = ("except", "sound", "inside", "kind", "at")
 PHRASE_POSITIONS = ("anywhere", "start")
 COMPANY_PLACEHOLDER = "{company}"
+GAP = re.compile(r"…+|\.\.\.+")  # 拨打…咨询: the parts in this order, at most GAP_CHARS characters apart
+GAP_CHARS = 12
+
+
+def phrase_parts(text: str) -> list[str]:
+    """The parts of a phrase around its gaps (one part for a phrase without ``…``)."""
+    return [part.strip() for part in GAP.split(text)]
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,9 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
                 options["except"] = excepts
         if not match_key(text.replace(COMPANY_PLACEHOLDER, "x")):
             problems.append(f"{where}: empty phrase {text!r} (no letters or digits)")
+            continue
+        if any(not match_key(part.replace(COMPANY_PLACEHOLDER, "x")) for part in phrase_parts(text)):
+            problems.append(f"{where}: {text!r}: a gap (…) must stand between two parts with letters or digits")
             continue
         if text in current["seen"]:
             problems.append(f"{where}: phrase {text!r} appears twice in [{current['id']}]")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, NamedTuple
 
 from ..text import match_key, stored_key
-from .lexicon import COMPANY_PLACEHOLDER, Group, Phrase
+from .lexicon import COMPANY_PLACEHOLDER, GAP_CHARS, Group, Phrase, phrase_parts
 
 _INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r",
              "z", "c", "s", "y", "w")
@@ -137,14 +137,20 @@ def _jieba():
     return jieba
 
 
-def inside_longer_word(view: UtteranceView, start: int, end: int) -> bool:
+_NUMERALS = set("0123456789零〇一二两三四五六七八九十百千万幺")
+
+
+def inside_longer_word(view: UtteranceView, start: int, end: int, numbers: bool = True) -> bool:
     """True when one jieba word holds the whole span and more (喂 inside 喂养, 家 inside 家里).
 
     A span that merely meets a particle (你自己看 + 吧 -> 看吧) is not inside a longer word.
+    ``numbers=False``: words with a numeral do not count (jieba glues spelled-out digits to their
+    neighbours: 打一零零八六问 -> 打一 / 零零 / 八六问).
     """
     if view._bounds is None:
         view._bounds = [(s, e) for _word, s, e in _jieba().tokenize(view.key) if e - s > 1]
-    return any(s <= start and end <= e and e - s > end - start for s, e in view._bounds)
+    return any(s <= start and end <= e and e - s > end - start
+               and (numbers or not _NUMERALS.intersection(view.key[s:e])) for s, e in view._bounds)
 
 
 @dataclass(frozen=True)
@@ -179,12 +185,18 @@ class GroupMatcher:
     def __init__(self, group: Group, sounds: SoundKeys, company: str):
         self.group = group
         self.entries: list[_Entry] = []
+        self.gapped: list[tuple[_Entry, re.Pattern, re.Pattern | None]] = []  # phrases with a gap (…)
         for phrase in group.phrases:
-            key = match_key(phrase.text.replace(COMPANY_PLACEHOLDER, company or ""))
-            if not key:
+            parts = [match_key(p.replace(COMPANY_PLACEHOLDER, company or "")) for p in phrase_parts(phrase.text)]
+            if not all(parts):
                 continue
+            key = "".join(parts)
             excepts = [(k, sounds.of(k)) for k in (match_key(e) for e in phrase.excepts) if k]
-            self.entries.append(_Entry(phrase, key, sounds.of(key), excepts))
+            entry = _Entry(phrase, key, sounds.of(key), excepts)
+            if len(parts) > 1:
+                self.gapped.append((entry, _gapped(parts), _gapped([sounds.of(p) for p in parts]) if phrase.sound else None))
+                continue
+            self.entries.append(entry)
         self.by_key = {}
         self.by_sound = {}
         for entry in self.entries:
@@ -221,7 +233,43 @@ class GroupMatcher:
             if self._excluded(view, entry, start, end):
                 continue
             matches.append(Match(entry.phrase, self.group, start, end, kind))
+        for entry, exact, sound in self.gapped:
+            matches.extend(self._find_gapped(view, entry, exact, sound))
         return matches
+
+    def _find_gapped(self, view: UtteranceView, entry: _Entry, exact: re.Pattern,
+                     sound: re.Pattern | None) -> list[Match]:
+        """A phrase with gaps (拨打…咨询): its parts in order, each at most ``GAP_CHARS`` after the last,
+        each part a whole word unless ``inside``; an exclusion context that overlaps it cancels it."""
+        out, taken = [], set()
+        for pattern, haystack, kind in ((exact, view.key, "exact"), (sound, view.sound, "sound_alike")):
+            if pattern is None:
+                continue
+            for m in pattern.finditer(haystack):
+                span = (m.start(), m.end())
+                if span in taken:
+                    continue
+                if entry.phrase.at == "start" and m.start() != 0:
+                    continue
+                parts = [m.span(i) for i in range(1, (pattern.groups or 0) + 1)]
+                if not entry.phrase.inside and any(inside_longer_word(view, a, b, numbers=False) for a, b in parts):
+                    continue
+                if any(self._overlaps(view, key, snd, *span) for key, snd in entry.excepts):
+                    continue
+                taken.add(span)
+                out.append(Match(entry.phrase, self.group, m.start(), m.end(),
+                                 "asr_variant" if entry.phrase.kind == "asr_variant" else kind))
+        return out
+
+    @staticmethod
+    def _overlaps(view: UtteranceView, key: str, sound: str, start: int, end: int) -> bool:
+        for haystack, needle in ((view.key, key), (view.sound, sound)):
+            pos = haystack.find(needle)
+            while pos != -1:
+                if pos < end and pos + len(needle) > start:
+                    return True
+                pos = haystack.find(needle, pos + 1)
+        return False
 
     def _near(self, view: UtteranceView) -> list[tuple[int, int, _Entry, str]]:
         """Sound-alike with up to ``mismatch`` differing syllables (long phrases only, e.g. company names)."""
@@ -248,6 +296,11 @@ class GroupMatcher:
                         return True
                     pos = haystack.find(needle, pos + 1)
         return False
+
+
+def _gapped(parts: list[str]) -> re.Pattern:
+    """The parts in order, each within ``GAP_CHARS`` characters of the one before (shortest gaps)."""
+    return re.compile(f".{{0,{GAP_CHARS}}}?".join(f"({re.escape(p)})" for p in parts))
 
 
 def _alternation(table: dict[str, Any]) -> re.Pattern | None:

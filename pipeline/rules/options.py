@@ -239,8 +239,50 @@ class DialectOptions:
         return problems
 
 
+@dataclass(frozen=True)
+class ResponseOptions:
+    """``response``: every utterance of ``role`` that calls for a response (a question, a complaint) gets
+    one from ``other``: a customer question answered (问询有答声), a complaint acknowledged (投诉有回声).
+
+    Attributes:
+        role: whose utterances call for a response.
+        other: who must respond.
+        trigger: phrase groups that make an utterance of ``role`` call for a response (a complaint).
+        questions: an utterance in question form calls for a response too: a question mark from the
+            speech model, a sentence ending in one of ``question_endings``, or a phrase of ``trigger``.
+        question_endings: sentence-final particles that make a question.
+        response: phrase groups the response must contain (an apology, an acknowledgement); empty:
+            any utterance with content is a response.
+        fillers: phrase groups of words that are no response on their own (嗯, 啊, 好): an utterance of
+            nothing else does not count.
+        within_s: the response starts at most this many seconds after ``role`` stopped speaking
+            (a longer silence, the question hanging, fails).
+        within_turns: the response is among the next this many utterances of ``other``.
+    """
+
+    role: Role = "customer"
+    other: Role = "agent"
+    trigger: tuple[str, ...] = lexicon(default=())
+    questions: bool = False
+    question_endings: tuple[str, ...] = ("吗", "呢")
+    response: tuple[str, ...] = lexicon(default=())
+    fillers: tuple[str, ...] = lexicon(default=())
+    within_s: float | None = None
+    within_turns: int | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = _positive(self, "within_s", "within_turns")
+        if not self.trigger and not self.questions:
+            problems.append(("trigger", "a response rule needs a trigger lexicon or questions = true"))
+        if self.role == self.other or "any" in (self.role, self.other):
+            problems.append(("other", "role and other must be two different roles (agent, customer)"))
+        if self.within_s is None and self.within_turns is None:
+            problems.append(("within_s", "a response rule needs within_s or within_turns (or both)"))
+        return problems
+
+
 RuleOptions = Union[KeywordOptions, RegexOptions, SequenceOptions, HoldOptions, SpeechRateOptions,
-                    InterruptionOptions, AnswerDelayOptions, DialectOptions]
+                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions]
 
 RULE_TYPES: dict[str, type] = {
     "keyword": KeywordOptions,
@@ -251,4 +293,5 @@ RULE_TYPES: dict[str, type] = {
     "interruption": InterruptionOptions,
     "answer_delay": AnswerDelayOptions,
     "dialect": DialectOptions,
+    "response": ResponseOptions,
 }
