@@ -414,7 +414,7 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
         elif opts.questions and is_question(view.text, opts.question_endings) and view.key:
             triggers.append(Finding(view, Match(question_phrase, question_group, 0, len(view.key), "question")))
     if not triggers:
-        what = "question" if opts.questions and not opts.trigger else "trigger phrase"
+        what = "question" if opts.questions else f"{'/'.join(opts.trigger)} phrase"
         return CheckResult(NOT_APPLICABLE, f"no {opts.role} {what} in {len(spoken)} utterance(s)")
     answered, missed = [], []
     for trigger in triggers:
