@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/rescore_benchmark.py [--base OUT_DIR] [--calls N] [--days D] [--agents A]
 
-The stored utterances, words and voice activity are real pipeline output: the 13 demo calls as
+The stored utterances, words and voice activity are real pipeline output: the demo calls as
 transcribed by Whisper base (``--base``: an existing output folder; default: transcribe the demo
 corpus first), replicated with new call ids over D days and A agents into N calls (about 10
 utterances and 100 words per call). Then ``pipeline.rescore.rescore`` runs exactly as

@@ -1,17 +1,22 @@
-"""Rule accuracy on the demo corpus against its ground truth, and rule engine speed on 10,000 calls.
+"""Rule accuracy on a synthetic corpus against its ground truth, and rule engine speed on 10,000 calls.
 
 Usage:
-    python benchmarks/rules_benchmark.py [--out DIR] [--lexicons DIR] [--speed-calls N]
+    python benchmarks/rules_benchmark.py [--corpus DIR] [--out DIR] [--lexicons DIR] [--speed-calls N]
 
-Accuracy: transcribes the 13 demo calls with the library (as a nightly run does, Whisper base int8;
-or reads an existing output folder with --out), runs the rules, and compares every (call, rule) outcome
-with ``expected`` in demo/truth/*.json. Printed per rule: accuracy over the 8 kHz telephone-band calls
-and over all calls, and each disagreement. Also printed: how often the agent's 您好 was transcribed as
-你好, and whether any polite near-miss line (truth ``near_misses``) was reported as a forbidden phrase.
+Accuracy: transcribes the calls of a corpus (``--corpus``: ``demo``, the default, with its 17 calls, or
+``benchmarks/heldout``, ``benchmarks/heldout2``: any folder with ``recordings/`` and ``truth/``) with the
+library (as a nightly run does, Whisper base int8; or reads an existing output folder of that corpus with
+--out), runs the rules, and compares every (call, rule) outcome with ``expected`` in ``DIR/truth/*.json``.
+Printed for every rule id in the truth files: accuracy over the 8 kHz telephone-band calls and over all
+calls, how many calls the truth fails, FALSE ALARMS (the rule failed a call whose truth is pass or
+not_applicable) and MISSES (the rule passed a call, or found it not applicable, where the truth is fail),
+then each disagreement. Also printed: how often the agent's 您好 was transcribed as 你好, and whether any
+polite near-miss line (truth ``near_misses``) was reported as a forbidden phrase.
 
-Speed: replicates the stored utterances and voice activity of the demo calls into N calls (default
-10,000) with new call ids and times the rule engine over all of them (lexicons compiled once).
+Speed: replicates the stored utterances and voice activity of the corpus's calls into N calls (default
+10,000; 0 skips it) with new call ids and times the rule engine over all of them (lexicons compiled once).
 """
+
 
 from __future__ import annotations
 
@@ -38,25 +43,47 @@ from pipeline.text import match_key  # noqa: E402
 DEMO = ROOT / "demo"
 
 
-def transcribe_demo(out: Path) -> None:
-    """The demo night, as the library runs it (transcripts, rules and scores) into ``out``."""
-    run_night(DEMO / "recordings", out, run_id="benchmark")
+def corpus_dir(value: str) -> Path:
+    """A corpus folder as given, or relative to the repository root (``demo``, ``benchmarks/heldout``)."""
+    path = Path(value)
+    if not path.is_absolute() and not (path / "truth").is_dir():
+        path = ROOT / value
+    if not (path / "truth").is_dir() or not (path / "recordings").is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: not a corpus folder (recordings/ and truth/)")
+    return path
+
+
+def transcribe_corpus(corpus: Path, out: Path) -> None:
+    """The corpus's night, as the library runs it (transcripts, rules and scores) into ``out``."""
+    run_night(corpus / "recordings", out, run_id="benchmark")
+
+
+def corpus_name(corpus: Path) -> str:
+    try:
+        return str(corpus.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(corpus)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="read stored utterances from this output folder")
+    parser.add_argument("--corpus", type=corpus_dir, default=DEMO,
+                        help="corpus folder with recordings/ and truth/: demo (default), benchmarks/heldout, "
+                             "benchmarks/heldout2")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="read stored utterances from this output folder (a night of the same corpus)")
     parser.add_argument("--lexicons", type=Path, default=None)
-    parser.add_argument("--speed-calls", type=int, default=10_000)
+    parser.add_argument("--speed-calls", type=int, default=10_000, help="calls for the speed test (0: skip it)")
     args = parser.parse_args()
     console = Console(width=160)
+    corpus, name = args.corpus, corpus_name(args.corpus)
 
     out = args.out
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="callqa-rules-bench-"))
         started = time.perf_counter()
-        transcribe_demo(out)
-        console.print(f"transcribed the demo corpus into {out} in {time.perf_counter() - started:.0f} s")
+        transcribe_corpus(corpus, out)
+        console.print(f"transcribed the {name} corpus into {out} in {time.perf_counter() - started:.0f} s")
     lexicons = load_lexicons(args.lexicons)
     engine = RuleEngine(lexicons)
     calls = read_table(out, "calls").to_dict("records")
@@ -65,33 +92,64 @@ def main() -> int:
     evaluation = evaluate_calls(engine, calls, utterances, voice)
     hits, results = evaluation.hits, evaluation.results
 
-    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (DEMO / "truth").glob("*.json")}
+    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((corpus / "truth").glob("*.json"))}
     telephone = {cid for cid, t in truth.items() if t["sample_rate"] == 8000}
+    outcomes = {(row.call_id, row.rule_id): row for row in results}
+    rule_ids = list(dict.fromkeys(rule for t in truth.values() for rule in t["expected"]))
     per_rule: dict[str, dict] = {}
     wrong = []
-    for row in results:
-        expected = truth[row.call_id]["expected"].get(row.rule_id)
-        stats = per_rule.setdefault(row.rule_id, {"all": [0, 0], "tel": [0, 0]})
-        ok = expected == row.outcome
-        stats["all"][0] += ok
-        stats["all"][1] += 1
-        if row.call_id in telephone:
-            stats["tel"][0] += ok
-            stats["tel"][1] += 1
-        if not ok:
-            wrong.append((row.rule_id, row.call_id, row.outcome, expected, row.evidence))
-    table = Table(title=f"rule accuracy against demo/truth (lexicons {lexicons.version})")
-    for column in ("rule id", "8 kHz calls", "accuracy 8 kHz", "all calls", "accuracy all"):
+    for rule_id in rule_ids:  # every rule id of the truth files, every call that has a truth for it
+        stats = per_rule.setdefault(rule_id, {"all": [0, 0], "tel": [0, 0], "truth_fail": 0, "false_alarms": 0,
+                                              "misses": 0, "no_result": 0})
+        for call_id, t in truth.items():
+            expected = t["expected"].get(rule_id)
+            if expected is None:
+                continue
+            row = outcomes.get((call_id, rule_id))
+            got = row.outcome if row is not None else None
+            ok = expected == got
+            stats["all"][0] += ok
+            stats["all"][1] += 1
+            if call_id in telephone:
+                stats["tel"][0] += ok
+                stats["tel"][1] += 1
+            stats["truth_fail"] += expected == "fail"
+            if got is None:
+                stats["no_result"] += 1
+                kind = "no result"
+            elif got == "fail" and expected != "fail":
+                stats["false_alarms"] += 1
+                kind = "false alarm"
+            elif got != "fail" and expected == "fail":
+                stats["misses"] += 1
+                kind = "miss"
+            else:
+                kind = "pass vs not_applicable"
+            if not ok:
+                wrong.append((rule_id, call_id, got, expected, kind, row.evidence if row is not None else ""))
+    table = Table(title=f"rule accuracy against {name}/truth (lexicons {lexicons.version})")
+    for column in ("rule id", "8 kHz calls", "accuracy 8 kHz", "all calls", "accuracy all", "truth fail",
+                   "false alarms", "misses"):
         table.add_column(column, justify="left" if column == "rule id" else "right")
     for rule_id, stats in per_rule.items():
         tel, every = stats["tel"], stats["all"]
-        table.add_row(rule_id, str(tel[1]), f"{tel[0] / tel[1]:.3f}" if tel[1] else "-", str(every[1]),
-                      f"{every[0] / every[1]:.3f}")
+        missing = f" ({stats['no_result']} no result)" if stats["no_result"] else ""
+        table.add_row(rule_id, str(tel[1]), f"{tel[0] / tel[1]:.3f}" if tel[1] else "-", str(every[1]) + missing,
+                      f"{every[0] / every[1]:.3f}" if every[1] else "-", str(stats["truth_fail"]),
+                      str(stats["false_alarms"]), str(stats["misses"]))
     total = sum(s["all"][0] for s in per_rule.values()), sum(s["all"][1] for s in per_rule.values())
-    table.add_row("ALL", "", "", str(total[1]), f"{total[0] / total[1]:.3f}", style="bold")
+    table.add_row("ALL", "", "", str(total[1]), f"{total[0] / total[1]:.3f}" if total[1] else "-",
+                  str(sum(s["truth_fail"] for s in per_rule.values())),
+                  str(sum(s["false_alarms"] for s in per_rule.values())),
+                  str(sum(s["misses"] for s in per_rule.values())), style="bold")
     console.print(table)
-    for rule_id, call_id, got, expected, evidence in wrong:
-        console.print(f"  wrong: {rule_id} {call_id}: {got} (truth {expected}): {evidence}", markup=False)
+    console.print("false alarm: the rule failed a call whose truth is pass or not_applicable; miss: the rule passed "
+                  "a call, or found it not applicable, whose truth is fail", markup=False)
+    for rule_id, call_id, got, expected, kind, evidence in wrong:
+        console.print(f"  wrong ({kind}): {rule_id} {call_id}: {got} (truth {expected}): {evidence}", markup=False)
+    untruthed = sorted({row.rule_id for row in results} - set(rule_ids))
+    if untruthed:
+        console.print(f"rules with no ground truth in {name}/truth (not scored): {', '.join(untruthed)}", markup=False)
 
     # 您好 as heard: the first agent utterance of every call whose script opens with 您好
     heard = {"您好": 0, "你好": 0, "neither": 0}
@@ -124,6 +182,8 @@ def main() -> int:
 
     # speed: N calls of stored utterances
     n = args.speed_calls
+    if n <= 0:
+        return 0
     ok_calls = [c for c in calls if c["status"] == "ok"]
     by_call = {}
     for u in utterances:

@@ -32,7 +32,7 @@ SETUPS = [("threads", 1), ("dask", 1), ("threads", 2), ("dask", 2)]
 
 def main() -> int:
     console = Console(width=120)
-    table = Table(title="nightly flow on the 13 demo calls (12.2 min of audio)")
+    table = Table(title="nightly flow on the demo calls")
     for column in ("runner", "workers", "calls", "flow wall s", "x real time"):
         table.add_column(column, justify="right")
     with prefect_test_harness(server_startup_timeout=120):

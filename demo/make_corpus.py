@@ -42,6 +42,13 @@ Other voices (all optional, per call; a scenario without them gives exactly the 
   voice shifted by "other_pitch_cents", or "other_voice": "espeak" with "other_espeak" as above. It is
   on the remote (right) channel with the customer in stereo; it is neither agent nor customer in the
   ground truth (turns keep speaker "other").
+
+Labels a script gives its turns for the rules on the customer's side (they change the truth, never the
+audio): "question": true/false on a customer turn (default: its text has a question mark), "answers": false
+on an agent turn that changes the subject, "complaint": true on a customer turn, "ack": true on an agent
+turn that acknowledges or apologises (it must say one of ACK_WORDS), "deflection": true on an agent turn
+that sends the customer to call someone else themselves. derive_expected turns them into service.answer,
+service.complaint_ack and forbidden.deflection (see demo/README.md).
 """
 from __future__ import annotations
 
@@ -100,11 +107,24 @@ HOLD_MAX_S = 60.0
 INTERRUPTION_TOLERANCE_S = 1.0
 PACE_BAND_CPM = (150.0, 300.0)
 FAREWELL_LAST_N = 2
+# The customer's side (四声服务 问询有答声 / 投诉有回声) and 推诿, from the script's turn annotations:
+# "question" (customer; default: the text has a question mark), "answers": false (an agent turn that
+# changes the subject), "complaint": true (customer), "ack": true (agent), "deflection": true (agent).
+ANSWER_WITHIN_S = 10.0  # a question's response starts at most this long after the customer last stopped
+FILLER_CHARS = "嗯啊哦呃额唉诶"  # with punctuation, what an utterance of no content is made of
+MIN_CONTENT_CHARS = 1  # a lone 对 or 好 answers a yes-no question
+COMPLAINT_ACK_TURNS = 2  # a complaint is acknowledged in one of the agent's next this many turns
+ACK_WORDS = ("抱歉", "对不起", "不好意思", "给您带来不便", "理解您的心情", "理解您", "马上帮您", "立即帮您",
+             "非常理解", "很抱歉", "向您道歉")  # an agent turn marked "ack" says one of them
+TURN_KEYS = {"speaker", "text", "gap", "hold", "question", "answers", "complaint", "ack", "deflection"}
+ANNOTATION_SPEAKERS = {"question": ("customer",), "complaint": ("customer",), "answers": ("agent", "other"),
+                       "ack": ("agent",), "deflection": ("agent",)}
 
 RULE_IDS = (
     "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
     "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
     "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
+    "service.answer", "service.complaint_ack", "forbidden.deflection",
 )
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -250,8 +270,9 @@ def speaker_clip(call: dict, agents: dict, voices: Voices, speaker: str, text: s
 
 
 def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generator):
-    """Lay the turns out on a two-channel timeline. Returns (stereo float array, turns, holds)."""
-    placed = []  # (start sample, speaker, text, audio)
+    """Lay the turns out on a two-channel timeline. Returns (stereo float array, turns, holds, notes):
+    notes[i] is the script turn (with its annotations) that turns[i] was placed from."""
+    placed = []  # (start sample, speaker, text, audio, index of the script turn)
     holds = []
     latest_end = int(round(call.get("lead_s", 0.8) * SR))
     for i, turn in enumerate(call["turns"]):
@@ -266,22 +287,23 @@ def place_call(call: dict, agents: dict, voices: Voices, rng: np.random.Generato
         else:
             gap = turn["gap"] if "gap" in turn else float(rng.uniform(0.3, 1.0))
             start = latest_end + int(round(gap * SR))
-        placed.append((start, speaker, turn["text"], audio))
+        placed.append((start, speaker, turn["text"], audio, i))
         latest_end = max(latest_end, start + len(audio))
     total = latest_end + int(round(call.get("tail_s", DEFAULT_TAIL_S) * SR))
 
     channels = np.zeros((2, total), dtype=np.float32)  # 0 = agent (left), 1 = customer and other (right)
-    for start, speaker, _, audio in placed:
+    for start, speaker, _, audio, _ in placed:
         channels[0 if speaker == "agent" else 1, start: start + len(audio)] += audio
     noise_rms = 10 ** (NOISE_RMS_DBFS / 20)
     channels += rng.normal(0.0, noise_rms, size=channels.shape).astype(np.float32)
 
     placed.sort(key=lambda p: p[0])
     turns = [{"speaker": spk, "text": text, "start_s": round(start / SR, 3), "end_s": round((start + len(a)) / SR, 3)}
-             for start, spk, text, a in placed]
+             for start, spk, text, a, _ in placed]
+    notes = [call["turns"][i] for *_, i in placed]
     holds = [{"start_s": round(h["start"] / SR, 3), "end_s": round(h["end"] / SR, 3),
               "announced": h["announced"], "apologised": h["apologised"]} for h in holds]
-    return channels, turns, holds
+    return channels, turns, holds, notes
 
 
 def encode(channels: np.ndarray, fmt: str, out: Path, workdir: Path) -> None:
@@ -307,8 +329,52 @@ def contains(text: str, phrases) -> bool:
     return any(p in text for p in phrases)
 
 
-def derive_expected(call: dict, turns: list, holds: list, n_channels: int) -> tuple[dict, dict]:
-    """Ground-truth outcome per rule id, derived from the script and the placed timeline."""
+def has_content(text: str) -> bool:
+    """More than a filler: the text without 嗯/啊/哦/呃… and punctuation keeps MIN_CONTENT_CHARS characters."""
+    return len(re.sub(r"[\W_]", "", re.sub(f"[{FILLER_CHARS}]", "", text))) >= MIN_CONTENT_CHARS
+
+
+def is_question(turn: dict, note: dict) -> bool:
+    return turn["speaker"] == "customer" and note.get("question", "？" in turn["text"] or "?" in turn["text"])
+
+
+def answer_of(question: dict, turns: list, notes: list) -> dict:
+    """问询有答声: the first turn of the agent's side (the agent, or a colleague the agent brought in,
+    speaker "other") that starts after the question starts, has content and is not marked "answers": false;
+    the question is answered when that turn starts at most ANSWER_WITHIN_S after the end of the last
+    customer turn that ended before it (a response that starts inside the question answers it at once)."""
+    item = {"question_start_s": question["start_s"], "question_end_s": question["end_s"], "question": question["text"],
+            "answered": False, "response_start_s": None, "response_end_s": None, "response": None,
+            "response_delay_s": None}
+    response = next((t for t, n in zip(turns, notes) if t["speaker"] in ("agent", "other")
+                     and t["start_s"] > question["start_s"] and has_content(t["text"]) and n.get("answers", True)), None)
+    if response is None:
+        return item
+    if response["start_s"] < question["end_s"]:
+        delay = response["start_s"] - question["end_s"]
+    else:
+        delay = response["start_s"] - max(t["end_s"] for t in turns
+                                          if t["speaker"] == "customer" and t["end_s"] <= response["start_s"])
+    item.update(answered=delay <= ANSWER_WITHIN_S, response_start_s=response["start_s"],
+                response_end_s=response["end_s"], response=response["text"], response_delay_s=round(delay, 3))
+    return item
+
+
+def ack_of(complaint: dict, turns: list, notes: list) -> dict:
+    """投诉有回声: one of the agent's next COMPLAINT_ACK_TURNS turns (starting after the complaint starts)
+    is marked "ack"."""
+    item = {"complaint_start_s": complaint["start_s"], "complaint_end_s": complaint["end_s"],
+            "complaint": complaint["text"], "acknowledged": False, "ack_start_s": None, "ack_end_s": None, "ack": None}
+    following = [(t, n) for t, n in zip(turns, notes) if t["speaker"] == "agent" and t["start_s"] > complaint["start_s"]]
+    ack = next((t for t, n in following[:COMPLAINT_ACK_TURNS] if n.get("ack")), None)
+    if ack is not None:
+        item.update(acknowledged=True, ack_start_s=ack["start_s"], ack_end_s=ack["end_s"], ack=ack["text"])
+    return item
+
+
+def derive_expected(call: dict, turns: list, holds: list, n_channels: int, notes: list) -> tuple[dict, dict]:
+    """Ground-truth outcome per rule id, derived from the script and the placed timeline (notes: the script
+    turn of each placed turn, for its annotations)."""
     agent = [t for t in turns if t["speaker"] == "agent"]
     customer = [t for t in turns if t["speaker"] == "customer"]
     agent_text = "".join(t["text"] for t in agent)
@@ -347,6 +413,15 @@ def derive_expected(call: dict, turns: list, holds: list, n_channels: int) -> tu
     ]
     exp["manner.interruption"] = not interruptions
 
+    questions = [answer_of(t, turns, notes) for t, n in zip(turns, notes) if is_question(t, n)]
+    exp["service.answer"] = all(q["answered"] for q in questions) if questions else None
+    complaints = [ack_of(t, turns, notes) for t, n in zip(turns, notes)
+                  if t["speaker"] == "customer" and n.get("complaint")]
+    exp["service.complaint_ack"] = all(c["acknowledged"] for c in complaints) if complaints else None
+    deflections = [{"start_s": t["start_s"], "end_s": t["end_s"], "text": t["text"]}
+                   for t, n in zip(turns, notes) if t["speaker"] == "agent" and n.get("deflection")]
+    exp["forbidden.deflection"] = not deflections
+
     label = {True: "pass", False: "fail", None: "not_applicable"}
     expected = {rule: label[exp[rule]] for rule in RULE_IDS}
     expected.update(call.get("expected_override", {}))
@@ -356,6 +431,9 @@ def derive_expected(call: dict, turns: list, holds: list, n_channels: int) -> tu
         "agent_chars": chars,
         "agent_chars_per_min": round(cpm, 1),
         "interruptions": interruptions,
+        "questions": questions,
+        "complaints": complaints,
+        "deflections": deflections,
     }
     return expected, measures
 
@@ -370,6 +448,16 @@ def check_call(call: dict, turns: list, holds: list, duration: float) -> None:
         for o in (t for t in turns if t["speaker"] == "other"):
             assert not (o["start_s"] < a["start_s"] < o["end_s"] and o["end_s"] - a["start_s"] > INTERRUPTION_TOLERANCE_S), \
                 f"{cid}: agent turn at {a['start_s']} interrupts the other voice"
+    # The annotations behind service.answer, service.complaint_ack and forbidden.deflection: on the right
+    # speaker's turns, and an acknowledgement marked "ack" says so in words.
+    for i, turn in enumerate(call["turns"]):
+        unknown = set(turn) - TURN_KEYS
+        assert not unknown, f"{cid}: turn {i}: unknown keys {sorted(unknown)}"
+        for key, speakers in ANNOTATION_SPEAKERS.items():
+            assert key not in turn or turn["speaker"] in speakers, \
+                f"{cid}: turn {i}: {key!r} on a turn of speaker {turn['speaker']!r} (only {'/'.join(speakers)})"
+        if turn.get("ack"):
+            assert contains(turn["text"], ACK_WORDS), f"{cid}: turn {i} is marked ack but says none of {ACK_WORDS}"
     agent_text = "".join(t["text"] for t in turns if t["speaker"] == "agent")
     for phrase in call.get("forbidden_phrases", []):
         assert phrase in agent_text, f"{cid}: forbidden phrase {phrase!r} not in agent text"
@@ -460,12 +548,12 @@ def main(argv: list[str] | None = None) -> int:
         for call in scenarios["calls"]:
             call = {**call, "company": company}
             ext, rate, n_channels, fmt_text = FORMATS[call["format"]]
-            channels, turns, holds = place_call(call, scenarios["agents"], voices, rng)
+            channels, turns, holds, notes = place_call(call, scenarios["agents"], voices, rng)
             duration = round(channels.shape[1] / SR, 3)
             check_call(call, turns, holds, duration)
             fname = f"{call['call_id']}.{ext}"
             encode(channels, call["format"], recordings_dir / fname, workdir)
-            expected, measures = derive_expected(call, turns, holds, n_channels)
+            expected, measures = derive_expected(call, turns, holds, n_channels, notes)
             agent_channel = "left" if n_channels == 2 else "mono"
             truth = {
                 "call_id": call["call_id"], "agent_id": call["agent_id"], "file": fname, "company": company,

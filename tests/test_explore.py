@@ -19,8 +19,8 @@ def results(demo_results):
 def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_results):
     calls = read_table(demo_results, "calls")
     overview = explore.team_overview(results).iloc[0]
-    assert overview["calls scored"] == len(calls) == 13 and overview["recordings failed"] == 0
-    assert overview["agents"] == 4 and overview["period"] == "2026-11-12 – 2026-11-20"
+    assert overview["calls scored"] == len(calls) == 17 and overview["recordings failed"] == 0
+    assert overview["agents"] == 4 and overview["period"] == "2026-11-12 – 2026-11-24"
     assert overview["mean score"] == round(calls["score"].mean(), 1)
     assert overview["red lines"] == calls["red_line"].sum()
     board = explore.leaderboard(results)
@@ -28,7 +28,7 @@ def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_
     assert board["mean_score"].is_monotonic_decreasing
     a1001 = calls[calls["agent_id"] == "A1001"]
     row = board.set_index("agent_id").loc["A1001"]
-    assert row["calls"] == len(a1001) == 4 and row["mean_score"] == pytest.approx(a1001["score"].mean(), abs=0.05)
+    assert row["calls"] == len(a1001) == 5 and row["mean_score"] == pytest.approx(a1001["score"].mean(), abs=0.05)
     assert row["pass_rate"] == pytest.approx(a1001["passed"].mean(), abs=0.0005)
     # rates are of the calls a rule applied to: A1003's one hold (call07) was not announced
     assert board.set_index("agent_id").loc["A1003", "most_failed_rule"] == "hold.notice (100%)"
@@ -37,9 +37,9 @@ def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_
 
 def test_failure_rates_leave_out_calls_where_a_rule_did_not_apply(results):
     rates = explore.rule_failure_rates(results).set_index("rule_id")
-    assert (rates.loc["forbidden.phrase", "failed"], rates.loc["forbidden.phrase", "applicable"]) == (2, 13)
+    assert (rates.loc["forbidden.phrase", "failed"], rates.loc["forbidden.phrase", "applicable"]) == (2, 17)
     holds = rates.loc["hold.notice"]  # only the calls with a hold count
-    assert holds["applicable"] < 13 and holds["failed"] == 1
+    assert holds["applicable"] < 17 and holds["failed"] == 1
     assert holds["fail_rate"] == round(1 / holds["applicable"], 3)
     assert rates.loc["forbidden.phrase", "name"] == "服务忌语"
     assert rates["fail_rate"].iloc[0] == rates["fail_rate"].max()
@@ -47,9 +47,9 @@ def test_failure_rates_leave_out_calls_where_a_rule_did_not_apply(results):
 
 def test_trends_by_day_and_iso_week(results):
     days = explore.score_trend(results, "day")
-    assert len(days) == 7 and days["calls"].sum() == 13
+    assert len(days) == 9 and days["calls"].sum() == 17
     weeks = explore.score_trend(results, "week")
-    assert weeks["period"].tolist() == ["2026-W46", "2026-W47"] and weeks["calls"].tolist() == [4, 9]
+    assert weeks["period"].tolist() == ["2026-W46", "2026-W47", "2026-W48"] and weeks["calls"].tolist() == [4, 9, 4]
     with pytest.raises(ValueError):
         explore.score_trend(results, "month")
 
