@@ -488,6 +488,12 @@ def test_a_question_left_hanging_fails_with_the_question_and_what_followed(engin
     assert "limit 10 s" in answer.evidence and "1 of 1 without a response" in answer.evidence
     assert answer.at_s == 5.0 and answer.until_s > 9  # the question and the silence after it
     assert [h.utterance_idx for h in hits if h.rule_id == "service.answer"] == [1]
+    # moving on to the end of the call is no answer; an answer with a farewell in it is one
+    closed, _ = outcomes(engine, OPENING + "[5s] customer: 你们几点下班？\n[9s] agent: 感谢您的来电，再见。\n")
+    assert closed["service.answer"].outcome == "fail"
+    assert "→ no response (next: agent 9.0s “感谢您的来电,再见。”)" in closed["service.answer"].evidence
+    done, _ = outcomes(engine, OPENING + "[5s] customer: 你们几点下班？\n[9s] agent: 晚上九点，感谢您的来电，再见。\n")
+    assert done["service.answer"].outcome == "pass"
     never, _ = outcomes(engine, OPENING + "[5s] customer: 你们几点下班？\n")
     assert never["service.answer"].outcome == "fail" and "agent never spoke again" in never["service.answer"].evidence
     # no question, nothing to answer; a question of the agent's own is not the customer's
