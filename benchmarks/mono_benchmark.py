@@ -24,7 +24,6 @@ import json
 import shutil
 import sys
 import tempfile
-import wave
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from rich.table import Table  # noqa: E402
 
 def mixdowns(corpus: Path, calls: list[str], folder: Path) -> None:
     """The stereo demo calls, summed to mono, with the demo manifest's rows (agent_channel mono)."""
+    from pipeline.review.examples import write_clip
     from pipeline.transcribe.audio import decode_audio
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,11 +50,7 @@ def mixdowns(corpus: Path, calls: list[str], folder: Path) -> None:
         audio = decode_audio(corpus / "recordings" / row["file"]).channels_data
         mono = np.clip(audio.sum(axis=0), -1, 1)
         name = f"{row['call_id']}_mono.wav"
-        with wave.open(str(folder / name), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes((mono * 32767).astype("<i2").tobytes())
+        write_clip(mono[None, :], folder / name)
         out.append({**row, "file": name, "agent_channel": "mono"})
     with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(out[0]))

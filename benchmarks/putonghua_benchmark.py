@@ -21,7 +21,6 @@ import csv
 import shutil
 import sys
 import tempfile
-import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +36,7 @@ NOISE_RMS = 10 ** (-66 / 20)  # the right channel: a quiet line, no speech
 
 def stereo_set(clips: Path, folder: Path) -> int:
     """Each clip of ``clips`` on the left channel of a stereo 16 kHz WAV in ``folder``, with a manifest."""
+    from pipeline.review.examples import write_clip
     from pipeline.transcribe.audio import decode_audio
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,13 +49,8 @@ def stereo_set(clips: Path, folder: Path) -> int:
         left = np.concatenate([pad, left, pad])
         right = rng.normal(0.0, NOISE_RMS, left.size).astype(np.float32)
         left = left + rng.normal(0.0, NOISE_RMS, left.size).astype(np.float32)
-        stereo = np.clip(np.stack([left, right], axis=1), -1, 1)
         name = f"{path.stem}.wav"
-        with wave.open(str(folder / name), "wb") as w:
-            w.setnchannels(2)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes((stereo * 32767).astype("<i2").tobytes())
+        write_clip(np.stack([left, right]), folder / name)
         rows.append({"file": name, "agent_id": "P0001", "call_id": path.stem,
                      "started_at": "2026-11-23T09:00:00+08:00", "agent_channel": "left", "company": ""})
     with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as handle:

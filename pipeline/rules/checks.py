@@ -156,9 +156,12 @@ def _scope(call: CallData, role: str, window: Window | None) -> tuple[list[Utter
     return _window(spoken, window), role
 
 
+def _first_three(texts: list[str]) -> str:
+    return "; ".join(texts[:3]) + (f" (+{len(texts) - 3} more)" if len(texts) > 3 else "")
+
+
 def _describe(items: list[Finding]) -> str:
-    return "; ".join(f"{m.phrase.text} ({m.kind}) in {_quote(v)}" for v, m in items[:3]) + (
-        f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+    return _first_three([f"{m.phrase.text} ({m.kind}) in {_quote(v)}" for v, m in items])
 
 
 def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: list[str],
@@ -432,21 +435,19 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
                                         f"{response.start_s - stopped:.1f} s later (limit {opts.within_s:g} s)"))
                 continue
         if response is None:
-            limits = [f"in {opts.other}'s next {opts.within_turns} utterance(s)"] if opts.within_turns else []
-            nxt = later[0] if later else next((u for u in others if u.start_s > view.start_s), None)
+            limit = f" in {opts.other}'s next {opts.within_turns} utterance(s)" if opts.within_turns else ""
             what = "response" if not opts.response else f"{'/'.join(opts.response)} phrase"
-            missed.append((trigger, f"{_quote(view)} → no {what}" + (f" {limits[0]}" if limits else "")
-                           + (f" (next: {_quote(nxt)})" if nxt else f" ({opts.other} never spoke again)")))
+            missed.append((trigger, f"{_quote(view)} → no {what}{limit}"
+                           + (f" (next: {_quote(later[0])})" if later else f" ({opts.other} never spoke again)")))
             continue
         answered.append((trigger, f"{_quote(view)} → {_quote(response)}"))
     if missed:
         first = missed[0][0].utterance
         return CheckResult(FAIL, f"{len(missed)} of {len(triggers)} without a response: "
-                           + "; ".join(text for _, text in missed[:3]) + (f" (+{len(missed) - 3} more)" if len(missed) > 3 else ""),
+                           + _first_three([text for _, text in missed]),
                            [t for t, _ in missed], (first.start_s, first.end_s + (opts.within_s or 0.0)))
     return CheckResult(PASS, f"{len(answered)} of {len(triggers)} responded to: "
-                       + "; ".join(text for _, text in answered[:3]) + (f" (+{len(answered) - 3} more)" if len(answered) > 3 else ""),
-                       [t for t, _ in answered])
+                       + _first_three([text for _, text in answered]), [t for t, _ in answered])
 
 
 Check = Callable[[PhraseFinder, RuleSpec, CallData], CheckResult]

@@ -254,22 +254,12 @@ class GroupMatcher:
                 parts = [m.span(i) for i in range(1, (pattern.groups or 0) + 1)]
                 if not entry.phrase.inside and any(inside_longer_word(view, a, b, numbers=False) for a, b in parts):
                     continue
-                if any(self._overlaps(view, key, snd, *span) for key, snd in entry.excepts):
+                if self._excluded(view, entry, *span, overlap=True):
                     continue
                 taken.add(span)
                 out.append(Match(entry.phrase, self.group, m.start(), m.end(),
                                  "asr_variant" if entry.phrase.kind == "asr_variant" else kind))
         return out
-
-    @staticmethod
-    def _overlaps(view: UtteranceView, key: str, sound: str, start: int, end: int) -> bool:
-        for haystack, needle in ((view.key, key), (view.sound, sound)):
-            pos = haystack.find(needle)
-            while pos != -1:
-                if pos < end and pos + len(needle) > start:
-                    return True
-                pos = haystack.find(needle, pos + 1)
-        return False
 
     def _near(self, view: UtteranceView) -> list[tuple[int, int, _Entry, str]]:
         """Sound-alike with up to ``mismatch`` differing syllables (long phrases only, e.g. company names)."""
@@ -287,12 +277,14 @@ class GroupMatcher:
         return hits
 
     @staticmethod
-    def _excluded(view: UtteranceView, entry: _Entry, start: int, end: int) -> bool:
+    def _excluded(view: UtteranceView, entry: _Entry, start: int, end: int, overlap: bool = False) -> bool:
+        """Whether an exclusion context of the phrase covers the match (``overlap``: touches any of it,
+        as for a phrase with a gap)."""
         for key, sound in entry.excepts:
             for haystack, needle in ((view.key, key), (view.sound, sound)):
                 pos = haystack.find(needle)
                 while pos != -1:
-                    if pos <= start and pos + len(needle) >= end:
+                    if (pos < end and pos + len(needle) > start) if overlap else (pos <= start and pos + len(needle) >= end):
                         return True
                     pos = haystack.find(needle, pos + 1)
         return False

@@ -20,10 +20,11 @@ rescore computes them again without audio.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import zlib
+
+from .matching import _jieba
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -31,22 +32,13 @@ FEATURES = ("avg_logprob", "no_speech_prob", "word_prob_mean", "word_prob_min", 
             "compression_ratio", "latin_share", "chars_per_s")
 
 
-@functools.lru_cache(maxsize=1)
 def _dictionary() -> tuple[dict[str, int], float]:
-    import logging
-
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
+    jieba = _jieba()
     return jieba.dt.FREQ, float(jieba.dt.total)
 
 
 def _tokens(text: str) -> list[str]:
-    import jieba
-
-    _dictionary()
-    return [t for t in jieba.lcut(text, HMM=False) if t.strip()]
+    return [t for t in _jieba().lcut(text, HMM=False) if t.strip()]
 
 
 def coverage(text: str) -> float | None:
