@@ -502,6 +502,35 @@ def test_a_question_left_hanging_fails_with_the_question_and_what_followed(engin
     assert quiet["service.answer"].evidence == "no customer question in 1 utterance(s)"
 
 
+def test_changing_the_subject_is_no_answer(engine):
+    pitch = OPENING + """
+        [5s] customer: 我家的宽带什么时候能修好？
+        [9s] agent: 给您推荐一下我们新推出的五百兆套餐，现在办理打八折。
+    """
+    results, _ = outcomes(engine, pitch)
+    answer = results["service.answer"]
+    assert answer.outcome == "fail", answer.evidence
+    assert "“我家的宽带什么时候能修好?” → changed the subject: agent 9.0s “给您推荐一下" in answer.evidence
+    # the pitch and then the answer, inside the window: answered
+    later, _ = outcomes(engine, pitch + "[14s] agent: 您的宽带师傅明天上午上门维修。\n")
+    assert later["service.answer"].outcome == "pass", later["service.answer"].evidence
+    assert "→ agent 14.0s" in later["service.answer"].evidence
+    # the same words answer a question about them: 优惠 and 套餐 are what was asked (by sound, too)
+    asked, _ = outcomes(engine, OPENING + """
+        [5s] customer: 现在有没有便宜一点的套餐？
+        [9s] agent: 我们最近有个优惠活动，五百兆的套餐打八折。
+    """)
+    assert asked["service.answer"].outcome == "pass", asked["service.answer"].evidence
+    heard, _ = outcomes(engine, OPENING + """
+        [5s] customer: 你们的宽带有优惠吗
+        [9s] agent: 我们最近有个活动，宽代提速不加钱。
+    """)
+    assert heard["service.answer"].outcome == "pass", heard["service.answer"].evidence
+    # a reply without a subject-opening phrase is an answer even when it shares no word (明天下午)
+    short, _ = outcomes(engine, OPENING + "[5s] customer: 我家的宽带什么时候能修好？\n[9s] agent: 明天下午。\n")
+    assert short["service.answer"].outcome == "pass", short["service.answer"].evidence
+
+
 def test_a_complaint_is_acknowledged_in_the_agents_next_two_utterances(engine):
     complaint = OPENING + "[5s] customer: 我已经打了好几次电话了，一直没人来修，你们这什么服务态度！\n"
     results, hits = outcomes(engine, complaint + "[12s] agent: 非常抱歉，给您带来不便，我马上帮您催一下。\n")

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Protocol
 
 from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
 from .lexicon import Group, Phrase, RuleSpec
-from .matching import Finding, GroupMatcher, Match, UtteranceView
+from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
                       RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
 
@@ -397,6 +397,20 @@ def _has_content(engine: PhraseFinder, call: CallData, view: UtteranceView, fill
     return len(view.key) > len(covered)
 
 
+def _changes_subject(engine: PhraseFinder, call: CallData, reply: UtteranceView, asked: list[UtteranceView],
+                     opts: ResponseOptions) -> bool:
+    """A reply that opens another subject (a phrase of ``off_subject``: 给您推荐, 我们最近有个活动) and
+    shares no subject word (:func:`subject_words`, compared by sound) with what was asked."""
+    if not opts.off_subject or not engine.find(call, [reply], opts.off_subject):
+        return False
+    for view in asked:
+        skip = {i for f in (engine.find(call, [view], opts.trigger) if opts.trigger else [])
+                for i in range(f.match.start, f.match.end)}
+        if any(view.sound[s:e] in reply.sound for s, e in subject_words(view, opts.subject_idf, skip)):
+            return False
+    return True
+
+
 def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     """Every utterance of ``role`` that calls for a response (a question by its form, a phrase of
     ``trigger``) gets one from ``other``: the first of their later utterances (the next
@@ -425,8 +439,14 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
         later = [u for u in others if u.start_s > view.start_s]
         if opts.within_turns is not None:
             later = later[: opts.within_turns]
-        response = next((u for u in later if _has_content(engine, call, u, opts.fillers)
-                         and (not opts.response or engine.find(call, [u], opts.response))), None)
+        candidates = [u for u in later if _has_content(engine, call, u, opts.fillers)
+                      and (not opts.response or engine.find(call, [u], opts.response))]
+        elsewhere = [u for u in candidates
+                     if _changes_subject(engine, call, u, [v for v in spoken if view.start_s <= v.start_s < u.start_s], opts)]
+        response = next((u for u in candidates if all(u is not e for e in elsewhere)), None)
+        if response is None and elsewhere:
+            missed.append((trigger, f"{_quote(view)} → changed the subject: {_quote(elsewhere[0])}"))
+            continue
         if response is not None and opts.within_s is not None:
             stopped = max([v.end_s for v in spoken if view.start_s <= v.start_s and v.end_s <= response.start_s],
                           default=view.end_s)

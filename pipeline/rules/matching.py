@@ -140,6 +140,30 @@ def _jieba():
 _NUMERALS = set("0123456789零〇一二两三四五六七八九十百千万幺")
 
 
+@functools.lru_cache(maxsize=1)
+def _idf() -> dict[str, float]:
+    """jieba's inverse document frequency of each word (shipped with jieba, for its keyword
+    extraction): a high value is a word that names a subject (宽带 9.6, 账单 9.9), a low one a word
+    every conversation has (我们 3.4, 问题 4.0)."""
+    from jieba.analyse import default_tfidf
+
+    return default_tfidf.idf_freq
+
+
+def subject_words(view: UtteranceView, min_idf: float, skip: set[int] = frozenset()) -> list[tuple[int, int]]:
+    """Key spans of the words that say what an utterance is about: multi-character jieba words with an
+    inverse document frequency of at least ``min_idf`` (or unknown to jieba's table: names, products),
+    and numbers; none that touches a key position in ``skip`` (the question words themselves)."""
+    if view._bounds is None:
+        view._bounds = [(s, e) for _word, s, e in _jieba().tokenize(view.key) if e - s > 1]
+    idf = _idf()
+    spans = [(s, e) for s, e in view._bounds
+             if idf.get(view.key[s:e], min_idf) >= min_idf and not skip.intersection(range(s, e))]
+    spans += [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", view.key)
+              if not skip.intersection(range(m.start(), m.end()))]
+    return spans
+
+
 def inside_longer_word(view: UtteranceView, start: int, end: int, numbers: bool = True) -> bool:
     """True when one jieba word holds the whole span and more (喂 inside 喂养, 家 inside 家里).
 

@@ -258,6 +258,10 @@ class ResponseOptions:
         within_s: the response starts at most this many seconds after ``role`` stopped speaking
             (a longer silence, the question hanging, fails).
         within_turns: the response is among the next this many utterances of ``other``.
+        off_subject: phrase groups that open another subject (给您推荐, 我们最近有个活动): an utterance
+            with one of them that shares no subject word with what called for a response is a change
+            of subject, not a response.
+        subject_idf: how rare (jieba's inverse document frequency) a word must be to name a subject.
     """
 
     role: Role = "customer"
@@ -269,9 +273,11 @@ class ResponseOptions:
     fillers: tuple[str, ...] = lexicon(default=())
     within_s: float | None = None
     within_turns: int | None = None
+    off_subject: tuple[str, ...] = lexicon(default=())
+    subject_idf: float = 6.0
 
     def validate(self) -> list[tuple[str, str]]:
-        problems = _positive(self, "within_s", "within_turns")
+        problems = _positive(self, "within_s", "within_turns", "subject_idf")
         if not self.trigger and not self.questions:
             problems.append(("trigger", "a response rule needs a trigger lexicon or questions = true"))
         if self.role == self.other or "any" in (self.role, self.other):
