@@ -131,14 +131,14 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     if not results.empty:
         rules = Table(title="rules: calls failing each rule (this run)")
         rules.add_column("rule id")
-        for column in ("fail", "pass", "not applicable"):
-            rules.add_column(column, justify="right")
         counts = results.groupby(["rule_id", "outcome"]).size().unstack(fill_value=0)
-        for column in ("fail", "pass", "not_applicable"):
+        outcomes = ["fail", "pass", "not_applicable"] + (["review"] if "review" in counts else [])
+        for column in outcomes:  # review: only when a rule asks for one (dialect.putonghua, action = "review")
+            rules.add_column(column.replace("_", " "), justify="right")
             if column not in counts:
                 counts[column] = 0
         for rule_id, row in counts.sort_values("fail", ascending=False).iterrows():
-            rules.add_row(rule_id, str(row["fail"]), str(row["pass"]), str(row["not_applicable"]))
+            rules.add_row(rule_id, *(str(row[column]) for column in outcomes))
         console.print(rules)
     night = set(tonight["call_date"].astype(str))
     print_agent_table(console, out_dir, night)
@@ -269,7 +269,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     table = Table(title=f"rule results for {args.dialogue} (company {call['company']})")
     for column in ("rule id", "outcome", "hits", "evidence"):
         table.add_column(column, overflow="fold")
-    style = {"pass": "green", "fail": "bold red", "not_applicable": "dim"}
+    style = {"pass": "green", "fail": "bold red", "not_applicable": "dim", "review": "yellow"}
     for result in evaluation.results:
         table.add_row(result.rule_id, f"[{style[result.outcome]}]{result.outcome}[/]", str(result.hit_count),
                       escape(result.evidence))

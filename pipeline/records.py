@@ -32,7 +32,10 @@ ROLES_NONE = "none"  # mono, voices not split: speaker unknown
 MIN_ROLE_CONFIDENCE = 0.7
 
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not_applicable"
-OUTCOMES = (PASS, FAIL, NOT_APPLICABLE)
+# review: the rule found something a person should judge (a rule configured to ask, not to fail:
+# dialect.putonghua with action = "review"); no points are taken, and it counts as applicable
+REVIEW = "review"
+OUTCOMES = (PASS, FAIL, NOT_APPLICABLE, REVIEW)
 
 # calls.status: scored (ok); transcribed but not a whole conversation to score (unscorable: no or too
 # little agent speech, cut off); or failed (error). ok + unscorable + error = every input of a night.
@@ -227,7 +230,7 @@ class RuleResult:
     call_id: str
     agent_id: str
     rule_id: str
-    outcome: str  # pass | fail | not_applicable
+    outcome: str  # pass | fail | not_applicable | review
     hit_count: int
     evidence: str
     lexicon_version: str = ""

@@ -93,9 +93,12 @@ def rescore(out_dir: str | Path, lexicons_dir: str | Path | None = None, rubric_
 
 def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSummary:
     calls = read_arrow(out_dir, "calls", dates=dates)
-    # word timings are only needed where a rule finds something: those are read in _time_hits_from_words
-    utterances = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "speaker", "start_s", "end_s",
-                                                     "text"], dates=dates)
+    # word timings are only needed where a rule finds something: those are read in _time_hits_from_words;
+    # a score file (how the speech sounds: dialect.putonghua) reads the decoder's confidence and the words'
+    columns = ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text"]
+    if lexicons.scores:
+        columns += ["avg_logprob", "no_speech_prob", "words"]
+    utterances = read_arrow(out_dir, "utterances", columns, dates=dates)
     voice = read_arrow(out_dir, "voice_activity", dates=dates)
     call_ids = calls["call_id"].to_pylist()
     workers = max(1, min(workers or os.cpu_count() or 1, len(call_ids) // 2000 or 1))

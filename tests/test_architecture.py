@@ -107,7 +107,7 @@ READING_ORDER = {
                             "privacy", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
-    "pipeline.rules": ["options", "lexicon", "matching", "putonghua", "checks", "engine", "dialogue"],
+    "pipeline.rules": ["options", "scorefile", "lexicon", "matching", "putonghua", "checks", "engine", "dialogue"],
     "pipeline.scoring": ["rubric", "scorable", "scores", "tables"],
     "pipeline.review": ["explore", "charts", "examples"],
 }

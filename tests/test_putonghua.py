@@ -1,5 +1,7 @@
 """The per-utterance signals of "heard as Putonghua" (pipeline.rules.putonghua)."""
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.rules.putonghua import FEATURES, compression_ratio, coverage, lm_per_char, utterance_features
@@ -23,3 +25,145 @@ def test_every_signal_of_a_stored_utterance():
     assert features["chars_per_s"] == pytest.approx(2.0) and features["latin_share"] == 0.0
     assert utterance_features({**row, "text": "hello 你好", "words": None})["latin_share"] == pytest.approx(5 / 7)
     assert compression_ratio("谢谢" * 20) > 3 > compression_ratio("您好，星河通信，请问有什么可以帮您？")
+
+
+# --- the score and the rule ----------------------------------------------------------------------------
+
+import shutil  # noqa: E402
+
+from pipeline.errors import LexiconError  # noqa: E402
+from pipeline.rules.engine import RuleEngine, evaluate_calls  # noqa: E402
+from pipeline.rules.lexicon import load_lexicons  # noqa: E402
+from pipeline.rules.scorefile import load_score  # noqa: E402
+from pipeline.scoring.rubric import deduction_for, load_rubric  # noqa: E402
+
+RULE = "dialect.putonghua"
+PUTONGHUA = ("您好星河通信请问有什么可以帮您", -0.2, 0.9)  # text, avg_logprob, each word's probability
+FOREIGN = ("那个那个那个那个", -1.3, 0.15)  # repetition, low confidence, slow: English forced into Chinese
+
+
+def call_rows(*utterances, voice=None):
+    """A stereo call whose agent says ``utterances`` (text, avg_logprob, word prob, start, end), as
+    stored by a night: decoder confidence and word probabilities included."""
+    call = {"call_id": "c1", "agent_id": "A1", "company": "星河通信", "status": "ok", "channels": 2,
+            "duration_s": 60.0}
+    rows = []
+    for idx, (text, logprob, prob, start, end) in enumerate(utterances):
+        words = [{"word": ch, "start_s": start + i * 0.2, "end_s": start + i * 0.2 + 0.2, "prob": prob}
+                 for i, ch in enumerate(text)]
+        rows.append({"call_id": "c1", "utterance_idx": idx, "speaker": "agent", "start_s": start, "end_s": end,
+                     "text": text, "avg_logprob": logprob, "no_speech_prob": 0.05, "words": words})
+    if voice is None:
+        voice = [(u[3], u[4]) for u in utterances]
+    return call, rows, [{"call_id": "c1", "speaker": "agent", "start_s": s, "end_s": e} for s, e in voice]
+
+
+def judge(engine, *utterances, voice=None):
+    call, rows, speech = call_rows(*utterances, voice=voice)
+    evaluation = evaluate_calls(engine, [call], rows, speech)
+    assert not evaluation.crashed
+    return ({r.rule_id: r for r in evaluation.results}[RULE],
+            [h for h in evaluation.hits if h.rule_id == RULE])
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return RuleEngine(load_lexicons())
+
+
+def test_the_shipped_score_file_is_a_valid_model_over_known_signals():
+    score = load_score(Path(load_lexicons().folder) / "putonghua.toml")
+    assert set(score.weights) <= set(FEATURES) and 0 < score.threshold < 1
+    assert score.weights["avg_logprob"] > 0 and score.weights["compression_ratio"] < 0  # confident: Putonghua
+    putonghua, _ = score.probability({"avg_logprob": -0.2, "word_prob_mean": 0.9, "chars_per_s": 4.0,
+                                      "compression_ratio": 0.8, "latin_share": 0.0, "no_speech_prob": 0.05})
+    foreign, contributions = score.probability({"avg_logprob": -1.3, "word_prob_mean": 0.2, "chars_per_s": 1.0,
+                                                "compression_ratio": 1.6, "latin_share": 0.0, "no_speech_prob": 0.3})
+    assert putonghua > 0.9 and foreign < score.threshold
+    assert min(contributions, key=contributions.get) in {"compression_ratio", "chars_per_s", "word_prob_mean"}
+
+
+def test_speech_heard_as_not_putonghua_fails_with_the_utterance_its_score_and_the_signal(engine):
+    result, hits = judge(engine, (PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5),
+                         (FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
+    assert result.outcome == "fail", result.evidence
+    assert result.evidence.startswith("6.0 s of agent speech heard as not Putonghua (1 of 2 scored utterance(s))")
+    assert "agent 6.0s “那个那个那个那个” p(普通话)=" in result.evidence
+    assert (result.at_s, result.until_s) == (6.0, 12.0)
+    [hit] = hits
+    assert hit.match_kind == "acoustic" and hit.utterance_idx == 1 and hit.category == "非普通话"
+    assert hit.phrase.startswith("p(普通话)=") and "=" in hit.phrase.split(", ")[1]  # the signal that weighed most
+    # Putonghua passes and says how much was scored; too little speech heard otherwise passes, named
+    clean, _ = judge(engine, (PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5))
+    assert clean.outcome == "pass" and "1 scored utterance(s) heard as Putonghua" in clean.evidence
+    short, _ = judge(engine, (PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5), (FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 8.0))
+    assert short.outcome == "pass" and "2.0 s heard as not Putonghua, under the 3 s that count" in short.evidence
+    # utterances too short to judge (嗯, 好的) are not scored
+    tiny, _ = judge(engine, ("嗯嗯", -1.5, 0.1, 0.5, 5.0))
+    assert tiny.outcome == "pass" and "0 scored utterance(s)" in tiny.evidence
+
+
+def test_agent_speech_the_model_wrote_nothing_of_is_not_putonghua_on_stereo_calls(engine):
+    # 12 s of voice activity on the agent's channel, one 3 s utterance written: 9 s unwritten
+    result, _ = judge(engine, (PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 3.5), voice=[(0.5, 3.5), (5.0, 14.0)])
+    assert result.outcome == "fail" and result.evidence.startswith("9.0 s of 12.0 s of agent speech heard as not Putonghua")
+    assert (result.at_s, result.until_s) == (5.0, 14.0)
+    # nothing written at all: not "no agent speech" (not applicable) but heard as not Putonghua
+    nothing, _ = judge(engine, voice=[(1.0, 9.0)])
+    assert nothing.outcome == "fail" and "wrote nothing of it" in nothing.evidence
+    # a cough the model dropped, beside Putonghua, is not
+    cough, _ = judge(engine, (PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 8.5), voice=[(0.5, 8.5), (9.0, 10.5)])
+    assert cough.outcome == "pass", cough.evidence
+
+
+def test_review_instead_of_fail_takes_no_points(tmp_path):
+    folder = tmp_path / "lexicons"
+    shutil.copytree(load_lexicons().folder, folder)
+    rules = (folder / "rules.toml").read_text(encoding="utf-8")
+    (folder / "rules.toml").write_text(rules.replace('action = "fail"', 'action = "review"', 1), encoding="utf-8")
+    engine = RuleEngine(load_lexicons(folder))
+    result, hits = judge(engine, (FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
+    assert result.outcome == "review" and len(hits) == 1
+    assert deduction_for(load_rubric(), RULE, result.outcome, hits) == (0.0, False)
+    assert deduction_for(load_rubric(), RULE, "fail", hits)[0] > 0
+
+
+def test_typed_dialogues_are_not_scored_by_sound(engine):
+    # a typed line has no decoder confidence: only marker words can fail it
+    call, rows, voice = call_rows((FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
+    for row in rows:
+        row["avg_logprob"], row["words"] = None, None
+    [result] = [r for r in evaluate_calls(engine, [call], rows, voice).results if r.rule_id == RULE]
+    assert result.outcome == "pass" and "0 scored utterance(s)" in result.evidence
+
+
+@pytest.mark.parametrize("change, message", [
+    (("avg_logprob = ", "loudness = "), "unknown signal 'loudness'"),
+    (("threshold = ", "threshold = 1.5 #"), "threshold must be between 0 and 1"),
+    (("[score.scale]\n", "[score.scale]\nno_speech_prob = 0\n"), None),
+])
+def test_a_bad_score_file_is_an_error_naming_it(tmp_path, change, message):
+    folder = tmp_path / "lexicons"
+    shutil.copytree(load_lexicons().folder, folder)
+    path = folder / "putonghua.toml"
+    text = path.read_text(encoding="utf-8")
+    if message is None:  # a duplicate key: not TOML
+        message = "cannot read the score file"
+    path.write_text(text.replace(*change, 1), encoding="utf-8")
+    with pytest.raises(LexiconError) as caught:
+        load_lexicons(folder)
+    assert "putonghua.toml" in str(caught.value) and message in str(caught.value)
+    assert "dialect.putonghua" in str(caught.value)  # the rule that names it
+    path.unlink()
+    with pytest.raises(LexiconError, match="cannot read the score file"):
+        load_lexicons(folder)
+
+
+def test_the_score_file_is_part_of_the_lexicon_version(tmp_path):
+    folder = tmp_path / "lexicons"
+    shutil.copytree(load_lexicons().folder, folder)
+    before = load_lexicons(folder).version
+    path = folder / "putonghua.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace("threshold = ", "threshold = 0.2 #", 1), encoding="utf-8")
+    assert load_lexicons(folder).version != before
+    assert load_lexicons(folder).scores["putonghua.toml"].threshold == 0.2

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, SPEAKER_AGENT, SPEAKER_UNKNOWN
+from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_UNKNOWN
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
@@ -27,6 +27,8 @@ class PhraseFinder(Protocol):
     def find(self, call: CallData, utterances: list[UtteranceView], patterns: Iterable[str]) -> list[Finding]: ...
 
     def matchers(self, patterns: Iterable[str], company: str) -> list[GroupMatcher]: ...
+
+    def score_model(self, name: str): ...
 
 
 @dataclass
@@ -355,8 +357,19 @@ def check_answer_delay(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> 
 
 
 def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
+    """Putonghua, not dialect or another language. In this order: the model's language identification
+    (where it can name a dialect), marker words, then how the speech sounds (``score_file``): the
+    utterances scored below the threshold, if they last ``min_duration_s`` in all, fail the rule or
+    mark it for review, each a finding naming its probability and the signal that weighed most."""
     opts: DialectOptions = spec.options
     spoken = call.by_role(opts.role)
+    unwritten, voiced = _untranscribed(call, opts.role, spoken) if opts.score_file and not call.mono else (0.0, 0.0)
+    if (opts.untranscribed_s and unwritten >= opts.untranscribed_s
+            and unwritten >= opts.untranscribed_share * voiced):
+        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
+                           f"{unwritten:.1f} s of {voiced:.1f} s of {opts.role} speech heard as not Putonghua: "
+                           "the speech model wrote nothing of it (its readings dropped as no speech, repetition "
+                           "or low confidence)", [], _first_unwritten(call, opts.role, spoken))
     if not spoken:
         return CheckResult(NOT_APPLICABLE, f"no {opts.role} speech")
     found = engine.find(call, spoken, opts.lexicon)
@@ -370,7 +383,72 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
         return CheckResult(FAIL, f"{len(markers)} dialect marker(s): "
                                  + ", ".join(f"{w} ({d})" for d, w in markers[:8]), found)
     detail = f" (below the threshold of {opts.min_markers}: {markers[0][1]})" if markers else ""
-    return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
+    if not opts.score_file:
+        return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
+    heard, scored = _not_putonghua(engine.score_model(opts.score_file), spec, spoken, opts.threshold)
+    seconds = sum(f.utterance.end_s - f.utterance.start_s for f in heard)
+    if heard and seconds >= opts.min_duration_s:
+        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
+                           f"{seconds:.1f} s of {opts.role} speech heard as not Putonghua "
+                           f"({len(heard)} of {scored} scored utterance(s)): "
+                           + _first_three([f"{_quote(f.utterance)} {f.match.phrase.text}" for f in heard]),
+                           found + heard, (heard[0].utterance.start_s, heard[0].utterance.end_s))
+    below = (f"; {seconds:.1f} s heard as not Putonghua, under the {opts.min_duration_s:g} s that count: "
+             + _quote(heard[0].utterance)) if heard else ""
+    return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}; "
+                             f"{scored} scored utterance(s) heard as Putonghua{below}", found)
+
+
+def _unwritten_regions(call: CallData, role: str, spoken: list[UtteranceView]) -> list[tuple[float, float, float]]:
+    """Each voice-activity region of ``role``: (start, end, seconds of it no utterance covers)."""
+    regions = []
+    for start, end in call.voice_of(role):
+        covered = sum(max(0.0, min(end, u.end_s) - max(start, u.start_s)) for u in spoken)
+        regions.append((start, end, max(0.0, end - start - covered)))
+    return regions
+
+
+def _untranscribed(call: CallData, role: str, spoken: list[UtteranceView]) -> tuple[float, float]:
+    """Seconds of ``role``'s voice activity no utterance covers, and of all of it."""
+    regions = _unwritten_regions(call, role, spoken)
+    return sum(r[2] for r in regions), sum(r[1] - r[0] for r in regions)
+
+
+def _first_unwritten(call: CallData, role: str, spoken: list[UtteranceView]) -> tuple[float, float]:
+    start, end, _ = max(_unwritten_regions(call, role, spoken), key=lambda r: r[2])
+    return start, end
+
+
+SIGNAL_NAMES = {"avg_logprob": "低置信度 avg_logprob", "no_speech_prob": "no_speech_prob",
+                "word_prob_mean": "词概率低 word prob", "word_prob_min": "最低词概率 word prob min",
+                "coverage": "不成词 coverage", "lm_per_char": "语言模型 lm_per_char",
+                "compression_ratio": "重复 compression_ratio", "latin_share": "拉丁字母 latin_share",
+                "chars_per_s": "语速 chars_per_s"}
+
+
+def _not_putonghua(model, spec: RuleSpec, spoken: list[UtteranceView],
+                   threshold: float | None) -> tuple[list[Finding], int]:
+    """The utterances scored as not Putonghua, each a finding whose phrase names its probability and
+    the signal that pulled it down most, and how many utterances were scored."""
+    from .putonghua import view_features
+
+    limit = model.threshold if threshold is None else threshold
+    group = Group(spec.rule_id, (), "非普通话", "中", None, 0, spec.source)
+    heard, scored = [], 0
+    for view in spoken:
+        if not view.key or view.avg_logprob is None or not model.scorable(view.text):
+            continue  # too short to judge, or never heard (a typed dialogue: no decoder signals)
+        scored += 1
+        features = view_features(view)
+        p, contributions = model.probability(features)
+        if p >= limit:
+            continue
+        signal, _ = min(contributions.items(), key=lambda item: item[1])
+        value = features.get(signal)
+        label = f"p(普通话)={p:.3f}<{limit:g}, {SIGNAL_NAMES.get(signal, signal)}={value:.2f}"
+        phrase = Phrase(spec.rule_id, label, (), False, False, "phrase", spec.source)
+        heard.append(Finding(view, Match(phrase, group, 0, len(view.key), "acoustic")))
+    return heard, scored
 
 
 _QUESTION_MARKS = ("?", "？")

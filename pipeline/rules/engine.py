@@ -50,6 +50,10 @@ class RuleEngine:
             result.append(self._matchers[key])
         return result
 
+    def score_model(self, name: str):
+        """A score file the lexicons hold (``putonghua.toml``), read and checked when they loaded."""
+        return self.lexicons.scores[name]
+
     def find(self, call: CallData, utterances: list[UtteranceView], patterns) -> list[Finding]:
         """Every phrase of the groups ``patterns`` names, found in ``utterances``."""
         if not self._words_added:  # lexicon phrases are words, for jieba's word boundaries

@@ -22,6 +22,7 @@ from ..errors import LexiconError
 from ..text import match_key
 from ..validation import Source, build_options
 from .options import RULE_TYPES, RuleOptions
+from .scorefile import load_score
 
 SEVERITIES = ("轻", "中", "重")
 PHRASE_KINDS = ("phrase", "asr_variant")
@@ -86,6 +87,7 @@ class LexiconSet:
     version: str
     folder: str = ""
     files: tuple[str, ...] = field(default_factory=tuple)
+    scores: dict[str, Any] = field(default_factory=dict)  # score files rules name (putonghua.toml), read
 
     def select(self, patterns: list[str]) -> list[Group]:
         """The groups whose ids match any of the patterns (``forbidden.*``), in file order."""
@@ -313,7 +315,23 @@ def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
         specs, equivalences = parse_rules_file(rules_path, list(groups), problems)
         if not problems:
             digest.update(b"rules.toml\0" + rules_path.read_bytes())
+    scores = _score_files(folder, specs, problems, digest)
     if problems:
         raise LexiconError(problems)
     return LexiconSet(groups, tuple(specs), equivalences, digest.hexdigest()[:16], str(folder),
-                      tuple(p.name for p in files) + ("rules.toml",))
+                      tuple(p.name for p in files) + ("rules.toml",) + tuple(scores), scores)
+
+
+def _score_files(folder: Path, specs: list[RuleSpec], problems: list[str], digest) -> dict[str, Any]:
+    """The score files the rules name (``score_file``), read and checked, and hashed into the version."""
+    scores: dict[str, Any] = {}
+    for spec in specs:
+        name = getattr(spec.options, "score_file", "")
+        if not name or name in scores:
+            continue
+        try:
+            scores[name] = load_score(folder / name)
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+        except ValueError as exc:
+            problems.append(f"{spec.source}: {spec.rule_id}: {exc}")
+    return scores

@@ -87,6 +87,8 @@ class UtteranceView:
     key_pos: list[int]  # text index of each key character
     sound: str
     words: Any = None
+    avg_logprob: float | None = None  # the speech model's confidence, as stored (for "heard as Putonghua")
+    no_speech_prob: float | None = None
     _bounds: list[tuple[int, int]] | None = None  # multi-character jieba words, computed on demand
 
     def span_text(self, start: int, end: int) -> str:
@@ -125,7 +127,13 @@ def make_view(row: dict, sounds: SoundKeys) -> UtteranceView:
     key_pos = [i for i, ch in enumerate(text) if unicodedata.category(ch)[0] in "LN"]
     key = "".join(text[i] for i in key_pos).lower()
     return UtteranceView(int(row["utterance_idx"]), row["speaker"], float(row["start_s"]), float(row["end_s"]), text,
-                   key, key_pos, sounds.of(key), row.get("words"))
+                         key, key_pos, sounds.of(key), row.get("words"), _number(row.get("avg_logprob")),
+                         _number(row.get("no_speech_prob")))
+
+
+def _number(value) -> float | None:
+    """A stored number, None when missing (pandas reads nulls back as NaN)."""
+    return None if value is None or value != value else float(value)
 
 
 @functools.lru_cache(maxsize=1)

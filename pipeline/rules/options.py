@@ -215,7 +215,8 @@ class AnswerDelayOptions:
 
 @dataclass(frozen=True)
 class DialectOptions:
-    """``dialect``: Putonghua, not dialect: marker words, or the model's language identification.
+    """``dialect``: Putonghua, not dialect or another language: how the speech sounds to the model
+    (a calibrated score), marker words, or the model's language identification.
 
     Attributes:
         lexicon: the dialect marker groups (``@dialect`` names the dialect).
@@ -224,6 +225,20 @@ class DialectOptions:
         languages: language codes that fail the rule when the model identifies them in the agent's
             speech with at least ``min_language_prob`` (where the model can: ``yue`` needs large-v3).
         min_language_prob: see ``languages``.
+        score_file: a score file in the lexicon folder (``putonghua.toml``: a logistic model over the
+            signals of ``pipeline/rules/putonghua.py``) that says how likely each utterance is
+            Putonghua; empty: marker words and language identification only.
+        threshold: an utterance scored below this probability of Putonghua is not Putonghua
+            (default: the score file's own, calibrated threshold).
+        min_duration_s: the speech heard as not Putonghua must last at least this long in all
+            (a short mumbled utterance is not dialect).
+        action: what speech heard as not Putonghua does: ``fail`` the rule, or mark it ``review``
+            (a person listens; no points are taken). Marker words and language identification fail.
+        untranscribed_s: with a score file, on a stereo call: speech on the agent's channel that the
+            model wrote nothing of (its readings dropped as no speech, repetition or low confidence:
+            foreign speech forced into Chinese mostly ends so), at least this long in all and at least
+            ``untranscribed_share`` of the agent's speech, is heard as not Putonghua too; 0: off.
+        untranscribed_share: see ``untranscribed_s``.
     """
 
     lexicon: tuple[str, ...] = lexicon()
@@ -231,11 +246,26 @@ class DialectOptions:
     min_markers: int = 1
     languages: tuple[str, ...] = ()
     min_language_prob: float = 0.5
+    score_file: str = ""
+    threshold: float | None = None
+    min_duration_s: float = 3.0
+    action: Literal["fail", "review"] = "fail"
+    untranscribed_s: float = 5.0
+    untranscribed_share: float = 0.5
 
     def validate(self) -> list[tuple[str, str]]:
         problems = [("min_markers", "min_markers must be at least 1")] if self.min_markers < 1 else []
         if not 0 <= self.min_language_prob <= 1:
             problems.append(("min_language_prob", "min_language_prob must be between 0 and 1"))
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            problems.append(("threshold", "threshold must be between 0 and 1"))
+        for name in ("min_duration_s", "untranscribed_s"):
+            if getattr(self, name) < 0:
+                problems.append((name, f"{name} must not be negative"))
+        if not 0 < self.untranscribed_share <= 1:
+            problems.append(("untranscribed_share", "untranscribed_share must be above 0 and at most 1"))
+        if self.score_file and ("/" in self.score_file or "\\" in self.score_file or self.score_file.startswith(".")):
+            problems.append(("score_file", "score_file is a file name in the lexicon folder, not a path"))
         return problems
 
 

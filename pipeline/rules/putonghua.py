@@ -25,11 +25,10 @@ import re
 import zlib
 
 from .matching import _jieba
+from .scorefile import FEATURES, PutonghuaScore, load_score  # noqa: F401  (the score, read from its file)
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
-FEATURES = ("avg_logprob", "no_speech_prob", "word_prob_mean", "word_prob_min", "coverage", "lm_per_char",
-            "compression_ratio", "latin_share", "chars_per_s")
 
 
 def _dictionary() -> tuple[dict[str, int], float]:
@@ -91,3 +90,10 @@ def utterance_features(row: dict) -> dict[str, float | None]:
         "latin_share": sum(ch.isascii() for ch in letters) / len(letters) if letters else None,
         "chars_per_s": len(_CJK.findall(text)) / duration,
     }
+
+
+def view_features(view) -> dict[str, float | None]:
+    """The signals of an utterance prepared for matching (:class:`~.matching.UtteranceView`)."""
+    return utterance_features({"text": view.text, "words": view.words, "start_s": view.start_s,
+                               "end_s": view.end_s, "avg_logprob": view.avg_logprob,
+                               "no_speech_prob": view.no_speech_prob})
