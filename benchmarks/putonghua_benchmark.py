@@ -20,7 +20,8 @@ score file or threshold is measured in seconds).
 
 Printed: per set and line, the recordings whose dialect.putonghua failed (or asked for review): the
 false-alarm rate on Putonghua and the hit rate on the rest; then the 10th / 50th / 90th percentile of
-each signal over the agent's utterances. ``--csv`` writes one row per agent utterance (set,
+each signal over the agent's utterances, and of the model's language identification of each call's
+agent speech (``calls.agent_zh_prob``). ``--csv`` writes one row per agent utterance (set,
 recording, times, text, every signal) for benchmarks/fit_putonghua.py.
 """
 
@@ -118,6 +119,16 @@ def rule_outcomes(out: Path) -> dict[str, tuple[str, str]]:
     return {row["call_id"]: (row["outcome"], row["evidence"]) for row in mine.to_dict("records")}
 
 
+def agent_zh_probs(out: Path) -> list[float]:
+    """The model's language identification of each scored call's agent speech: p(zh)."""
+    import pandas as pd
+
+    calls = pd.read_parquet(out / "calls")
+    if "agent_zh_prob" not in calls:
+        return []
+    return [float(v) for v in calls.loc[calls["status"] == "ok", "agent_zh_prob"].dropna()]
+
+
 def night_or_rescore(inputs: Path, out: Path, timings: dict[str, float], name: str) -> None:
     """A night on ``inputs`` (unless one was kept), then the rules of the current lexicons."""
     from pipeline.night import run_night
@@ -152,6 +163,7 @@ def main() -> int:
     rows: list[dict] = []
     sets: dict[str, tuple[dict, dict]] = {}  # name -> ({call: is Putonghua}, {call: (outcome, evidence)})
     timings: dict[str, float] = {}
+    languages: dict[str, list[float]] = {}  # set -> each call's agent p(zh)
     for labelled, specs in ((True, args.putonghua), (False, args.other)):
         for spec in specs:
             base, _, folder = spec.partition("=")
@@ -163,6 +175,7 @@ def main() -> int:
                     stereo_set(Path(folder), inputs, line)
                 night_or_rescore(inputs, out, timings, name)
                 rows += agent_features(out, name)
+                languages[name] = agent_zh_probs(out)
                 outcomes = rule_outcomes(out)
                 sets[name] = ({call: labelled for call in outcomes}, outcomes)
     for corpus in args.corpus:
@@ -171,6 +184,7 @@ def main() -> int:
         shutil.copytree(corpus / "recordings", inputs, dirs_exist_ok=True)
         night_or_rescore(inputs, out, timings, name)
         rows += agent_features(out, name)
+        languages[name] = agent_zh_probs(out)
         outcomes = rule_outcomes(out)
         truth = {p.stem: json.loads(p.read_text(encoding="utf-8"))["expected"].get(RULE) for p in (corpus / "truth").glob("*.json")}
         sets[name] = ({call: truth.get(call) != "fail" for call in outcomes}, outcomes)
@@ -200,14 +214,16 @@ def main() -> int:
                               markup=False, overflow="fold")
 
     table = Table(title="signals of the agent's utterances, 10th / 50th / 90th percentile")
-    for column in ("set", "utterances", *FEATURES):
+    for column in ("set", "utterances", *FEATURES, "calls: agent p(zh)"):
         table.add_column(column, justify="right")
     for name in sets:
         mine = [r for r in rows if r["set"] == name]
         cells = []
+        zh = np.array(languages.get(name, []), dtype=float)
         for feature in FEATURES:
             values = np.array([r[feature] for r in mine if r[feature] is not None], dtype=float)
             cells.append(" / ".join(f"{v:.2f}" for v in np.percentile(values, [10, 50, 90])) if values.size else "-")
+        cells.append(" / ".join(f"{v:.2f}" for v in np.percentile(zh, [10, 50, 90])) if zh.size else "-")
         table.add_row(name, str(len(mine)), *cells)
     console.print(table)
     console.print("seconds per set (negative: kept night, rules only): "

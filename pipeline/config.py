@@ -52,6 +52,10 @@ class AsrOptions:
         dialect_languages: languages that mean "not Putonghua" when the model identifies them in the
             agent's speech (``yue``, Cantonese, is known to Whisper large-v3, not to base: with a model
             that cannot name any of them, identification is skipped at no cost).
+        agent_language_id: ask the model, from the encoder output of the agent's first window, how
+            likely the agent's speech is in ``language`` (``calls.agent_zh_prob``, read by
+            ``dialect.putonghua``): one decoder step a call, 1.7% of a demo night's wall time. ``false``
+            saves that, and the rule's ``min_zh_prob`` branch then has nothing to read.
         initial_prompt: text that primes the decoder; ``{company}`` becomes the recording's company
             name. A simplified-Chinese sentence naming the company makes Whisper write the name as
             the company spells it (星河, not the homophone 心和) and lowers the error rate (measured:
@@ -67,6 +71,7 @@ class AsrOptions:
     batch_size: int = 8
     window_s: float = 30.0
     dialect_languages: tuple[str, ...] = ("yue",)
+    agent_language_id: bool = True
     initial_prompt: str = "以下是{company}客服中心的电话录音。"
 
     def validate(self) -> list[tuple[str, str]]:

@@ -183,6 +183,9 @@ class CallResult:
     timings: dict[str, float] = field(default_factory=dict)
     agent_language: str | None = None  # Whisper's language identification, where informative
     agent_language_prob: float | None = None
+    # the model's probability that the agent's speech is in the decoding language (zh), from the
+    # encoder output of its windows (language identification at one decoder step a window)
+    agent_zh_prob: float | None = None
     content_sha256: str | None = None
     transcription_fingerprint: str | None = None
     truncated: bool = False  # decoding stopped early, or the file holds less audio than its header says

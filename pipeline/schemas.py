@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.6"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.7"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
@@ -19,6 +19,8 @@ SCHEMA_VERSION = "1.6"  # 1.1: scores on calls, deductions on rule_results, agen
 #      calls.truncated; calls rows for inputs rejected before processing; agent_scores.unscorable_calls
 # 1.6: mono recordings split into speakers: utterances.role_confidence, calls.roles_method and
 #      roles_confidence; speaker "other" (a third voice)
+# 1.7: calls.agent_zh_prob (how Chinese the agent's speech sounded to the model: dialect.putonghua);
+#      rule_results.outcome "review"
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -72,6 +74,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("warnings", pa.list_(pa.string())),
     pa.field("agent_language", pa.string()),  # Whisper's language identification, where informative
     pa.field("agent_language_prob", pa.float32()),
+    pa.field("agent_zh_prob", pa.float32()),  # p(zh) of the agent's speech, from the model's language head
     pa.field("score", pa.float64()),  # null unless status ok: unscorable and failed calls are never scored
     pa.field("passed", pa.bool_()),
     pa.field("red_line", pa.bool_()),

@@ -167,3 +167,63 @@ def test_the_score_file_is_part_of_the_lexicon_version(tmp_path):
     path.write_text(path.read_text(encoding="utf-8").replace("threshold = ", "threshold = 0.2 #", 1), encoding="utf-8")
     assert load_lexicons(folder).version != before
     assert load_lexicons(folder).scores["putonghua.toml"].threshold == 0.2
+
+
+def test_the_models_language_identification_below_the_floor_fails(engine):
+    call, rows, voice = call_rows((PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5))
+    for zh, outcome in ((0.04, "fail"), (0.9, "pass"), (None, "pass")):
+        [result] = [r for r in evaluate_calls(engine, [{**call, "agent_zh_prob": zh}], rows, voice).results
+                    if r.rule_id == RULE]
+        assert result.outcome == outcome, (zh, result.evidence)
+    [result] = [r for r in evaluate_calls(engine, [{**call, "agent_zh_prob": 0.04}], rows, voice).results
+                if r.rule_id == RULE]
+    assert result.evidence.startswith("the speech model's language identification gives 4.0 s of agent speech "
+                                      "p(zh)=0.04 (below 0.5)")
+    assert (result.at_s, result.until_s) == (0.5, 4.5)
+
+
+class FakeWhisper:
+    """Encodes a batch to its own features; its language head says zh with the window's first value."""
+
+    def __init__(self):
+        self.asked = []
+        self.model = self
+
+    def encode(self, features):
+        return features
+
+    def detect_language(self, output):
+        import numpy as np
+
+        rows = np.asarray(output)
+        self.asked.append(len(rows))
+        return [[("<|zh|>", float(row[0, 0])), ("<|en|>", 1 - float(row[0, 0]))] for row in rows]
+
+
+def test_the_language_tap_identifies_only_the_windows_asked_from_the_encoder_output():
+    import numpy as np
+
+    from pipeline.transcribe.model import LanguageTap
+
+    whisper = FakeWhisper()
+    tap = LanguageTap(whisper)
+    tap.listen({1, 4}, "zh")
+    batches = [np.full((3, 2, 2), 0.1, dtype=np.float32), np.full((3, 2, 2), 0.2, dtype=np.float32)]
+    batches[0][1], batches[1][1] = 0.9, 0.3  # window 1 and window 4
+    for batch in batches:
+        assert tap.encode(batch) is batch  # the pipeline gets the encoder output as it was
+    assert tap.heard == {1: pytest.approx(0.9), 4: pytest.approx(0.3)}
+    assert whisper.asked == [1, 1]  # one row a batch identified, not the whole batch
+    tap.listen(set(), "zh")
+    tap.encode(batches[0])
+    assert tap.heard == {} and whisper.asked == [1, 1]  # off: no identification at all
+
+
+def test_a_night_records_how_chinese_the_agents_speech_sounded(demo_results):
+    import pandas as pd
+
+    calls = pd.read_parquet(demo_results / "calls")
+    scored = calls[calls["status"] == "ok"]
+    assert scored["agent_zh_prob"].notna().all()
+    assert (scored["agent_zh_prob"] > 0.9).all()  # synthetic Putonghua, stereo and mono alike
+    assert (scored["channels"] == 1).any()

@@ -45,6 +45,7 @@ class CallData:
     agent_language: str | None = None
     agent_language_prob: float | None = None
     roles_confidence: float | None = None  # mono: how sure the agent is the agent (calls.roles_confidence)
+    agent_zh_prob: float | None = None  # the model's p(zh) for the agent's speech (calls.agent_zh_prob)
 
     @property
     def mono(self) -> bool:
@@ -370,6 +371,13 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
                            f"{unwritten:.1f} s of {voiced:.1f} s of {opts.role} speech heard as not Putonghua: "
                            "the speech model wrote nothing of it (its readings dropped as no speech, repetition "
                            "or low confidence)", [], _first_unwritten(call, opts.role, spoken))
+    voiced = sum(e - s for s, e in call.voice_of(opts.role)) or sum(u.end_s - u.start_s for u in spoken)
+    if (call.agent_zh_prob is not None and call.agent_zh_prob < opts.min_zh_prob and opts.role == "agent"
+            and voiced >= opts.min_duration_s):
+        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
+                           f"the speech model's language identification gives {voiced:.1f} s of agent speech "
+                           f"p(zh)={call.agent_zh_prob:.2f} (below {opts.min_zh_prob:g}): heard as another "
+                           "language or a dialect", [], _span_of(spoken[:1]) or next(iter(call.voice_of(opts.role)), None))
     if not spoken:
         return CheckResult(NOT_APPLICABLE, f"no {opts.role} speech")
     found = engine.find(call, spoken, opts.lexicon)

@@ -174,7 +174,7 @@ def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterab
                         call.get("channels"), call.get("duration_s"),
                         [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []),
                         _present(call.get("agent_language")), _present(call.get("agent_language_prob")),
-                        _present(call.get("roles_confidence")))
+                        _present(call.get("roles_confidence")), _present(call.get("agent_zh_prob")))
         try:
             call_hits, call_results = engine.evaluate(data)
         except RuleError as exc:

@@ -239,6 +239,10 @@ class DialectOptions:
             foreign speech forced into Chinese mostly ends so), at least this long in all and at least
             ``untranscribed_share`` of the agent's speech, is heard as not Putonghua too; 0: off.
         untranscribed_share: see ``untranscribed_s``.
+        min_zh_prob: the model's language identification of the agent's speech (``calls.agent_zh_prob``:
+            the probability of Chinese, from the windows it decoded) below this, over at least
+            ``min_duration_s`` of speech, is heard as not Putonghua (Whisper base gives Hunanese, Minnan
+            and foreign speech little of it; Cantonese it calls Chinese); 0: off.
     """
 
     lexicon: tuple[str, ...] = lexicon()
@@ -252,6 +256,7 @@ class DialectOptions:
     action: Literal["fail", "review"] = "fail"
     untranscribed_s: float = 5.0
     untranscribed_share: float = 0.5
+    min_zh_prob: float = 0.0
 
     def validate(self) -> list[tuple[str, str]]:
         problems = [("min_markers", "min_markers must be at least 1")] if self.min_markers < 1 else []
@@ -262,6 +267,8 @@ class DialectOptions:
         for name in ("min_duration_s", "untranscribed_s"):
             if getattr(self, name) < 0:
                 problems.append((name, f"{name} must not be negative"))
+        if not 0 <= self.min_zh_prob < 1:
+            problems.append(("min_zh_prob", "min_zh_prob must be at least 0 and below 1"))
         if not 0 < self.untranscribed_share <= 1:
             problems.append(("untranscribed_share", "untranscribed_share must be above 0 and at most 1"))
         if self.score_file and ("/" in self.score_file or "\\" in self.score_file or self.score_file.startswith(".")):

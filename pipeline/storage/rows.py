@@ -44,7 +44,8 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "company": rec.company, "status": result.status, "model": result.model,
         "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
         "warnings": list(result.warnings), "agent_language": result.agent_language,
-        "agent_language_prob": result.agent_language_prob, "content_sha256": result.content_sha256,
+        "agent_language_prob": result.agent_language_prob, "agent_zh_prob": result.agent_zh_prob,
+        "content_sha256": result.content_sha256,
         "transcription_fingerprint": result.transcription_fingerprint,
         "path": str(Path(rec.path).resolve()) if rec.path is not None else None,
         "error_stage": result.error.stage if result.error is not None else None,
@@ -65,7 +66,7 @@ def rejected_row(error: ErrorRecord, run_id: str, date: str, now: datetime) -> d
         "file": error.file, "started_at": error.started_at or now, "duration_s": None, "channels": None,
         "sample_rate": None, "codec": None, "agent_channel": None, "company": None, "status": STATUS_ERROR,
         "model": "", "processed_at": now, "run_id": run_id, "n_utterances": 0, "warnings": [],
-        "agent_language": None, "agent_language_prob": None, "content_sha256": None,
+        "agent_language": None, "agent_language_prob": None, "agent_zh_prob": None, "content_sha256": None,
         "transcription_fingerprint": None, "path": error.path, "error_stage": error.stage,
         "status_reason": f"{error.error_type}: {error.message}", "truncated": None, "roles_method": None,
         "roles_confidence": None}

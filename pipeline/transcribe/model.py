@@ -184,8 +184,57 @@ class LoadedModel:
         if id(self.whisper) not in pipelines:
             from faster_whisper import BatchedInferencePipeline
 
-            pipelines[id(self.whisper)] = BatchedInferencePipeline(self.whisper)
+            pipelines[id(self.whisper)] = BatchedInferencePipeline(LanguageTap(self.whisper))
         return pipelines[id(self.whisper)]
+
+
+class LanguageTap:
+    """The shared Whisper model as one thread's batched pipeline sees it, with a tap on its encoder.
+
+    While ``listen(windows, language)`` is on, the windows it names (their indices in the order the
+    pipeline encodes them) also get the model's language identification from that same encoder
+    output: the decoder's first step, no second encoding; ``heard`` maps each to the probability of
+    ``language``. Everything else is the model itself."""
+
+    def __init__(self, whisper):
+        self._whisper = whisper
+        self.wanted: set[int] = set()
+        self.heard: dict[int, float] = {}
+        self.language = "zh"
+        self._seen = 0
+
+    def __getattr__(self, name):
+        return getattr(self._whisper, name)
+
+    def listen(self, windows: set[int], language: str) -> None:
+        self.wanted, self.heard, self.language, self._seen = set(windows), {}, language, 0
+
+    def encode(self, features):
+        output = self._whisper.encode(features)
+        count = len(features)
+        mine = [i for i in range(count) if self._seen + i in self.wanted]
+        if mine:
+            token = f"<|{self.language}|>"
+            view, where = _rows(output, mine, count)
+            found = self._whisper.model.detect_language(view)
+            for i, j in zip(mine, where):
+                self.heard[self._seen + i] = float(dict(found[j]).get(token, 0.0))
+        self._seen += count
+        return output
+
+
+def _rows(output, rows: list[int], count: int):
+    """Some rows of an encoder output (a CPU StorageView), and where each asked row is in it; all of it
+    where it cannot be sliced (device memory)."""
+    if len(rows) == count:
+        return output, rows
+    import ctranslate2
+    import numpy as np
+
+    try:
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(output)[rows])), range(len(rows))
+    except (TypeError, ValueError, RuntimeError):  # identify every row, keep those asked
+        return output, rows
 
 
 @functools.lru_cache(maxsize=4)

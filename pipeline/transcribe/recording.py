@@ -142,13 +142,18 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         stage, clock = "transcribe", time.perf_counter()
         prompt = render_prompt(config.asr.initial_prompt, recording.company)
         words, identified = [], None
+        # the language the model hears in the agent's first window (each voice's, on mono: the agent
+        # is not known yet): speaker -> [(seconds, p(decoding language))]
+        heard: dict[str, list[tuple[float, float]]] = (
+            {} if not config.asr.agent_language_id
+            else {_voice_name(label): [] for label in {r.speaker for r in voices}} if voices else {SPEAKER_AGENT: []})
         others = _other_voices(voices) if voices else {}
         for indices, audio in _turn_groups(stream, roles, len(speakers), voice, turns, config):
             group = [turns[i] for i in indices]
             if others:  # one voice of a mono recording at a time: the others silenced
                 audio = MutedAudio(audio, others)
             words.extend(replace(w, turn_index=indices[w.turn_index])
-                         for w in transcribe_turns(model, audio, group, config.segmentation, prompt))
+                         for w in transcribe_turns(model, audio, group, config.segmentation, prompt, heard))
             release_memory()
             if identified is None:  # on the first agent speech, as the model hears 30 s of it
                 identified = identify_language(model, audio, [t for t in group if t.speaker == SPEAKER_AGENT],
@@ -161,13 +166,16 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         guard = guard or HallucinationGuard(config.guard)
         result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
                                                                 echo_of=prompt)
+        agent_voice = SPEAKER_AGENT  # whose windows say how Chinese the agent's speech sounded
         if voices:
-            _name_voices(result, voices, recording, config)
+            names = _name_voices(result, voices, recording, config)
+            agent_voice = next((label for label, name in names.items() if name == SPEAKER_AGENT), None)
         elif speakers == [SPEAKER_UNKNOWN]:
             result.roles_method = ROLES_NONE
         else:
             result.roles_method, result.roles_confidence = ROLES_CHANNELS, 1.0
             result.utterances = [replace(u, role_confidence=1.0) for u in result.utterances]
+        result.agent_zh_prob = _language_share(heard.get(agent_voice, []))
         mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
     except TransientInputError:
@@ -256,9 +264,17 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
     return label_regions(parts, [windows[i] for i in kept], embeddings, options)
 
 
-def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> None:
+def _language_share(windows: list[tuple[float, float]]) -> float | None:
+    """The model's probability of the decoding language over a speaker's windows, weighted by their
+    seconds (None: no window)."""
+    seconds = sum(s for s, _ in windows)
+    return round(sum(s * p for s, p in windows) / seconds, 4) if seconds > 0 else None
+
+
+def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> dict[str, str]:
     """Decide which voice is the agent's from what each said, and name every voice's rows: agent,
-    customer (the first other voice to speak), other (any further voice: it joined later)."""
+    customer (the first other voice to speak), other (any further voice: it joined later).
+    Returns each voice's name (voice label -> role)."""
     from ..speakers.agent import choose_agent, role_cues
 
     starts: dict[int, float] = {}  # each voice's first speech
@@ -293,6 +309,7 @@ def _name_voices(result: CallResult, voices, recording: Recording, config: Callq
                          for u in result.utterances]
     result.voice_activity = [replace(v, speaker=names.get(v.speaker, SPEAKER_UNKNOWN)) for v in result.voice_activity]
     result.suppressed = [replace(x, speaker=names.get(x.speaker, SPEAKER_UNKNOWN)) for x in result.suppressed]
+    return names
 
 
 def release_memory() -> None:
