@@ -79,6 +79,8 @@ def main() -> int:
     corpus, name = args.corpus, corpus_name(args.corpus)
 
     out = args.out
+    if out is not None and not (out / "calls").exists():
+        parser.error(f"--out {out}: no night's output there (a calls table); leave --out out to transcribe")
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="callqa-rules-bench-"))
         started = time.perf_counter()
