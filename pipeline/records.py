@@ -184,7 +184,7 @@ class CallResult:
     agent_language: str | None = None  # Whisper's language identification, where informative
     agent_language_prob: float | None = None
     # the model's probability that the agent's speech is in the decoding language (zh), from the
-    # encoder output of its windows (language identification at one decoder step a window)
+    # encoder output of its first window (language identification at one decoder step)
     agent_zh_prob: float | None = None
     content_sha256: str | None = None
     transcription_fingerprint: str | None = None

@@ -364,20 +364,26 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     mark it for review, each a finding naming its probability and the signal that weighed most."""
     opts: DialectOptions = spec.options
     spoken = call.by_role(opts.role)
-    unwritten, voiced = _untranscribed(call, opts.role, spoken) if opts.score_file and not call.mono else (0.0, 0.0)
-    if (opts.untranscribed_s and unwritten >= opts.untranscribed_s
-            and unwritten >= opts.untranscribed_share * voiced):
-        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
-                           f"{unwritten:.1f} s of {voiced:.1f} s of {opts.role} speech heard as not Putonghua: "
-                           "the speech model wrote nothing of it (its readings dropped as no speech, repetition "
-                           "or low confidence)", [], _first_unwritten(call, opts.role, spoken))
-    voiced = sum(e - s for s, e in call.voice_of(opts.role)) or sum(u.end_s - u.start_s for u in spoken)
+    heard_outcome = FAIL if opts.action == "fail" else REVIEW  # what speech heard as not Putonghua does
+    regions = call.voice_of(opts.role)
+    voiced = sum(e - s for s, e in regions)
+    if opts.score_file and not call.mono and opts.untranscribed_s and regions:
+        unwritten = [max(0.0, end - start - sum(max(0.0, min(end, u.end_s) - max(start, u.start_s)) for u in spoken))
+                     for start, end in regions]  # seconds of each region no utterance covers
+        seconds = sum(unwritten)
+        if seconds >= opts.untranscribed_s and seconds >= opts.untranscribed_share * voiced:
+            start, end = regions[unwritten.index(max(unwritten))]
+            return CheckResult(heard_outcome,
+                               f"{seconds:.1f} s of {voiced:.1f} s of {opts.role} speech heard as not Putonghua: "
+                               "the speech model wrote nothing of it (its readings dropped as no speech, "
+                               "repetition or low confidence)", [], (start, end))
+    voiced = voiced or sum(u.end_s - u.start_s for u in spoken)
     if (call.agent_zh_prob is not None and call.agent_zh_prob < opts.min_zh_prob and opts.role == "agent"
             and voiced >= opts.min_duration_s):
-        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
+        return CheckResult(heard_outcome,
                            f"the speech model's language identification gives {voiced:.1f} s of agent speech "
                            f"p(zh)={call.agent_zh_prob:.2f} (below {opts.min_zh_prob:g}): heard as another "
-                           "language or a dialect", [], _span_of(spoken[:1]) or next(iter(call.voice_of(opts.role)), None))
+                           "language or a dialect", [], _span_of(spoken[:1]) or (regions[0] if regions else None))
     if not spoken:
         return CheckResult(NOT_APPLICABLE, f"no {opts.role} speech")
     found = engine.find(call, spoken, opts.lexicon)
@@ -396,7 +402,7 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     heard, scored = _not_putonghua(engine.score_model(opts.score_file), spec, spoken, opts.threshold)
     seconds = sum(f.utterance.end_s - f.utterance.start_s for f in heard)
     if heard and seconds >= opts.min_duration_s:
-        return CheckResult(FAIL if opts.action == "fail" else REVIEW,
+        return CheckResult(heard_outcome,
                            f"{seconds:.1f} s of {opts.role} speech heard as not Putonghua "
                            f"({len(heard)} of {scored} scored utterance(s)): "
                            + _first_three([f"{_quote(f.utterance)} {f.match.phrase.text}" for f in heard]),
@@ -405,26 +411,6 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
              + _quote(heard[0].utterance)) if heard else ""
     return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}; "
                              f"{scored} scored utterance(s) heard as Putonghua{below}", found)
-
-
-def _unwritten_regions(call: CallData, role: str, spoken: list[UtteranceView]) -> list[tuple[float, float, float]]:
-    """Each voice-activity region of ``role``: (start, end, seconds of it no utterance covers)."""
-    regions = []
-    for start, end in call.voice_of(role):
-        covered = sum(max(0.0, min(end, u.end_s) - max(start, u.start_s)) for u in spoken)
-        regions.append((start, end, max(0.0, end - start - covered)))
-    return regions
-
-
-def _untranscribed(call: CallData, role: str, spoken: list[UtteranceView]) -> tuple[float, float]:
-    """Seconds of ``role``'s voice activity no utterance covers, and of all of it."""
-    regions = _unwritten_regions(call, role, spoken)
-    return sum(r[2] for r in regions), sum(r[1] - r[0] for r in regions)
-
-
-def _first_unwritten(call: CallData, role: str, spoken: list[UtteranceView]) -> tuple[float, float]:
-    start, end, _ = max(_unwritten_regions(call, role, spoken), key=lambda r: r[2])
-    return start, end
 
 
 SIGNAL_NAMES = {"avg_logprob": "低置信度 avg_logprob", "no_speech_prob": "no_speech_prob",
@@ -447,7 +433,7 @@ def _not_putonghua(model, spec: RuleSpec, spoken: list[UtteranceView],
         if not view.key or view.avg_logprob is None or not model.scorable(view.text):
             continue  # too short to judge, or never heard (a typed dialogue: no decoder signals)
         scored += 1
-        features = view_features(view)
+        features = view_features(view, model.weights)
         p, contributions = model.probability(features)
         if p >= limit:
             continue
@@ -525,13 +511,16 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
         later = [u for u in others if u.start_s > view.start_s]
         if opts.within_turns is not None:
             later = later[: opts.within_turns]
-        candidates = [u for u in later if _has_content(engine, call, u, opts.fillers)
-                      and (not opts.response or engine.find(call, [u], opts.response))]
-        elsewhere = [u for u in candidates
-                     if _changes_subject(engine, call, u, [v for v in spoken if view.start_s <= v.start_s < u.start_s], opts)]
-        response = next((u for u in candidates if all(u is not e for e in elsewhere)), None)
-        if response is None and elsewhere:
-            missed.append((trigger, f"{_quote(view)} → changed the subject: {_quote(elsewhere[0])}"))
+        response = elsewhere = None  # the first reply that responds; the first that changed the subject
+        for u in later:
+            if not _has_content(engine, call, u, opts.fillers) or (opts.response and not engine.find(call, [u], opts.response)):
+                continue
+            if not _changes_subject(engine, call, u, [v for v in spoken if view.start_s <= v.start_s < u.start_s], opts):
+                response = u
+                break
+            elsewhere = elsewhere or u
+        if response is None and elsewhere is not None:
+            missed.append((trigger, f"{_quote(view)} → changed the subject: {_quote(elsewhere)}"))
             continue
         if response is not None and opts.within_s is not None:
             stopped = max([v.end_s for v in spoken if view.start_s <= v.start_s and v.end_s <= response.start_s],

@@ -127,11 +127,11 @@ def make_view(row: dict, sounds: SoundKeys) -> UtteranceView:
     key_pos = [i for i, ch in enumerate(text) if unicodedata.category(ch)[0] in "LN"]
     key = "".join(text[i] for i in key_pos).lower()
     return UtteranceView(int(row["utterance_idx"]), row["speaker"], float(row["start_s"]), float(row["end_s"]), text,
-                         key, key_pos, sounds.of(key), row.get("words"), _number(row.get("avg_logprob")),
-                         _number(row.get("no_speech_prob")))
+                         key, key_pos, sounds.of(key), row.get("words"), stored_number(row.get("avg_logprob")),
+                         stored_number(row.get("no_speech_prob")))
 
 
-def _number(value) -> float | None:
+def stored_number(value) -> float | None:
     """A stored number, None when missing (pandas reads nulls back as NaN)."""
     return None if value is None or value != value else float(value)
 
@@ -148,6 +148,13 @@ def _jieba():
 _NUMERALS = set("0123456789零〇一二两三四五六七八九十百千万幺")
 
 
+def _word_bounds(view: UtteranceView) -> list[tuple[int, int]]:
+    """The key spans of an utterance's multi-character jieba words, segmented once per utterance."""
+    if view._bounds is None:
+        view._bounds = [(s, e) for _word, s, e in _jieba().tokenize(view.key) if e - s > 1]
+    return view._bounds
+
+
 @functools.lru_cache(maxsize=1)
 def _idf() -> dict[str, float]:
     """jieba's inverse document frequency of each word (shipped with jieba, for its keyword
@@ -162,10 +169,8 @@ def subject_words(view: UtteranceView, min_idf: float, skip: set[int] = frozense
     """Key spans of the words that say what an utterance is about: multi-character jieba words with an
     inverse document frequency of at least ``min_idf`` (or unknown to jieba's table: names, products),
     and numbers; none that touches a key position in ``skip`` (the question words themselves)."""
-    if view._bounds is None:
-        view._bounds = [(s, e) for _word, s, e in _jieba().tokenize(view.key) if e - s > 1]
     idf = _idf()
-    spans = [(s, e) for s, e in view._bounds
+    spans = [(s, e) for s, e in _word_bounds(view)
              if idf.get(view.key[s:e], min_idf) >= min_idf and not skip.intersection(range(s, e))]
     spans += [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", view.key)
               if not skip.intersection(range(m.start(), m.end()))]
@@ -179,10 +184,8 @@ def inside_longer_word(view: UtteranceView, start: int, end: int, numbers: bool 
     ``numbers=False``: words with a numeral do not count (jieba glues spelled-out digits to their
     neighbours: 打一零零八六问 -> 打一 / 零零 / 八六问).
     """
-    if view._bounds is None:
-        view._bounds = [(s, e) for _word, s, e in _jieba().tokenize(view.key) if e - s > 1]
     return any(s <= start and end <= e and e - s > end - start
-               and (numbers or not _NUMERALS.intersection(view.key[s:e])) for s, e in view._bounds)
+               and (numbers or not _NUMERALS.intersection(view.key[s:e])) for s, e in _word_bounds(view))
 
 
 @dataclass(frozen=True)

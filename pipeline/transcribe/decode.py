@@ -170,11 +170,10 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
 
 def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentation: SegmentationOptions,
             one_per_window: bool, prompt: str,
-            language_probs: dict[str, list[tuple[float, float]]] | None = None) -> list[TurnWord]:
+            language_probs: dict[str, float | None] | None = None) -> list[TurnWord]:
     """One batched decoding pass over packed turns; words come back in recording time.
-    ``language_probs``: for each speaker it names that has no entry yet, gets the speaker's first
-    window as (its seconds, the model's probability that it is in the decoding language); a window
-    never mixes two voices."""
+    ``language_probs``: each speaker it names whose value is still None gets the model's probability
+    that the speaker's first window is in the decoding language (a window never mixes two voices)."""
     opts = model.options
     packed, windows, pieces = pack_turns(turns, audio, opts.window_s, segmentation.pack_gap_s,
                                          segmentation.asr_pad_s, one_per_window)
@@ -185,7 +184,7 @@ def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentat
     speaker_of = [next((turns[p.turn_index].speaker for p in pieces if w["start"] <= p.packed_start < w["end"]), None)
                   for w in windows]
     # each wanted speaker's first window, as Whisper itself identifies a language from the first 30 s
-    wanted = {speaker_of.index(s) for s in (language_probs or {}) if not language_probs[s] and s in speaker_of}
+    wanted = {speaker_of.index(s) for s, p in (language_probs or {}).items() if p is None and s in speaker_of}
     listen = bool(wanted) and bool(opts.language) and hasattr(tap, "listen")
     if listen:
         tap.listen(wanted, opts.language)
@@ -201,8 +200,7 @@ def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentat
             heard, tap.wanted = tap.heard, set()
     if listen:
         for index, probability in heard.items():
-            window = windows[index]
-            language_probs[speaker_of[index]].append((window["end"] - window["start"], probability))
+            language_probs[speaker_of[index]] = probability
     words: list[TurnWord] = []
     for segment in segments:
         for w in segment.words or []:
@@ -251,7 +249,7 @@ def _echoes(words: list[TurnWord], prompt_key: str) -> bool:
 
 def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions, prompt: str = "",
-                     language_probs: dict[str, list[tuple[float, float]]] | None = None) -> list[TurnWord]:
+                     language_probs: dict[str, float | None] | None = None) -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
 
     Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
@@ -266,10 +264,10 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
         turns: the turns to transcribe, in any order; each shorter than the model window.
         segmentation: packing gap, padding and the coverage threshold.
         prompt: text that primes the decoder (see ``AsrOptions.initial_prompt``).
-        language_probs: speakers whose language to identify (keys, each with an empty list): each
-            gets its first window of the first pass as (seconds, the model's probability that it is in
-            the decoding language, ``AsrOptions.language``), from the encoder output the decoding
-            uses: Whisper's language identification on up to 30 s, at the cost of one decoder step.
+        language_probs: speakers whose language to identify (keys, each None until identified): each
+            gets the model's probability that its first window of the first pass is in the decoding
+            language (``AsrOptions.language``), from the encoder output the decoding uses: Whisper's
+            language identification on up to 30 s, at the cost of one decoder step.
 
     Returns:
         Every recognised word with its turn index and its time in the recording.

@@ -143,10 +143,10 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         prompt = render_prompt(config.asr.initial_prompt, recording.company)
         words, identified = [], None
         # the language the model hears in the agent's first window (each voice's, on mono: the agent
-        # is not known yet): speaker -> [(seconds, p(decoding language))]
-        heard: dict[str, list[tuple[float, float]]] = (
+        # is not known yet): speaker -> p(decoding language), None until identified
+        heard: dict[str, float | None] = (
             {} if not config.asr.agent_language_id
-            else {_voice_name(label): [] for label in {r.speaker for r in voices}} if voices else {SPEAKER_AGENT: []})
+            else {_voice_name(label): None for label in {r.speaker for r in voices}} if voices else {SPEAKER_AGENT: None})
         others = _other_voices(voices) if voices else {}
         for indices, audio in _turn_groups(stream, roles, len(speakers), voice, turns, config):
             group = [turns[i] for i in indices]
@@ -175,7 +175,8 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         else:
             result.roles_method, result.roles_confidence = ROLES_CHANNELS, 1.0
             result.utterances = [replace(u, role_confidence=1.0) for u in result.utterances]
-        result.agent_zh_prob = _language_share(heard.get(agent_voice, []))
+        zh = heard.get(agent_voice)
+        result.agent_zh_prob = None if zh is None else round(zh, 4)
         mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
     except TransientInputError:
@@ -262,13 +263,6 @@ def _split_voices(stream: AudioStream, roles, voice: Voice, config: CallqaConfig
     kept = sorted(found)
     embeddings = np.stack([found[i] for i in kept]) if kept else np.zeros((0, 192), np.float32)
     return label_regions(parts, [windows[i] for i in kept], embeddings, options)
-
-
-def _language_share(windows: list[tuple[float, float]]) -> float | None:
-    """The model's probability of the decoding language over a speaker's windows, weighted by their
-    seconds (None: no window)."""
-    seconds = sum(s for s, _ in windows)
-    return round(sum(s * p for s, p in windows) / seconds, 4) if seconds > 0 else None
 
 
 def _name_voices(result: CallResult, voices, recording: Recording, config: CallqaConfig) -> dict[str, str]:
