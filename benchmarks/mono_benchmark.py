@@ -161,7 +161,7 @@ def main() -> int:
                                    model, config)
         audio_s += result.duration_s or 0.0
         diarise += result.timings.get("diarise_s", 0.0)
-        asr += result.timings.get("asr_s", 0.0)
+        asr += result.timings.get("transcribe_s", 0.0) + result.timings.get("second_pass_s", 0.0)
     console.print(f"splitting voices: {diarise:.2f} s against {asr:.2f} s of transcription "
                   f"({100 * diarise / asr:.1f}%) on {audio_s / 60:.1f} min of mono audio; "
                   f"{audio_s / diarise:.0f}x real time on its own")

@@ -72,6 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         nightly.remove_progress_listener(listener)
     print_summary(console, summary, args.out)
+    if args.summary_json:
+        import json
+
+        args.summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     return 2 if summary["failed"] else 0
 
 
@@ -96,6 +100,22 @@ def check_folders(input_dir: Path, out_dir: Path) -> None:
         raise StoreError(f"cannot create output folder {out_dir}: {exc}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise StoreError(f"output folder {out_dir} is not writable")
+
+
+def print_stages(console, summary: dict) -> None:
+    """Where the night's time went: seconds per stage, and audio over those seconds."""
+    from rich.table import Table
+
+    stages = summary.get("stage_s") or {}
+    if not stages:
+        return
+    table = Table(title="where the time went (recording stages summed over the recordings in flight)")
+    for column in ("stage", "seconds", "x real time"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage, seconds in stages.items():
+        speed = f"{summary['audio_s'] / seconds:.0f}" if seconds > 0 and summary["audio_s"] else "-"
+        table.add_row(stage.removesuffix("_s").replace("_", " "), f"{seconds:.1f}", speed)
+    console.print(table)
 
 
 def print_summary(console, summary: dict, out_dir: Path) -> None:
@@ -124,6 +144,7 @@ def print_summary(console, summary: dict, out_dir: Path) -> None:
     ]:
         table.add_row(label, value)
     console.print(table)
+    print_stages(console, summary)
     results = read_table(out_dir, "rule_results")
     calls = read_table(out_dir, "calls")
     tonight = calls[calls["run_id"] == summary["run_id"]]
@@ -427,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config(run)
     run.add_argument("--concurrency", type=int, default=None, metavar="N",
                      help="recordings in flight at once (default: [run] concurrency; 0 = one per CPU core)")
+    run.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
+                     help="also write the night's summary (counts, speed, seconds per stage) to FILE as JSON")
     run.set_defaults(func=cmd_run)
 
     serve = commands.add_parser("serve", help="run the nightly flow on a schedule (needs a Prefect server)",

@@ -241,12 +241,15 @@ def finish_night(plan: NightPlan, results: list[CallResult], started_at: float) 
     for row in plan.reused.rows["calls"]:
         row["run_id"] = plan.run_id  # checked and scored by this run; processed_at keeps the transcription time
     lexicons, rubric = load_rules_and_rubric(plan.config.rules.lexicons, plan.config.rules.rubric)
-    score_tables(RuleEngine(lexicons), rubric, tables)
+    stages: dict[str, float] = {}
+    score_tables(RuleEngine(lexicons), rubric, tables, stages)
+    clock = time.perf_counter()
     with transaction(plan.out_dir) as txn:  # every table of the night is published together, or none
         written = write_run(plan.out_dir, tables, txn)
         written["agent_scores"] = refresh_agent_scores(plan.out_dir, rubric, txn)
+    stages["writing_s"] = time.perf_counter() - clock
     summary = summarise(plan.run_id, results, tables, len(plan.discovery.recordings), len(plan.discovery.errors),
-                        plan.discovery.ignored, time.time() - started_at, written)
+                        plan.discovery.ignored, time.time() - started_at, written, stages)
     logger.info("%d inputs: %d scored, %d unscorable, %d failed (%d transcribed tonight, %d reused); %.1fx real time",
                 summary.inputs, summary.scored, summary.unscorable, summary.failed, summary.processed,
                 summary.cached, summary.speed_x_realtime)

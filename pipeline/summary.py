@@ -28,6 +28,9 @@ class RunSummary:
         unscorable: with a transcript, but not a whole conversation with the agent in it.
         failed: inputs that ended with status error (rejected, unreadable, undecodable, a rule crashed).
         ignored: files that are not audio (no ``calls`` row).
+        stage_s: seconds per stage (``STAGES``). The recording stages are summed over tonight's
+            recordings, which run side by side (``[run] concurrency``), so they can add up to more
+            than the wall time; rules, scoring and writing run once for the night.
     """
 
     run_id: str
@@ -47,6 +50,7 @@ class RunSummary:
     calls_by_agent: dict[str, int] = field(default_factory=dict)
     ignored_files: list[str] = field(default_factory=list)
     rows_written: dict[str, int] = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def speed_x_realtime(self) -> float:
@@ -56,8 +60,23 @@ class RunSummary:
         return {**asdict(self), "speed_x_realtime": round(self.speed_x_realtime, 2)}
 
 
+# What a night's time is spent on, in order (RunSummary.stage_s): per recording, then per night.
+STAGES = ("decode_s", "vad_s", "diarise_s", "transcribe_s", "second_pass_s", "guard_s", "utterances_s",
+          "rules_s", "scoring_s", "writing_s")
+
+
+def stage_seconds(results: list[CallResult], night: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage: each recording's timings summed over ``results``, then the night's own."""
+    total = Counter()
+    for result in results:
+        total.update(result.timings)
+    total.update(night)
+    return {stage: round(total[stage], 3) for stage in STAGES if stage in total}
+
+
 def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], recordings: int, rejected: int,
-              ignored: list[str], wall_s: float, rows_written: dict[str, int]) -> RunSummary:
+              ignored: list[str], wall_s: float, rows_written: dict[str, int],
+              stages: dict[str, float] | None = None) -> RunSummary:
     """Count a night's outcomes from its final rows (after rules and scores).
 
     Args:
@@ -69,6 +88,8 @@ def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], r
         ignored: files that are not audio.
         wall_s: the night's wall-clock time.
         rows_written: rows written per table.
+        stages: the night's own stage seconds (rules, scoring, writing); the recordings' come from
+            their timings.
 
     Raises:
         PipelineError: the outcomes do not add up to the inputs (a bug: an input was lost or counted twice).
@@ -96,6 +117,7 @@ def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], r
         calls_by_agent=dict(Counter(row["agent_id"] for row in ok)),
         ignored_files=list(ignored),
         rows_written=rows_written,
+        stage_s=stage_seconds(results, stages or {}),
     )
     accounted = summary.scored + summary.unscorable + summary.failed
     if accounted != inputs or len(tables["calls"]) != inputs:
@@ -115,6 +137,13 @@ def summary_markdown(summary: RunSummary, results: list[CallResult], rule_result
              f"| ignored (not audio) | {summary.ignored} |", f"| audio | {summary.audio_s / 60:.1f} min |",
              f"| flow wall time | {summary.wall_s:.1f} s |",
              f"| speed | {summary.speed_x_realtime:.1f}x real time |", ""]
+    if summary.stage_s:
+        lines += ["## Where the time went", "", "Recording stages are summed over the recordings in flight.", "",
+                  "| stage | seconds | x real time |", "|---|---|---|"]
+        lines += [f"| {stage.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} | "
+                  f"{summary.audio_s / seconds:.0f} |" if seconds > 0 else f"| {stage} | {seconds:.1f} | - |"
+                  for stage, seconds in summary.stage_s.items()]
+        lines.append("")
     slow = sorted((r for r in results if r.ok and r.timings), key=lambda r: -sum(r.timings.values()))[:5]
     if slow:
         lines += ["## Slowest calls", "", "| call | audio s | processing s |", "|---|---|---|"]

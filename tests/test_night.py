@@ -64,8 +64,14 @@ def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, 
     assert (library.inputs, library.scored, library.unscorable) == (4, 1, 1)  # notes.txt is not an input
     statuses = read_table(tmp_path / "library", "calls").set_index("call_id")["status"].to_dict()
     assert statuses == {"c-stereo": "ok", "c-mono": "unscorable", "c-corrupt": "error", "rejected:gone.wav": "error"}
-    assert {k: v for k, v in library.to_dict().items() if k not in ("run_id", "wall_s", "speed_x_realtime")} == \
-        {k: v for k, v in flow.items() if k not in ("run_id", "wall_s", "speed_x_realtime")}
+    timed = ("run_id", "wall_s", "speed_x_realtime", "stage_s")
+    assert {k: v for k, v in library.to_dict().items() if k not in timed} == \
+        {k: v for k, v in flow.items() if k not in timed}
+    # where the time went: every stage the night ran, in the same order, both ways
+    assert list(library.stage_s) == list(flow["stage_s"])
+    assert {"decode_s", "vad_s", "transcribe_s", "second_pass_s", "guard_s", "rules_s", "scoring_s",
+            "writing_s"} <= set(library.stage_s)
+    assert all(seconds >= 0 for seconds in library.stage_s.values()) and library.stage_s["transcribe_s"] > 0
     for table in TABLES:
         lib, flo = comparable(tmp_path / "library", table), comparable(tmp_path / "flow", table)
         assert len(lib) > 0 or table in ("suppressed",), table

@@ -6,6 +6,7 @@ Both ways a night's tables are made call these: :mod:`pipeline.night` (tonight's
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Pa
     return lexicons, load_rubric(rubric_path, [r.rule_id for r in lexicons.rules])
 
 
-def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) -> dict[str, list]:
+def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
+                 timings: dict[str, float] | None = None) -> dict[str, list]:
     """Rules and scores for a set of calls' rows (as stored), in place.
 
     Every call with a transcript is first assessed (:mod:`pipeline.scoring.scorable`): ``ok`` or
@@ -41,9 +43,15 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) ->
     of ``calls``. A call a rule crashed on becomes status ``error`` at stage ``rules``, unscored, with an
     ``errors`` row; a call that failed that way before is assessed and checked again.
 
+    Args:
+        timings: where the seconds of the rules (``rules_s``) and of the assessment and scores
+            (``scoring_s``) are added, when given.
+
     Returns:
         ``tables``.
     """
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     calls = tables["calls"]
     voice: dict[str, list[tuple[str, float, float]]] = {}
     for row in tables.get("voice_activity", []):
@@ -56,8 +64,12 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) ->
         call["status_reason"], call["error_stage"] = assessment.reason, None
         call["warnings"] = list(call.get("warnings") or []) + [w for w in assessment.warnings
                                                                 if w not in (call.get("warnings") or [])]
+    timings["scoring_s"] = timings.get("scoring_s", 0.0) + time.perf_counter() - clock
+    clock = time.perf_counter()
     evaluation = evaluate_calls(engine, [c for c in calls if c["status"] == STATUS_OK],
                                 tables.get("utterances", []), tables.get("voice_activity", []))
+    timings["rules_s"] = timings.get("rules_s", 0.0) + time.perf_counter() - clock
+    clock = time.perf_counter()
     if evaluation.crashed:
         now = datetime.now(timezone.utc)
         errors = tables.setdefault("errors", [])
@@ -69,6 +81,7 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list]) ->
                 errors.append(error_row(error, call.get("run_id") or "", call[PARTITION_COLUMN], now))
     tables["hits"], tables["rule_results"] = evaluation.hits, evaluation.results
     score_calls(rubric, calls, evaluation.results, evaluation.hits, engine.lexicons.version)
+    timings["scoring_s"] += time.perf_counter() - clock
     return tables
 
 

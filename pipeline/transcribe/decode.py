@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Union
 
@@ -249,7 +250,8 @@ def _echoes(words: list[TurnWord], prompt_key: str) -> bool:
 
 def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions, prompt: str = "",
-                     language_probs: dict[str, float | None] | None = None) -> list[TurnWord]:
+                     language_probs: dict[str, float | None] | None = None,
+                     timings: dict[str, float] | None = None) -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
 
     Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
@@ -278,9 +280,13 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
     if not turns:
         return []
     audio = _audio(audio)
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     try:
         words = _decode(model, audio, turns, segmentation, one_per_window=False, prompt=prompt,
                         language_probs=language_probs)
+        timings["transcribe_s"] = timings.get("transcribe_s", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
@@ -303,6 +309,7 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
                           else _spoken_chars(second) > _spoken_chars(first))
                 if better:
                     by_turn[index] = second
+        timings["second_pass_s"] = timings.get("second_pass_s", 0.0) + time.perf_counter() - clock
         return [w for i in range(len(turns)) for w in by_turn[i]]
     except Exception as exc:
         raise TranscriptionError(f"the speech model failed: {type(exc).__name__}: {exc}") from exc

@@ -153,19 +153,25 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
             if others:  # one voice of a mono recording at a time: the others silenced
                 audio = MutedAudio(audio, others)
             words.extend(replace(w, turn_index=indices[w.turn_index])
-                         for w in transcribe_turns(model, audio, group, config.segmentation, prompt, heard))
+                         for w in transcribe_turns(model, audio, group, config.segmentation, prompt, heard,
+                                                   timings=result.timings))
             release_memory()
             if identified is None:  # on the first agent speech, as the model hears 30 s of it
                 identified = identify_language(model, audio, [t for t in group if t.speaker == SPEAKER_AGENT],
                                                config.asr.dialect_languages) or ()
         if identified:
             result.agent_language, result.agent_language_prob = identified[0], round(identified[1], 4)
-        result.timings["asr_s"] = time.perf_counter() - clock
+        # what of the transcription stage was neither pass: cutting and packing the turns' audio
+        passes = result.timings.get("transcribe_s", 0.0) + result.timings.get("second_pass_s", 0.0)
+        result.timings["transcribe_s"] = result.timings.get("transcribe_s", 0.0) + max(
+            0.0, time.perf_counter() - clock - passes)
 
         stage, clock = "utterances", time.perf_counter()
         guard = guard or HallucinationGuard(config.guard)
         result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
                                                                 echo_of=prompt)
+        result.timings["guard_s"] = time.perf_counter() - clock  # the guard, and words joined into utterances
+        clock = time.perf_counter()
         agent_voice = SPEAKER_AGENT  # whose windows say how Chinese the agent's speech sounded
         if voices:
             names = _name_voices(result, voices, recording, config)
