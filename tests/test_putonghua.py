@@ -203,10 +203,10 @@ class FakeWhisper:
 def test_the_language_tap_identifies_only_the_windows_asked_from_the_encoder_output():
     import numpy as np
 
-    from pipeline.transcribe.model import LanguageTap
+    from pipeline.transcribe.model import EncoderTap
 
     whisper = FakeWhisper()
-    tap = LanguageTap(whisper)
+    tap = EncoderTap(whisper)
     tap.listen({1, 4}, "zh")
     batches = [np.full((3, 2, 2), 0.1, dtype=np.float32), np.full((3, 2, 2), 0.2, dtype=np.float32)]
     batches[0][1], batches[1][1] = 0.9, 0.3  # window 1 and window 4
@@ -227,3 +227,22 @@ def test_a_night_records_how_chinese_the_agents_speech_sounded(demo_results):
     assert scored["agent_zh_prob"].notna().all()
     assert (scored["agent_zh_prob"] > 0.9).all()  # synthetic Putonghua, stereo and mono alike
     assert (scored["channels"] == 1).any()
+
+
+def test_the_encoder_tap_reads_a_batch_only_as_far_as_its_longest_window():
+    import numpy as np
+
+    from pipeline.transcribe.model import EncoderTap, trimmed
+
+    batch = np.zeros((2, 80, 3000), dtype=np.float32)
+    batch[0, :, :1234] = -0.5  # 12.34 s of speech features, then faster-whisper's zero padding
+    batch[1, :, :400] = -0.5
+    assert trimmed(batch, 100).shape == (2, 80, 1300)  # the longest window, rounded up to whole seconds
+    full = np.full((1, 80, 3000), -0.5, dtype=np.float32)
+    assert trimmed(full, 100) is full  # nothing to trim: the batch itself
+    whisper = FakeWhisper()
+    seen = []
+    whisper.encode = lambda features: seen.append(features.shape) or features
+    EncoderTap(whisper).encode(batch)
+    EncoderTap(whisper, trim=False).encode(batch)
+    assert seen == [(2, 80, 1300), (2, 80, 3000)]  # "full" encodes the padding as Whisper was trained

@@ -181,23 +181,37 @@ class LoadedModel:
     def batched(self):
         """This thread's batched pipeline over the shared model (the pipeline keeps per-call state)."""
         pipelines = _per_thread.__dict__.setdefault("pipelines", {})
-        if id(self.whisper) not in pipelines:
+        trim = self.options.encode_padding == "trim"
+        key = (id(self.whisper), trim)
+        if key not in pipelines:
             from faster_whisper import BatchedInferencePipeline
 
-            pipelines[id(self.whisper)] = BatchedInferencePipeline(LanguageTap(self.whisper))
-        return pipelines[id(self.whisper)]
+            pipelines[key] = BatchedInferencePipeline(EncoderTap(self.whisper, trim=trim))
+        return pipelines[key]
 
 
-class LanguageTap:
+class EncoderTap:
     """The shared Whisper model as one thread's batched pipeline sees it, with a tap on its encoder.
 
-    While ``listen(windows, language)`` is on, the windows it names (their indices in the order the
-    pipeline encodes them) also get the model's language identification from that same encoder
-    output: the decoder's first step, no second encoding; ``heard`` maps each to the probability of
-    ``language``. Everything else is the model itself."""
+    Two things happen where the pipeline encodes a batch of windows:
 
-    def __init__(self, whisper):
+    - **Padding is not encoded** (``trim``): faster-whisper pads every window's features to Whisper's
+      30 s with zeros; the encoder here reads the batch only as far as its longest window's speech
+      (rounded up to whole seconds), since the encoder's cost grows faster than its input (measured on 2
+      cores: a 15 s input costs 0.20 s, a 30 s one 0.60 s). On the demo corpus this left the CER as it
+      was (agent 0.118 against 0.119) and took the transcription from 16.7x to 19.1x real time.
+    - **Language identification** while ``listen(windows, language)`` is on: the windows it names
+      (their indices in the order the pipeline encodes them) also get the model's language
+      identification from that same encoder output: the decoder's first step, no second encoding;
+      ``heard`` maps each to the probability of ``language``.
+
+    Everything else is the model itself."""
+
+    FRAMES_PER_SECOND = 100
+
+    def __init__(self, whisper, trim: bool = True):
         self._whisper = whisper
+        self.trim = trim
         self.wanted: set[int] = set()
         self.heard: dict[int, float] = {}
         self.language = "zh"
@@ -210,6 +224,8 @@ class LanguageTap:
         self.wanted, self.heard, self.language, self._seen = set(windows), {}, language, 0
 
     def encode(self, features):
+        if self.trim:
+            features = trimmed(features, self.FRAMES_PER_SECOND)
         output = self._whisper.encode(features)
         count = len(features)
         mine = [i for i in range(count) if self._seen + i in self.wanted]
@@ -221,6 +237,19 @@ class LanguageTap:
                 self.heard[self._seen + i] = float(dict(found[j]).get(token, 0.0))
         self._seen += count
         return output
+
+
+def trimmed(features, step: int):
+    """A batch of features (windows, mel bins, frames) without the frames that are zero padding in every
+    window, kept to a whole number of ``step`` frames; the batch itself when nothing can go."""
+    import numpy as np
+
+    if not isinstance(features, np.ndarray) or features.ndim != 3:
+        return features
+    used = np.flatnonzero(np.any(features != 0, axis=(0, 1)))
+    frames = features.shape[-1]
+    keep = min(frames, -(-(int(used[-1]) + 1) // step) * step) if used.size else min(frames, step)
+    return features[..., :keep] if keep < frames else features
 
 
 def _rows(output, rows: list[int], count: int):
