@@ -102,6 +102,7 @@ FORMATS = {
 
 # Phrase sets used to derive the ground-truth labels from the script (see STANDARDS.md).
 APOLOGY = ("抱歉", "对不起", "不好意思")
+THANKS = ("谢谢", "感谢", "多谢")  # lexicons/courtesy.txt [courtesy.xiexie]: 感谢您的来电 is the standard's 谢谢
 FAREWELL = ("再见", "请走好", "欢迎下次再来")
 DIALECT_MARKERS = ("而家", "唔", "嘅", "咗", "佢", "冇", "睇", "我哋", "喺", "蚊", "啥子", "要得", "莫得", "阿拉", "侬", "覅")
 HOLD_NOTICE = ("请您稍候", "请稍候", "请稍等", "请稍后", "请您稍等")
@@ -397,7 +398,7 @@ def derive_expected(call: dict, turns: list, holds: list, n_channels: int, notes
     exp = {
         "courtesy.ninhao": "您好" in agent_text,
         "courtesy.qingjiang": "请讲" in agent_text,
-        "courtesy.xiexie": "谢谢" in agent_text,
+        "courtesy.xiexie": contains(agent_text, THANKS),
         "courtesy.baoqian": contains(agent_text, APOLOGY),
         "courtesy.zaijian": contains(agent_text, FAREWELL),
         "opening.greeting": "您好" in first["text"],

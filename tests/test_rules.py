@@ -550,6 +550,11 @@ def test_a_complaint_is_acknowledged_in_the_agents_next_two_utterances(engine):
     asking, _ = outcomes(engine, OPENING + "[5s] customer: 我要怎么投诉？\n[9s] agent: 您可以在营业厅留言，我也可以帮您登记。\n")
     assert asking["service.complaint_ack"].evidence == "no customer service.complaint phrase in 1 utterance(s)"
     assert asking["service.answer"].outcome == "pass"
+    # a fault described with 到现在还没 is no complaint; the impatience around those words is one
+    fault, _ = outcomes(engine, OPENING + "[5s] customer: 我上个月交的费到现在还没到账。\n[9s] agent: 请您稍等，我查一下缴费记录。\n")
+    assert fault["service.complaint_ack"].outcome == "not_applicable", fault["service.complaint_ack"].evidence
+    impatient, _ = outcomes(engine, OPENING + "[5s] customer: 怎么到现在还没人来修？\n[9s] agent: 我查一下。\n")
+    assert impatient["service.complaint_ack"].outcome == "fail", impatient["service.complaint_ack"].evidence
 
 
 def test_sending_the_customer_elsewhere_is_deflection_not_a_rude_word(engine):
@@ -572,6 +577,12 @@ def test_sending_the_customer_elsewhere_is_deflection_not_a_rude_word(engine):
         [17s] agent: 我帮您联系装维部门，您不用再打电话了。
     """)
     assert allowed["forbidden.deflection"].outcome == "pass", allowed["forbidden.deflection"].evidence
+    # Whisper base writes the 问 of that line as 位 (这个你自己打1086位一下吧): the dialling is the deflection;
+    # opening something yourself (你自己打开) is self-service
+    misheard, _ = outcomes(engine, OPENING + "[5s] customer: 发票找谁？\n[8s] agent: 这个你自己打1086位一下吧。\n")
+    assert misheard["forbidden.deflection"].outcome == "fail", misheard["forbidden.deflection"].evidence
+    app, _ = outcomes(engine, OPENING + "[5s] customer: 账单在哪看？\n[8s] agent: 你自己打开手机营业厅就能看到。\n")
+    assert app["forbidden.deflection"].outcome == "pass", app["forbidden.deflection"].evidence
 
 
 def test_gap_phrases_keep_their_parts_in_order_close_and_whole(tmp_path):
