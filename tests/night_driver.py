@@ -21,7 +21,7 @@ import time
 from types import SimpleNamespace
 
 
-def fake_words(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None):
+def fake_words(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None, echo_of=None):
     """What the stand-in model 'hears' in each turn: a greeting first, a farewell last, words in between."""
     from pipeline.records import TurnWord
 

@@ -74,7 +74,8 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
 
     said = "我的号码是一三八零零一三八零零零"
 
-    def hears_a_number(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None):
+    def hears_a_number(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None,
+                       echo_of=None):
         return [TurnWord(i, said, t.start_s, t.end_s, 0.9, 0, -0.2, 0.01, 1.0) for i, t in enumerate(turns)]
 
     monkeypatch.setattr(recording, "transcribe_turns", hears_a_number)

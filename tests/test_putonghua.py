@@ -246,3 +246,23 @@ def test_the_encoder_tap_reads_a_batch_only_as_far_as_its_longest_window():
     EncoderTap(whisper).encode(batch)
     EncoderTap(whisper, trim=False).encode(batch)
     assert seen == [(2, 80, 1300), (2, 80, 3000)]  # "full" encodes the padding as Whisper was trained
+
+
+def test_the_encoder_tap_encodes_a_batch_a_window_at_a_time_and_joins_the_outputs():
+    import numpy as np
+
+    from pipeline.transcribe.model import EncoderTap
+
+    whisper = FakeWhisper()
+    sizes = []
+    whisper.encode = lambda features: sizes.append(len(features)) or features * 2
+    batch = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4) + 1
+    tap = EncoderTap(whisper, trim=False, chunk=1)
+    tap.listen({2}, "zh")
+    output = np.asarray(tap.encode(batch))
+    assert sizes == [1, 1, 1]  # one window at a time
+    assert np.array_equal(output, batch * 2)  # joined in order, as one encoding of the batch would be
+    assert set(tap.heard) == {2}  # the language of the window asked, from the joined output
+    sizes.clear()
+    EncoderTap(whisper, trim=False, chunk=0).encode(batch)
+    assert sizes == [3]  # 0 (a GPU): the whole batch at once

@@ -251,7 +251,7 @@ def _echoes(words: list[TurnWord], prompt_key: str) -> bool:
 def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns: list[Turn],
                      segmentation: SegmentationOptions, prompt: str = "",
                      language_probs: dict[str, float | None] | None = None,
-                     timings: dict[str, float] | None = None) -> list[TurnWord]:
+                     timings: dict[str, float] | None = None, echo_of: str | None = None) -> list[TurnWord]:
     """Transcribe every turn of a recording: one batched pass, then a second look at skipped turns.
 
     Whisper decoding a packed window sometimes ends early and leaves whole turns out (measured on the
@@ -290,7 +290,7 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
-        prompt_key = match_key(prompt)
+        prompt_key = match_key(prompt if echo_of is None else echo_of)
         echoed = [i for i in range(len(turns)) if prompt_key and _echoes(by_turn[i], prompt_key)]
         skipped = [i for i, turn in enumerate(turns) if i not in echoed
                    and _spoken_chars(by_turn[i]) < segmentation.min_chars_per_s * turn.voiced_s]

@@ -52,7 +52,7 @@ TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errn
                     errno.ENETUNREACH, errno.ECONNRESET, errno.EHOSTUNREACH}
 
 # Options that do not change what a transcript says: how hard the machine works.
-_NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "device"}
+_NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "encode_batch", "device"}
 
 
 def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
@@ -141,6 +141,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
 
         stage, clock = "transcribe", time.perf_counter()
         prompt = render_prompt(config.asr.initial_prompt, recording.company)
+        decoder_prompt = prompt + config.asr.prompt_words if prompt else ""
         words, identified = [], None
         # the language the model hears in the agent's first window (each voice's, on mono: the agent
         # is not known yet): speaker -> p(decoding language), None until identified
@@ -153,8 +154,8 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
             if others:  # one voice of a mono recording at a time: the others silenced
                 audio = MutedAudio(audio, others)
             words.extend(replace(w, turn_index=indices[w.turn_index])
-                         for w in transcribe_turns(model, audio, group, config.segmentation, prompt, heard,
-                                                   timings=result.timings))
+                         for w in transcribe_turns(model, audio, group, config.segmentation, decoder_prompt, heard,
+                                                   timings=result.timings, echo_of=prompt))
             release_memory()
             if identified is None:  # on the first agent speech, as the model hears 30 s of it
                 identified = identify_language(model, audio, [t for t in group if t.speaker == SPEAKER_AGENT],
