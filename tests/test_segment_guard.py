@@ -208,3 +208,19 @@ def test_voice_activity_found_in_overlapping_runs_is_stitched_at_the_boundaries(
     assert _stitched(runs) == [(1.0, 3.0), (8.5, 11.5), (14.0, 16.0), (19.5, 20.0), (22.0, 23.0)]
     # a region of the overlap seen by both runs is counted once; a region running off the end is kept
     assert _stitched([(0.0, 10.0, [(8.0, 9.0)]), (10.0, 12.0, [(8.01, 9.02), (11.0, 12.0)])]) == [(8.0, 9.0), (11.0, 12.0)]
+
+
+def test_the_standards_words_after_the_prompt_are_the_agents_own_not_an_echo():
+    """[asr] prompt_words (您好，请讲。) follow the prompt: an agent's unsure 请讲 alone is kept; a customer's
+    turn reading only those words is the prompt leaking in."""
+    guard = HallucinationGuard(GuardOptions())
+    prompt = "以下是星河通信客服中心的电话录音。"
+    decoder_prompt = prompt + "您好，请讲。"
+    turns = [Turn("agent", 0, 0.0, 1.0, 1.0), Turn("customer", 1, 2.0, 3.0, 1.0)]
+    unsure = [word("请讲。", 0.1, 0.8, turn=0, logprob=-1.3), word("您好，请讲。", 2.1, 2.9, turn=1, logprob=-1.3)]
+    utterances, suppressed = build_utterances("c1", turns, unsure, guard, echo_of=prompt, others_echo_of=decoder_prompt)
+    assert [(u.speaker, u.text) for u in utterances] == [("agent", "请讲。")]
+    assert [(s.speaker, s.reason) for s in suppressed] == [("customer", "prompt_echo")]
+    # without the split (one prompt for everybody) the customer's reading would be kept
+    utterances, _ = build_utterances("c1", turns, unsure, guard, echo_of=prompt)
+    assert [u.speaker for u in utterances] == ["agent", "customer"]

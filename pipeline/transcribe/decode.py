@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import SegmentationOptions
 from ..errors import TranscriptionError
-from ..records import Turn, TurnWord
+from ..records import SPEAKER_AGENT, Turn, TurnWord
 from ..text import match_key
 from .audio import TARGET_RATE
 from .model import LoadedModel
@@ -290,8 +290,10 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
         for w in words:
             by_turn[w.turn_index].append(w)
-        prompt_key = match_key(prompt if echo_of is None else echo_of)
-        echoed = [i for i in range(len(turns)) if prompt_key and _echoes(by_turn[i], prompt_key)]
+        full_key = match_key(prompt)
+        agent_key = full_key if echo_of is None else match_key(echo_of)
+        keys = [agent_key if turn.speaker == SPEAKER_AGENT else full_key for turn in turns]
+        echoed = [i for i in range(len(turns)) if keys[i] and _echoes(by_turn[i], keys[i])]
         skipped = [i for i, turn in enumerate(turns) if i not in echoed
                    and _spoken_chars(by_turn[i]) < segmentation.min_chars_per_s * turn.voiced_s]
         for indices, second_prompt in ((skipped, prompt), (echoed, "")):
@@ -305,7 +307,7 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
                 again[index].append(replace(w, turn_index=index))
             for index, second in again.items():
                 first = by_turn[index]
-                better = (_spoken_chars(second) > 0 and not _echoes(second, prompt_key) if index in echoed
+                better = (_spoken_chars(second) > 0 and not _echoes(second, keys[index]) if index in echoed
                           else _spoken_chars(second) > _spoken_chars(first))
                 if better:
                     by_turn[index] = second

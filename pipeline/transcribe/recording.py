@@ -170,7 +170,7 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         stage, clock = "utterances", time.perf_counter()
         guard = guard or HallucinationGuard(config.guard)
         result.utterances, result.suppressed = build_utterances(recording.call_id, turns, words, guard,
-                                                                echo_of=prompt)
+                                                                echo_of=prompt, others_echo_of=decoder_prompt)
         result.timings["guard_s"] = time.perf_counter() - clock  # the guard, and words joined into utterances
         clock = time.perf_counter()
         agent_voice = SPEAKER_AGENT  # whose windows say how Chinese the agent's speech sounded

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..records import SuppressedText, Turn, TurnWord, Utterance, Word
+from ..records import SPEAKER_AGENT, SuppressedText, Turn, TurnWord, Utterance, Word
 from ..text import match_key, normalise_text
 from .guard import HallucinationGuard
 
 
 def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], guard: HallucinationGuard,
-                     echo_of: str = "") -> tuple[list[Utterance], list[SuppressedText]]:
+                     echo_of: str = "", others_echo_of: str | None = None) -> tuple[list[Utterance], list[SuppressedText]]:
     """Assemble recognised words into utterances, one per turn that has text left after the guard.
 
-    ``echo_of`` is the decoder prompt: the model repeating it is removed like any hallucination.
+    ``echo_of`` is the decoder prompt: the model repeating it is removed like any hallucination. The
+    agent's turns are screened against ``echo_of``; every other speaker's against ``others_echo_of``
+    when given (the prompt with the standards' words after it: those are the agent's words, so a
+    customer's turn that reads only 您好，请讲 is the prompt leaking in).
 
     Returns:
         Utterances in time order (``utterance_idx`` from 0) and the text the guard removed.
@@ -32,7 +35,8 @@ def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], gua
         turn_words = sorted(by_turn.get(index, []), key=lambda w: (w.start_s, w.end_s))
         if not turn_words:
             continue
-        kept, removed = guard.screen(turn.speaker, turn_words, echo_of)
+        echo = echo_of if turn.speaker == SPEAKER_AGENT or others_echo_of is None else others_echo_of
+        kept, removed = guard.screen(turn.speaker, turn_words, echo)
         suppressed.extend(removed)
         if not kept:
             continue
