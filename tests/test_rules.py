@@ -566,7 +566,7 @@ def test_sending_the_customer_elsewhere_is_deflection_not_a_rude_word(engine):
     deflection = results["forbidden.deflection"]
     assert deflection.outcome == "fail" and deflection.hit_count == 2, deflection.evidence
     found = [h for h in hits if h.rule_id == "forbidden.deflection"]
-    assert {h.matched_text for h in found} == {"你自己打一零零八六问", "您拨打售后服务电话咨询"}
+    assert {h.matched_text for h in found} == {"你自己打", "您拨打售后服务电话咨询"}
     assert {(h.category, h.severity) for h in found} == {("推诿", "中")}
     assert results["forbidden.phrase"].outcome == "pass"  # reported apart from rude words
     # what the standards allow: a transfer, a promised call, doing it for the customer
