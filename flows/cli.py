@@ -106,15 +106,16 @@ def print_stages(console, summary: dict) -> None:
     """Where the night's time went: seconds per stage, and audio over those seconds."""
     from rich.table import Table
 
+    from pipeline.summary import stage_rows
+
     stages = summary.get("stage_s") or {}
     if not stages:
         return
     table = Table(title="where the time went (recording stages summed over the recordings in flight)")
     for column in ("stage", "seconds", "x real time"):
         table.add_column(column, justify="left" if column == "stage" else "right")
-    for stage, seconds in stages.items():
-        speed = f"{summary['audio_s'] / seconds:.0f}" if seconds > 0 and summary["audio_s"] else "-"
-        table.add_row(stage.removesuffix("_s").replace("_", " "), f"{seconds:.1f}", speed)
+    for label, seconds, speed in stage_rows(stages, summary["audio_s"]):
+        table.add_row(label, f"{seconds:.1f}", speed)
     console.print(table)
 
 

@@ -74,6 +74,13 @@ def stage_seconds(results: list[CallResult], night: dict[str, float]) -> dict[st
     return {stage: round(total[stage], 3) for stage in STAGES if stage in total}
 
 
+def stage_rows(stage_s: dict[str, float], audio_s: float) -> list[tuple[str, float, str]]:
+    """Each stage of ``RunSummary.stage_s`` as (label, seconds, x real time: audio over those seconds, '-'
+    when there is nothing to divide), for the command line, the flow's artifact and the benchmarks."""
+    return [(stage.removesuffix("_s").replace("_", " "), seconds,
+             f"{audio_s / seconds:.0f}" if seconds > 0 and audio_s else "-") for stage, seconds in stage_s.items()]
+
+
 def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], recordings: int, rejected: int,
               ignored: list[str], wall_s: float, rows_written: dict[str, int],
               stages: dict[str, float] | None = None) -> RunSummary:
@@ -140,9 +147,8 @@ def summary_markdown(summary: RunSummary, results: list[CallResult], rule_result
     if summary.stage_s:
         lines += ["## Where the time went", "", "Recording stages are summed over the recordings in flight.", "",
                   "| stage | seconds | x real time |", "|---|---|---|"]
-        lines += [f"| {stage.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} | "
-                  f"{summary.audio_s / seconds:.0f} |" if seconds > 0 else f"| {stage} | {seconds:.1f} | - |"
-                  for stage, seconds in summary.stage_s.items()]
+        lines += [f"| {label} | {seconds:.1f} | {speed} |" for label, seconds, speed in stage_rows(summary.stage_s,
+                                                                                                  summary.audio_s)]
         lines.append("")
     slow = sorted((r for r in results if r.ok and r.timings), key=lambda r: -sum(r.timings.values()))[:5]
     if slow:

@@ -198,3 +198,11 @@ def test_the_engine_raises_for_a_crashing_rule_instead_of_reporting_it_not_appli
     assert evaluation.results == [] and list(evaluation.crashed) == ["c"]
     assert evaluation.crashed["c"].stage == RuleError.stage
     assert not any(r.outcome == NOT_APPLICABLE and "error" in r.evidence for r in evaluation.results)
+
+
+def test_stage_rows_give_each_stage_its_label_seconds_and_speed():
+    from pipeline.summary import stage_rows
+
+    assert stage_rows({"second_pass_s": 2.0, "scoring_s": 0.0}, 100.0) == [("second pass", 2.0, "50"),
+                                                                           ("scoring", 0.0, "-")]
+    assert stage_rows({"vad_s": 1.0}, 0.0) == [("vad", 1.0, "-")]  # no audio: nothing to divide

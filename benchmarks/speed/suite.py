@@ -48,6 +48,7 @@ from rich.table import Table  # noqa: E402
 from pipeline.config import load_config, resolve_concurrency  # noqa: E402
 from pipeline.rules.lexicon import load_lexicons  # noqa: E402
 from pipeline.storage.parquet import read_table  # noqa: E402
+from pipeline.summary import stage_rows  # noqa: E402
 from pipeline.text import cer_counts, normalise_text  # noqa: E402
 from pipeline.transcribe.model import model_label, resolve_model  # noqa: E402
 from pipeline.transcribe.privacy import mask_text  # noqa: E402
@@ -243,6 +244,7 @@ def main() -> int:
     corpus = subset(args.corpus, args.calls, work / "corpus")
     truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((corpus / "truth").glob("*.json"))}
     config = load_config(args.config)
+    lexicons = load_lexicons(config.rules.lexicons)
     workers = resolve_concurrency(config)
     cores = os.cpu_count() or 1
     threads = config.asr.cpu_threads * workers if config.asr.cpu_threads else cores
@@ -289,14 +291,13 @@ def main() -> int:
             return 1
         plain = json.loads((keep / "plain.json").read_text(encoding="utf-8"))
         clock = time.perf_counter()
-        lexicons = load_lexicons(config.rules.lexicons)
         plain_pairs = substring_verdicts(plain["calls"], truth, lexicons)
         search_s = time.perf_counter() - clock
         rows["plain"] = {"wall_s": wall + search_s, "cpu_s": cpu + search_s, "peak_total": memory.total,
                          "peak_largest": memory.largest}
 
     # accuracy
-    specs = {spec.rule_id: spec for spec in load_lexicons(config.rules.lexicons).rules}
+    specs = {spec.rule_id: spec for spec in lexicons.rules}
     pairs = callqa_verdicts(out, truth)
     metric_rows = []
     for rule_id, rule_pairs in pairs.items():
@@ -344,14 +345,13 @@ def main() -> int:
                  ["", "agent CER", "customer CER"], cer_rows)
 
     stages = summary.get("stage_s", {})
-    stage_rows = [[stage.removesuffix("_s").replace("_", " "), f"{s:.1f}", f"{audio_s / s:.0f}" if s > 0 else "-"]
-                  for stage, s in stages.items()]
-    stage_rows.append(["sum of stages", f"{sum(stages.values()):.1f}", f"{audio_s / sum(stages.values()):.1f}"
+    stage_table = [[label, f"{seconds:.1f}", speed] for label, seconds, speed in stage_rows(stages, audio_s)]
+    stage_table.append(["sum of stages", f"{sum(stages.values()):.1f}", f"{audio_s / sum(stages.values()):.1f}"
                        if stages else "-"])
-    stage_rows.append(["flow wall time (the night's own clock)", f"{summary['wall_s']:.1f}",
+    stage_table.append(["flow wall time (the night's own clock)", f"{summary['wall_s']:.1f}",
                        f"{audio_s / summary['wall_s']:.1f}"])
     report.table(f"callqa: where the time went ({audio_s / 60:.1f} min of audio, {workers} recordings in flight)",
-                 ["stage", "seconds", "x real time"], stage_rows,
+                 ["stage", "seconds", "x real time"], stage_table,
                  "Recording stages (decode to utterances) are summed over the recordings in flight, so they add up to "
                  "more than the wall time; rules, scoring and writing run once for the night.")
 

@@ -246,7 +246,6 @@ class EncoderTap:
         self._seen += count
         return output
 
-
     def _encoded(self, features):
         if not self.chunk or len(features) <= self.chunk:
             return self._whisper.encode(features)
