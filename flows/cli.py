@@ -473,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"output folder (default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
     add_config(demo)
     demo.add_argument("--concurrency", type=int, default=None, metavar="N", help="recordings in flight at once")
+    demo.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
+                      help="also write the night's summary to FILE as JSON")
     demo.set_defaults(func=cmd_demo)
 
     model = commands.add_parser("model", help="install, verify or show the speech model")

@@ -26,6 +26,13 @@ def test_help_documents_every_command_and_option():
             assert option.help, (action.prog, option.dest)
 
 
+def test_demo_has_every_option_the_run_it_starts_reads():
+    # callqa demo is callqa run on demo/recordings: a run option it lacks ends the demo in an AttributeError
+    run = vars(build_parser().parse_args(["run", "in", "--out", "out"]))
+    demo = vars(build_parser().parse_args(["demo"]))
+    assert set(run) - {"input_dir"} <= set(demo)
+
+
 def test_missing_input_folder_fails_fast_with_a_reason(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
     assert "input folder" in capsys.readouterr().err and not (tmp_path / "out").exists()
