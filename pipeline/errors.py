@@ -132,6 +132,13 @@ class ClipError(InputError):
     stage = "examples"
 
 
+class ReviewError(InputError):
+    """A review action that cannot be saved: an unknown call or rule, a result with nothing to
+    review, a verdict or appeal status that does not exist, no reviewer's name."""
+
+    stage = "review"
+
+
 class ManifestError(PipelineError):
     """manifest.csv cannot be used at all (missing column, unreadable file)."""
 

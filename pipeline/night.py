@@ -34,6 +34,7 @@ from .records import STATUS_ERROR, CallResult, ErrorRecord, Recording
 from .rules.engine import RuleEngine
 from .speakers.agent import role_cues
 from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
+from .scoring.verdicts import stored_verdicts
 from .storage.incremental import StoredTranscripts, find_stored_transcripts
 from .storage.lock import OutputLock
 from .storage.parquet import transaction, write_run
@@ -242,7 +243,7 @@ def finish_night(plan: NightPlan, results: list[CallResult], started_at: float) 
         row["run_id"] = plan.run_id  # checked and scored by this run; processed_at keeps the transcription time
     lexicons, rubric = load_rules_and_rubric(plan.config.rules.lexicons, plan.config.rules.rubric)
     stages: dict[str, float] = {}
-    score_tables(RuleEngine(lexicons), rubric, tables, stages)
+    score_tables(RuleEngine(lexicons), rubric, tables, stages, stored_verdicts(plan.out_dir))
     clock = time.perf_counter()
     with transaction(plan.out_dir) as txn:  # every table of the night is published together, or none
         written = write_run(plan.out_dir, tables, txn)

@@ -37,6 +37,10 @@ PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not_applicable"
 REVIEW = "review"
 OUTCOMES = (PASS, FAIL, NOT_APPLICABLE, REVIEW)
 
+# reviews.verdict: a reviewer agrees with the machine's outcome, disagrees, or cannot tell
+CONFIRMED, OVERTURNED, UNSURE = "confirmed", "overturned", "unsure"
+VERDICTS = (CONFIRMED, OVERTURNED, UNSURE)
+
 # calls.status: scored (ok); transcribed but not a whole conversation to score (unscorable: no or too
 # little agent speech, cut off); or failed (error). ok + unscorable + error = every input of a night.
 STATUS_OK, STATUS_UNSCORABLE, STATUS_ERROR = "ok", "unscorable", "error"
@@ -242,3 +246,5 @@ class RuleResult:
     until_s: float | None = None
     moment_from_hits: bool = False
     call_date: str | None = None
+    verdict: str | None = None  # a reviewer's latest verdict on this result (confirmed | overturned | unsure)
+    final_outcome: str | None = None  # the outcome after review (the rubric deducts by it); outcome if unreviewed

@@ -1,6 +1,7 @@
 """Scoring stored calls again: rules and rubric over what is in Parquet, never audio or the model.
 
-``callqa rescore`` after a lexicon or rubric change: a month of stored utterances is rescored in
+``callqa rescore`` after a lexicon or rubric change, or after reviewers' verdicts (each reviewed
+finding's deduction follows its latest verdict, :mod:`pipeline.scoring.verdicts`): a month of stored utterances is rescored in
 minutes, in parallel worker processes (Arrow in and out). A call a rule crashed on before is checked
 again (the rule may be fixed); a call a rule crashes on now is failed at stage ``rules`` and not
 scored, with an ``errors`` row.
@@ -23,6 +24,7 @@ from .rules.matching import word_span_time
 from .schemas import PARTITION_COLUMN
 from .records import has_transcript
 from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
+from .scoring.verdicts import stored_verdicts
 from .storage.lock import OutputLock
 from .storage.parquet import read_arrow, remove_rows, to_arrow, transaction, write_table
 from .storage.transaction import recover
@@ -51,13 +53,13 @@ class RescoreSummary:
 
 def _score_chunk(job: tuple) -> dict:
     """Rules and scores for some calls; runs in a worker process. Arrow in, Arrow out (cheap to pass)."""
-    out_dir, lexicons_dir, rubric_path, dates, calls, utterances, voice = job
+    out_dir, lexicons_dir, rubric_path, dates, calls, utterances, voice, verdicts = job
     lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
     engine = RuleEngine(lexicons)
     tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist(),
               "errors": []}
     evaluated = {row["file"] for row in tables["calls"] if has_transcript(row)}
-    score_tables(engine, rubric, tables)
+    score_tables(engine, rubric, tables, verdicts=verdicts)
     _time_hits_from_words(out_dir, tables, dates)
     result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
     for name in ("calls", "rule_results", "hits", "errors"):
@@ -101,15 +103,17 @@ def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSumma
     utterances = read_arrow(out_dir, "utterances", columns, dates=dates)
     voice = read_arrow(out_dir, "voice_activity", dates=dates)
     call_ids = calls["call_id"].to_pylist()
+    verdicts = stored_verdicts(out_dir)  # the score follows each reviewed finding's final verdict
     workers = max(1, min(workers or os.cpu_count() or 1, len(call_ids) // 2000 or 1))
     chunks = [call_ids[i::workers] for i in range(workers)]
     jobs = []
     for chunk in chunks:
-        wanted = pa.array(chunk, pa.string())
+        wanted, members = pa.array(chunk, pa.string()), set(chunk)
         jobs.append((str(out_dir), lexicons.folder, rubric.source, dates,
                      calls.filter(pc.is_in(calls["call_id"], value_set=wanted)),
                      utterances.filter(pc.is_in(utterances["call_id"], value_set=wanted)),
-                     voice.filter(pc.is_in(voice["call_id"], value_set=wanted))))
+                     voice.filter(pc.is_in(voice["call_id"], value_set=wanted)),
+                     {key: v for key, v in verdicts.items() if key[0] in members}))
     if workers == 1:
         parts = [_score_chunk(jobs[0])]
     else:

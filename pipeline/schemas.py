@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.7"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.8"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
@@ -21,6 +21,9 @@ SCHEMA_VERSION = "1.7"  # 1.1: scores on calls, deductions on rule_results, agen
 #      roles_confidence; speaker "other" (a third voice)
 # 1.7: calls.agent_zh_prob (how Chinese the agent's speech sounded to the model: dialect.putonghua);
 #      rule_results.outcome "review"
+# 1.8: human review: the reviews table (appended, never rewritten); rule_results.verdict and
+#      final_outcome (the outcome after review, which the score follows); agent_scores.reviewed_findings
+#      and overturned_findings
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -36,7 +39,7 @@ WORD = pa.struct([
 
 
 def _schema(name: str, key: tuple[str, ...], fields: list[pa.Field], replaced_by: str = "call_id",
-            whole: bool = False) -> pa.Schema:
+            whole: bool = False, appended: bool = False) -> pa.Schema:
     """A table's schema with its identity in the metadata (the only place it is declared).
 
     Args:
@@ -45,13 +48,15 @@ def _schema(name: str, key: tuple[str, ...], fields: list[pa.Field], replaced_by
             call's earlier rows (``errors``: a file's earlier rows), so a night written twice is
             stored once.
         whole: the table is derived from the whole history and rewritten whole (``agent_scores``).
+        appended: the table is a history that is only ever added to, one file per save (``reviews``):
+            a night or a rescore never rewrites it, and two savers at once never lose each other's rows.
     """
     return pa.schema(fields, metadata={
         b"callqa.table": name.encode(),
         b"callqa.schema_version": SCHEMA_VERSION.encode(),
         b"callqa.key": ",".join(key).encode(),
         b"callqa.replaced_by": replaced_by.encode(),
-        b"callqa.rewrite": b"whole" if whole else b"merge",
+        b"callqa.rewrite": b"whole" if whole else b"append" if appended else b"merge",
     })
 
 
@@ -158,6 +163,10 @@ RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
     # opening...); null when nothing in the call is to be pointed at (e.g. no forbidden phrase said)
     pa.field("at_s", pa.float64()),
     pa.field("until_s", pa.float64()),
+    # human review (the reviews table's latest verdict on this finding, when it was made on the outcome
+    # the machine gives now): confirmed | overturned | unsure; null when not reviewed
+    pa.field("verdict", pa.string()),
+    pa.field("final_outcome", pa.string()),  # the outcome after review, which the deduction follows
 ])
 
 # One row per agent and period; call_date (the partition) is the period's first day. Rewritten whole
@@ -181,6 +190,32 @@ AGENT_SCORES = _schema("agent_scores", ("period_type", "period", "agent_id"), re
     pa.field("mean_score_change", pa.float64()),  # against the agent's previous period of the same kind
     pa.field("pass_rate_change", pa.float64()),
     pa.field("rubric_version", pa.string()),
+    pa.field("reviewed_findings", pa.int32()),  # the agent's failed (or to-review) results a reviewer judged
+    pa.field("overturned_findings", pa.int32()),  # of those, overturned: they deduct nothing
+])
+
+# Human review, one row per action: a reviewer's verdict on a finding, an agent's appeal (or its
+# decision), a finding drawn into the review sample. Appended only, one file per save; the latest
+# verdict on a (call, rule) counts. call_date (the partition) is the call's date.
+REVIEWS = _schema("reviews", ("review_id",), replaced_by="review_id", appended=True, fields=[
+    pa.field("review_id", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),  # verdict | appeal | sample
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("rule_id", pa.string(), nullable=False),
+    pa.field("agent_id", pa.string()),  # the call's agent
+    pa.field("machine_outcome", pa.string()),  # the rule's outcome when the row was written
+    pa.field("finding", pa.string()),  # the rule result's evidence then: what was reviewed
+    pa.field("at_s", pa.float64()),  # where in the call the finding is
+    pa.field("lexicon_version", pa.string()),  # the lexicons that made the finding
+    pa.field("verdict", pa.string()),  # verdict: confirmed | overturned | unsure
+    pa.field("reviewer", pa.string()),  # verdict, appeal decision, sample: who
+    pa.field("recorded_at", _TS, nullable=False),
+    pa.field("comment", pa.string()),
+    pa.field("appeal_agent", pa.string()),  # appeal: the agent who appealed
+    pa.field("appeal_reason", pa.string()),
+    pa.field("appeal_status", pa.string()),  # appeal: open | upheld | rejected
+    pa.field("sample_week", pa.string()),  # sample: the ISO week drawn from (2026-W47)
+    pa.field("sample_size", pa.int32()),  # sample: findings of this rule and outcome that week (the stratum)
 ])
 
 TABLES: dict[str, pa.Schema] = {
@@ -192,6 +227,7 @@ TABLES: dict[str, pa.Schema] = {
     "hits": HITS,
     "rule_results": RULE_RESULTS,
     "agent_scores": AGENT_SCORES,
+    "reviews": REVIEWS,
 }
 
 
@@ -203,6 +239,11 @@ def table_key(table: str) -> list[str]:
 def replaced_by(table: str) -> str:
     """The column whose values a write of ``table`` replaces (``call_id``; ``file`` for errors)."""
     return TABLES[table].metadata[b"callqa.replaced_by"].decode()
+
+
+def appended(table: str) -> bool:
+    """Whether ``table`` is only ever added to, one file per save (``reviews``)."""
+    return TABLES[table].metadata[b"callqa.rewrite"] == b"append"
 
 
 def rewritten_whole(table: str) -> bool:

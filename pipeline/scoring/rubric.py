@@ -179,6 +179,9 @@ def score_calls(rubric: Rubric, calls: list[dict], rule_results: list[RuleResult
                 lexicon_version: str = "") -> None:
     """Fill in each call's score, passed and red_line, and each rule result's deduction (in place).
 
+    Deductions follow each result's ``final_outcome`` (after a reviewer's verdict,
+    :mod:`pipeline.scoring.verdicts`), which is its ``outcome`` when nobody reviewed it.
+
     Calls with status ``error`` are never scored (their score columns stay empty).
     """
     hits_by: dict[tuple[str, str], list[Hit]] = {}
@@ -186,7 +189,9 @@ def score_calls(rubric: Rubric, calls: list[dict], rule_results: list[RuleResult
         hits_by.setdefault((hit.call_id, hit.rule_id), []).append(hit)
     totals: dict[str, list] = {}
     for result in rule_results:
-        points, red = deduction_for(rubric, result.rule_id, result.outcome,
+        result.final_outcome = result.final_outcome or result.outcome
+        # the outcome after review: an overturned finding costs nothing, a miss a reviewer found costs
+        points, red = deduction_for(rubric, result.rule_id, result.final_outcome,
                                     hits_by.get((result.call_id, result.rule_id), []))
         result.deduction = points
         total = totals.setdefault(result.call_id, [0.0, False])

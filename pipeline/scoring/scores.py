@@ -13,7 +13,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..records import FAIL, PASS, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE
+from ..records import FAIL, OVERTURNED, PASS, REVIEW, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE
 
 PERIODS = ("day", "week", "month")
 
@@ -43,7 +43,9 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
 
     Args:
         calls: the ``calls`` table (needs call_id, agent_id, call_date, status, score, passed, red_line).
-        rule_results: the ``rule_results`` table (call_id, rule_id, outcome).
+        rule_results: the ``rule_results`` table (call_id, rule_id, outcome; with ``final_outcome``
+            and ``verdict``, failure rates follow the outcome after review, and each row counts the
+            agent's findings reviewed and overturned).
 
     Returns:
         One row per (period_type, period, agent_id), with ``period_start`` as an ISO date.
@@ -51,13 +53,13 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
     columns = ["period_type", "period", "period_start", "agent_id", "calls", "error_calls", "unscorable_calls",
                "mean_score",
                "median_score", "pass_rate", "red_lines", "rule_fail_rates", "rank", "percentile",
-               "mean_score_change", "pass_rate_change"]
+               "mean_score_change", "pass_rate_change", "reviewed_findings", "overturned_findings"]
     if calls.empty:
         return pd.DataFrame(columns=columns)
     base = calls[["call_id", "agent_id", "call_date", "status", "score", "passed", "red_line"]].copy()
     days = pd.to_datetime(base["call_date"].astype(str)).dt.date
     frames = []
-    judged = rule_results[["call_id", "rule_id", "outcome"]]
+    judged = reviewed_outcomes(rule_results)
     for kind in PERIODS:
         keyed = base.assign(**dict(zip(("period", "period_start"), zip(*[_period(kind, d) for d in days]))))
         keyed["period_start"] = keyed["period_start"].map(date.isoformat)
@@ -69,8 +71,12 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
                                       red_lines=("red_line", lambda s: int(s.astype(bool).sum())))
         errors = keyed[keyed["status"] == STATUS_ERROR].groupby(group).size().rename("error_calls")
         unscorable = keyed[keyed["status"] == STATUS_UNSCORABLE].groupby(group).size().rename("unscorable_calls")
-        stats = stats.join(errors, how="outer").join(unscorable, how="outer").reset_index()
-        for column in ("calls", "red_lines", "error_calls", "unscorable_calls"):
+        findings = judged[judged["finding"] & judged["reviewed"]].merge(ok[["call_id", *group]], on="call_id")
+        reviewed = findings.groupby(group).agg(reviewed_findings=("call_id", "size"),
+                                               overturned_findings=("overturned", "sum"))
+        stats = stats.join(errors, how="outer").join(unscorable, how="outer").join(reviewed, how="left").reset_index()
+        for column in ("calls", "red_lines", "error_calls", "unscorable_calls", "reviewed_findings",
+                       "overturned_findings"):
             stats[column] = stats[column].fillna(0).astype(int)
         rates = fail_rates(judged.merge(ok[["call_id", *group]], on="call_id"), group)
         fail_maps = {key: sorted(part.droplevel(list(range(len(group)))).items())
@@ -93,8 +99,23 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
     return result[columns].sort_values(["period_type", "period", "rank", "agent_id"], ignore_index=True)
 
 
+def reviewed_outcomes(rule_results: pd.DataFrame) -> pd.DataFrame:
+    """Rule results with the outcome a score follows: ``outcome`` is the final outcome after review
+    (the machine's where nobody reviewed it, or where the table has no review columns), with
+    ``finding`` (the machine failed it or asked for review), ``reviewed`` and ``overturned`` flags."""
+    judged = rule_results[["call_id", "rule_id", "outcome"]].copy()
+    verdict = rule_results["verdict"] if "verdict" in rule_results else pd.Series(None, index=rule_results.index)
+    judged["finding"] = judged["outcome"].isin([FAIL, REVIEW])
+    judged["reviewed"] = verdict.notna().to_numpy()
+    judged["overturned"] = (verdict == OVERTURNED).to_numpy()
+    if "final_outcome" in rule_results:
+        judged["outcome"] = rule_results["final_outcome"].fillna(rule_results["outcome"])
+    return judged
+
+
 def fail_rates(rule_results: pd.DataFrame, by: list[str]) -> pd.Series:
-    """Per group and rule: the share of the calls the rule applied to (pass or fail) that failed it.
+    """Per group and rule: the share of the calls the rule applied to (pass or fail) that failed it,
+    after review (``final_outcome``, where the rows have it).
 
     Args:
         rule_results: rows with ``rule_id``, ``outcome`` and the ``by`` columns.
@@ -103,6 +124,8 @@ def fail_rates(rule_results: pd.DataFrame, by: list[str]) -> pd.Series:
     Returns:
         Failure rate indexed by ``(*by, rule_id)``; rules that never applied are absent.
     """
+    if "final_outcome" in rule_results:  # after review (unreviewed results keep the machine's outcome)
+        rule_results = rule_results.assign(outcome=rule_results["final_outcome"].fillna(rule_results["outcome"]))
     applicable = rule_results[rule_results["outcome"].isin([PASS, FAIL])]
     return applicable.assign(failed=applicable["outcome"] == FAIL).groupby([*by, "rule_id"])["failed"].mean()
 

@@ -20,6 +20,7 @@ from ..storage.transaction import Transaction
 from .rubric import Rubric, load_rubric, score_calls
 from .scorable import assess
 from .scores import agent_scores
+from .verdicts import Verdict, apply_verdicts
 
 
 def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Path | None) -> tuple[LexiconSet, Rubric]:
@@ -34,7 +35,8 @@ def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Pa
 
 
 def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
-                 timings: dict[str, float] | None = None) -> dict[str, list]:
+                 timings: dict[str, float] | None = None,
+                 verdicts: dict[tuple[str, str], Verdict] | None = None) -> dict[str, list]:
     """Rules and scores for a set of calls' rows (as stored), in place.
 
     Every call with a transcript is first assessed (:mod:`pipeline.scoring.scorable`): ``ok`` or
@@ -46,6 +48,8 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
     Args:
         timings: where the seconds of the rules (``rules_s``) and of the assessment and scores
             (``scoring_s``) are added, when given.
+        verdicts: reviewers' verdicts (:func:`pipeline.scoring.verdicts.stored_verdicts`): the
+            score follows each result's outcome after review.
 
     Returns:
         ``tables``.
@@ -80,6 +84,7 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
                 call["status_reason"] = f"{error.error_type}: {error.message}"
                 errors.append(error_row(error, call.get("run_id") or "", call[PARTITION_COLUMN], now))
     tables["hits"], tables["rule_results"] = evaluation.hits, evaluation.results
+    apply_verdicts(evaluation.results, verdicts)
     score_calls(rubric, calls, evaluation.results, evaluation.hits, engine.lexicons.version)
     timings["scoring_s"] += time.perf_counter() - clock
     return tables
@@ -94,7 +99,8 @@ def refresh_agent_scores(out_dir: str | Path, rubric: Rubric, txn: Transaction |
     """
     calls = read_arrow(out_dir, "calls", ["call_id", "agent_id", "status", "score", "passed", "red_line"],
                        txn=txn).to_pandas()
-    results = read_arrow(out_dir, "rule_results", ["call_id", "rule_id", "outcome"], txn=txn).to_pandas()
+    results = read_arrow(out_dir, "rule_results", ["call_id", "rule_id", "outcome", "verdict", "final_outcome"],
+                         txn=txn).to_pandas()
     scores = agent_scores(calls, results)
     scores["rubric_version"] = rubric.version
     scores[PARTITION_COLUMN] = scores["period_start"]

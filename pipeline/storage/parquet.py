@@ -15,6 +15,9 @@ schema's, read by name; a dict with a key the schema lacks is refused.
 from __future__ import annotations
 
 import logging
+import os
+import time
+import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import SchemaMismatchError, StoreError
-from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, replaced_by, rewritten_whole
-from .transaction import Transaction
+from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, appended, replaced_by, rewritten_whole
+from .transaction import Transaction, fsync_dir
 
 logger = logging.getLogger("callqa.store")
 
@@ -198,7 +201,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | N
         _drop_superseded(out_dir, tables.get("calls", []), t)
         _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])}, t)
         for table in TABLES:
-            if rewritten_whole(table):
+            if rewritten_whole(table) or appended(table):
                 continue
             rows = tables.get(table, [])
             replace = files if table == "errors" else call_ids
@@ -216,7 +219,7 @@ def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | N
 
 
 def _call_tables() -> list[str]:
-    return [t for t in TABLES if not rewritten_whole(t) and replaced_by(t) == "call_id"]
+    return [t for t in TABLES if not rewritten_whole(t) and not appended(t) and replaced_by(t) == "call_id"]
 
 
 def _drop_superseded(out_dir: str | Path, calls: list[dict], txn: Transaction) -> None:
@@ -298,8 +301,13 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
     """
     wanted = [f for f in TABLES[table] if columns is None or f.name in columns]
     out_schema = pa.schema(wanted + [pa.field(PARTITION_COLUMN, pa.string())])
-    pattern = f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"
-    targets = txn.targets(pattern) if txn is not None else sorted(Path(out_dir).glob(pattern))
+    if appended(table):  # one file per save, never inside a night's transaction
+        pattern = f"{table}/{PARTITION_COLUMN}=*/*.parquet"
+        targets = sorted(Path(out_dir).glob(pattern))
+        txn = None
+    else:
+        pattern = f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"
+        targets = txn.targets(pattern) if txn is not None else sorted(Path(out_dir).glob(pattern))
     parts = []
     for target in targets:
         date = _date_of(target)
@@ -324,3 +332,37 @@ def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None
         StoreError: a file cannot be read.
     """
     return read_arrow(out_dir, table, columns, dates).to_pandas()
+
+
+def append_rows(out_dir: str | Path, table: str, rows: list[dict]) -> list[Path]:
+    """Add rows to an appended table (``reviews``): one new file per call date, written under a
+    temporary name, synced and renamed into place, so a reader sees all of a save or none of it and
+    two savers at once (two reviewers, two processes) never overwrite each other. Nothing stored is
+    ever rewritten.
+
+    Returns:
+        The files written.
+
+    Raises:
+        SchemaMismatchError: a row does not match the schema.
+        StoreError: the output folder cannot be written.
+    """
+    if not appended(table):
+        raise StoreError(f"{table} is not an appended table")
+    written = []
+    for date, data in sorted(_partitions(table, rows).items()):
+        folder = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}"
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex}.parquet"
+        partial = folder / f".{name}.partial"  # not *.parquet: no reader picks it up half-written
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(data, partial, compression="zstd")
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, folder / name)
+            fsync_dir(folder)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
+        written.append(folder / name)
+    return written

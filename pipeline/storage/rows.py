@@ -19,7 +19,7 @@ from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from ..records import STATUS_ERROR, CallResult, ErrorRecord
-from ..schemas import PARTITION_COLUMN, TABLES
+from ..schemas import PARTITION_COLUMN, TABLES, appended
 
 
 def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -83,10 +83,11 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
         tz: the contact centre's timezone (call dates).
 
     Returns:
-        Table name -> rows; every table of the schema is present, possibly empty.
+        Table name -> rows; every table of the schema a night writes is present, possibly empty (not
+        ``reviews``, which only reviewers add to).
     """
     now = datetime.now(timezone.utc)
-    tables: dict[str, list[dict]] = {name: [] for name in TABLES}
+    tables: dict[str, list[dict]] = {name: [] for name in TABLES if not appended(name)}
     errors = list(errors)
     for error in errors:  # inputs rejected before processing are inputs too
         tables["calls"].append(rejected_row(error, run_id, call_date(error.started_at, tz), now))

@@ -26,7 +26,7 @@ STAGING = "_staging"
 JOURNAL = "_commit.json"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -97,7 +97,7 @@ class Transaction:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.out_dir / JOURNAL)  # the commit point
-        _fsync_dir(self.out_dir)
+        fsync_dir(self.out_dir)
         _apply(self.out_dir, journal)
 
     def abort(self) -> None:
@@ -122,7 +122,7 @@ def _apply(out_dir: Path, journal: dict) -> None:
             path.unlink()
         _remove_empty(path.parent)
     for folder in touched:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     (out_dir / JOURNAL).unlink(missing_ok=True)
     shutil.rmtree(out_dir / STAGING / journal["id"], ignore_errors=True)
     _remove_empty(out_dir / STAGING)
