@@ -254,6 +254,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from pipeline.rules.lexicon import load_lexicons
 
     config = load_config(args.config)
+    if args.action == "report":
+        return rules_report(args)
     folder = args.lexicons or config.rules.lexicons
     lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
     console = _console()
@@ -304,6 +306,79 @@ def cmd_rules(args: argparse.Namespace) -> int:
             found.add_row(h.rule_id, h.speaker, f"{h.start_s:.1f}-{h.end_s:.1f}s", escape(h.phrase),
                           h.matched_text, h.match_kind, h.category or "", h.severity or "")
         console.print(found)
+    return 0
+
+
+def rules_report(args: argparse.Namespace) -> int:
+    """``callqa rules report``: each rule's precision and agreement from the reviewed sample."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pipeline.errors import ResultsNotFoundError, UsageError
+    from pipeline.review.precision import overall_agreement, rule_precision
+
+    if not 0 <= args.threshold <= 1:
+        raise UsageError("--threshold is a precision between 0 and 1")
+    if not (args.results / "calls").is_dir():
+        raise ResultsNotFoundError(f"{args.results} holds no callqa output (no calls table)")
+    table = rule_precision(args.results, args.threshold)
+    console = _console()
+    overall = overall_agreement(args.results)
+    if table.empty:
+        console.print(f"no review sample in {args.results}: draw one with `callqa review sample --results "
+                      f"{args.results}`, review it in `callqa review`, then run this again")
+        return 0
+
+    def rate(v, low, high):
+        return "not reviewed yet" if v != v else f"{v:.0%} ({low:.0%}-{high:.0%})"
+
+    out = Table(title=f"the machine's precision, from reviewed samples ({args.results})")
+    for column in ("rule id", "sampled fails", "reviewed", "confirmed", "overturned", "unsure",
+                   "precision of fail (95% CI)", "agreement, all outcomes (95% CI)", "most overturned phrases"):
+        out.add_column(column, overflow="fold")
+    for r in table.itertuples():
+        flag = "[bold red]" if r.below_threshold else ""
+        out.add_row(f"{flag}{r.rule_id}", str(r.sampled_fails), str(r.reviewed_fails), str(r.confirmed),
+                    str(r.overturned), str(r.unsure),
+                    f"{flag}{rate(r.precision, r.precision_low, r.precision_high)}",
+                    rate(r.agreement, r.agreement_low, r.agreement_high),
+                    escape(", ".join(f"{p} x{n}" for p, n in r.overturned_phrases)))
+    console.print(out)
+    console.print(f"agreement overall: {rate(overall['estimate'], overall['low'], overall['high'])}, "
+                  f"{overall['n']} reviewed sample results")
+    low = table[table["below_threshold"]]
+    if not low.empty:
+        console.print(f"[bold red]precision under {args.threshold:.0%}:[/] " + ", ".join(low["rule_id"])
+                      + " (their most overturned phrases are candidates for an except= in the lexicon)")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.errors import ResultsNotFoundError
+
+    if not (args.results / "calls").is_dir():
+        raise ResultsNotFoundError(f"{args.results} holds no callqa output (no calls table): give the OUT_DIR of "
+                                   "an earlier `callqa run`")
+    console = _console()
+    if args.action == "sample":
+        from pipeline.review.reviews import draw_sample
+
+        drawn = draw_sample(args.results, args.per_rule, args.week or None, args.seed)
+        if drawn.empty:
+            console.print("nothing new to draw: every rule, outcome and week already has its sample")
+            return 0
+        counts = drawn.groupby(["sample_week", "machine_outcome"]).size()
+        console.print(f"drew {len(drawn)} rule results into the review sample ({args.per_rule} per rule, outcome "
+                      f"and week at most): " + ", ".join(f"{w} {o} {n}" for (w, o), n in counts.items())
+                      + "; they are marked ★ in `callqa review`")
+        return 0
+    from pipeline.review.server import ReviewApp
+
+    import uvicorn
+
+    app = ReviewApp(args.results, args.recordings)  # refuses a folder without results before binding
+    console.print(f"review page for {args.results}: http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -491,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "effective options. test: run the rules on a plain-text dialogue "
                                             "('agent: …' / 'customer: …' lines, optional [12.5s] timestamps) "
                                             "and print each rule's outcome with its evidence.")
-    rules.add_argument("action", choices=("check", "test"), help="check the lexicons, or test a dialogue")
+    rules.add_argument("action", choices=("check", "test", "report"),
+                       help="check the lexicons, test a dialogue, or report each rule's precision from reviews")
     rules.add_argument("dialogue", nargs="?", type=Path, default=None, metavar="DIALOGUE.txt",
                        help="test: the dialogue file")
     rules.add_argument("--lexicons", type=Path, default=None, metavar="DIR",
@@ -500,8 +576,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check: the scoring rubric (default: [rules] rubric, lexicons/rubric.toml)")
     rules.add_argument("--company", default=None, metavar="NAME",
                        help="test: the company name for {company} (default: [input] company)")
+    rules.add_argument("--results", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
+                       help="report: the output folder whose reviews to read "
+                            f"(default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
+    rules.add_argument("--threshold", type=float, default=0.8, metavar="P",
+                       help="report: name the rules whose precision of fail is under P (default 0.8)")
     add_config(rules)
     rules.set_defaults(func=cmd_rules)
+
+    review = commands.add_parser(
+        "review", help="the review page (confirm or overturn findings, appeals), or draw a review sample",
+        description="serve (the default): a local web page over OUT_DIR listing the findings to review, "
+                    "each with the clip that starts at it and the transcript with the finding marked, "
+                    "confirm / overturn / unsure buttons (keys c / o / u) and the agents' appeals; every "
+                    "verdict is a row of OUT_DIR/reviews, and `callqa rescore` scores by it. sample: draw "
+                    "rule results at random per rule, machine outcome and ISO week for an unbiased "
+                    "precision (`callqa rules report`).")
+    review.add_argument("action", nargs="?", choices=("serve", "sample"), default="serve",
+                        help="serve the page (default) or draw a sample")
+    review.add_argument("--results", type=Path, required=True, metavar="OUT_DIR", help="output folder of `callqa run`")
+    review.add_argument("--port", type=int, default=8765, metavar="N", help="serve: the port (default 8765)")
+    review.add_argument("--host", default="127.0.0.1",
+                        help="serve: the address to bind (default 127.0.0.1: this machine only)")
+    review.add_argument("--recordings", type=Path, default=None, metavar="DIR",
+                        help="serve: where the recordings are, if moved since they were scored (audio is only "
+                             "served from inside this folder or the results)")
+    review.add_argument("--per-rule", type=int, default=5, metavar="N",
+                        help="sample: results drawn per rule, machine outcome and week (default 5)")
+    review.add_argument("--week", action="append", default=[], metavar="YYYY-Www",
+                        help="sample: an ISO week to draw from, e.g. 2026-W47 (repeatable; default every week)")
+    review.add_argument("--seed", type=int, default=None, metavar="N", help="sample: random seed (default: new)")
+    add_config(review)
+    review.set_defaults(func=cmd_review)
 
     rescore = commands.add_parser("rescore", help="recompute findings and scores from stored utterances",
                                   description="Recompute hits, rule results, call scores and agent scores of "

@@ -7,7 +7,8 @@ two halves, one subpackage each, and the packages that store and read what they 
 - ``pipeline.rules``       utterances -> findings and rule results (lexicons, matching, checks)
 - ``pipeline.scoring``     rule results -> call scores and agent scorecards (the rubric)
 - ``pipeline.storage``     the Parquet tables (the only reader and writer), hashing, what is stored
-- ``pipeline.review``      reading results: notebooks' frames, charts, example calls for trainers
+- ``pipeline.review``      reading results: notebooks' frames, charts, example calls for trainers;
+                           human review (verdicts, appeals, the sample, precision, the review page)
 - ``pipeline.night``       a night of recordings through both halves, with or without Prefect
 - ``pipeline.rescore``     stored transcripts through the second half again
 
@@ -68,6 +69,14 @@ _ENTRY_POINTS = {
     "call_detail": "pipeline.review.explore",
     "pick_examples": "pipeline.review.examples",
     "export_examples": "pipeline.review.examples",
+    # human review
+    "record_verdict": "pipeline.review.reviews",
+    "record_appeal": "pipeline.review.reviews",
+    "decide_appeal": "pipeline.review.reviews",
+    "draw_sample": "pipeline.review.reviews",
+    "review_queue": "pipeline.review.reviews",
+    "rule_precision": "pipeline.review.precision",
+    "ReviewApp": "pipeline.review.server",
 }
 
 __all__ = sorted(_ENTRY_POINTS)

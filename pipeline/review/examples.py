@@ -10,6 +10,7 @@ be found or read is still listed, with the reason, in both.
 from __future__ import annotations
 
 import html
+import io
 import json
 import wave
 from dataclasses import asdict, dataclass, field
@@ -177,15 +178,22 @@ def finding_audio(ex: Example, path: str | Path | None = None, before_s: float =
     return audio.channels_data[:, int(start * TARGET_RATE):int(end * TARGET_RATE)], start
 
 
-def write_clip(samples: np.ndarray, target: Path) -> None:
-    """Write float samples (channels, n) in [-1, 1] as a 16 kHz 16-bit PCM WAV file."""
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """Float samples (channels, n) in [-1, 1] as a 16 kHz 16-bit PCM WAV file's bytes."""
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").T.copy()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(target), "wb") as out:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
         out.setnchannels(samples.shape[0])
         out.setsampwidth(2)
         out.setframerate(TARGET_RATE)
         out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def write_clip(samples: np.ndarray, target: Path) -> None:
+    """Write float samples (channels, n) in [-1, 1] as a 16 kHz 16-bit PCM WAV file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(wav_bytes(samples))
 
 
 def export_examples(results: Results, examples: list[Example], out_dir: str | Path, recordings_dir: str | Path | None = None,
