@@ -108,8 +108,8 @@ READING_ORDER = {
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
     "pipeline.rules": ["options", "scorefile", "lexicon", "matching", "putonghua", "checks", "engine", "dialogue"],
-    "pipeline.scoring": ["rubric", "scorable", "scores", "tables"],
-    "pipeline.review": ["explore", "charts", "examples"],
+    "pipeline.scoring": ["rubric", "scorable", "scores", "verdicts", "tables"],
+    "pipeline.review": ["explore", "charts", "examples", "reviews", "precision", "server"],
 }
 
 

@@ -17,7 +17,7 @@ from pipeline.night import NightPlan, finish_night, run_night
 from pipeline.records import NOT_APPLICABLE, Recording
 from pipeline.rules import checks
 from pipeline.rules.dialogue import parse_dialogue
-from pipeline.schemas import TABLES, table_key
+from pipeline.schemas import TABLES, appended, table_key
 from pipeline.storage.incremental import StoredTranscripts
 from pipeline.storage.parquet import read_table
 from pipeline.transcribe.discover import Discovery
@@ -74,6 +74,9 @@ def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, 
     assert all(seconds >= 0 for seconds in library.stage_s.values()) and library.stage_s["transcribe_s"] > 0
     for table in TABLES:
         lib, flo = comparable(tmp_path / "library", table), comparable(tmp_path / "flow", table)
+        if appended(table):  # reviewers write these, a night never does
+            assert len(lib) == len(flo) == 0, table
+            continue
         assert len(lib) > 0 or table in ("suppressed",), table
         pd.testing.assert_frame_equal(lib, flo, check_dtype=True, obj=table)
     runs = read_table(tmp_path / "flow", "calls")["run_id"]

@@ -357,7 +357,7 @@ def test_a_reviewer_overturns_a_finding_in_chromium_and_the_score_follows(server
         page.wait_for("document.querySelector('#msg').dataset.state === 'error'")
         assert reviews.read_reviews(out).empty
         page.type("#reviewer", "王质检")
-        page.click("#transcript")  # focus back on the page, out of the name field
+        page.click("#d-title")  # focus back on the page, out of the name field (a transcript line would play)
         page.press("p")  # play the clip that starts at the finding
         played = page.wait_for("(() => { const a = document.querySelector('#player');"
                                " return a.dataset.state === 'playing' && a.currentTime > 0.2 && [+a.dataset.start]; })()")[0]
