@@ -4,8 +4,11 @@ Usage (after `make demo`, with Chromium and a CJK font installed, and `pip insta
     python docs/make_screenshots.py [--results out/demo]
 
 Writes docs/notebook_overview.png (the top of qa_overview.ipynb, executed on the results),
-docs/notebook_drilldown.png (its one-call drill-down: timeline, findings, transcript) and
-docs/examples_page.png (the page of `callqa examples --rule forbidden.phrase --worst 2`).
+docs/notebook_drilldown.png (its one-call drill-down: timeline, findings, transcript),
+docs/examples_page.png (the page of `callqa examples --rule forbidden.phrase --worst 2`) and
+docs/review_page.png (the review page of `callqa review`, on a copy of the results with a review
+sample drawn and two verdicts saved, a forbidden phrase open with its clip played). `--only NAME`
+makes one of them (notebooks, examples, review).
 """
 
 from __future__ import annotations
@@ -51,15 +54,32 @@ def notebook_html(notebook, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=ROOT / "out" / "demo")
+    parser.add_argument("--only", choices=("notebooks", "examples", "review"), default=None)
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("Chromium is needed (Debian: apt-get install chromium)")
+    work = Path(tempfile.mkdtemp(prefix="callqa-shots-"))
+    if args.only in (None, "notebooks"):
+        notebooks(chromium, args.results, work)
+    if args.only in (None, "examples"):
+        from pipeline.review.examples import export_examples, pick_examples
+        from pipeline.review.explore import load_results
+
+        results = load_results(args.results)
+        page = export_examples(results, pick_examples(results, "forbidden.phrase", "worst", 2), work / "examples")
+        screenshot(chromium, page, ROOT / "docs" / "examples_page.png", 1000, 1250, work)
+    if args.only in (None, "review"):
+        review_page(args.results, work)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def notebooks(chromium: str, results: Path, work: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    work = Path(tempfile.mkdtemp(prefix="callqa-shots-"))
-    os.environ["CALLQA_RESULTS"] = str(args.results.resolve())
+    os.environ["CALLQA_RESULTS"] = str(results.resolve())
     notebook = nbformat.read(ROOT / "notebooks" / "qa_overview.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
@@ -71,14 +91,61 @@ def main() -> int:
     notebook_html(drill, work / "drilldown.html")
     screenshot(chromium, work / "drilldown.html", ROOT / "docs" / "notebook_drilldown.png", 1100, 1300, work)
 
-    from pipeline.review.examples import export_examples, pick_examples
-    from pipeline.review.explore import load_results
 
-    results = load_results(args.results)
-    page = export_examples(results, pick_examples(results, "forbidden.phrase", "worst", 2), work / "examples")
-    screenshot(chromium, page, ROOT / "docs" / "examples_page.png", 1000, 1250, work)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+def review_page(results: Path, work: Path) -> None:
+    """The review page as a reviewer sees it: a sample drawn, two verdicts saved, a finding open."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from pipeline.review import reviews
+    from pipeline.review.server import ReviewApp
+    from tests.browser import Browser
+
+    out = work / "reviewed"
+    shutil.copytree(results, out)
+    sample = reviews.draw_sample(out, per_rule=2, seed=47)
+    fails = sample[sample["machine_outcome"] == "fail"].sort_values(["rule_id", "call_id"])
+    forbidden = fails[fails["rule_id"] == "forbidden.phrase"]
+    others = fails[fails["rule_id"] != "forbidden.phrase"]
+    if len(others):
+        first = others.iloc[0]
+        reviews.record_verdict(out, first["call_id"], first["rule_id"], "confirmed", "王质检")
+    if len(forbidden) > 1:
+        second = forbidden.iloc[1]
+        reviews.record_verdict(out, second["call_id"], second["rule_id"], "overturned", "王质检", "客户说的，不是坐席")
+    server = uvicorn.Server(uvicorn.Config(ReviewApp(out), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    browser = Browser(work / "review-profile")
+    try:
+        page = browser.open(f"http://127.0.0.1:{port}/", 1400, 900)
+        page.wait_for("document.body.dataset.ready === '1'")
+        page.type("#reviewer", "王质检")
+        target = forbidden.iloc[0]
+        index = page.evaluate("[...document.querySelectorAll('tr.finding')].findIndex(tr => tr.dataset.call === "
+                              f"{target['call_id']!r} && tr.dataset.rule === 'forbidden.phrase')")
+        page.click(f'tr.finding[data-i="{index}"]')
+        page.wait_for("document.querySelector('#player').dataset.state === 'ok'")
+        page.click("#d-title")
+        page.press("p")
+        page.wait_for("document.querySelector('#player').currentTime > 2")
+        page.press("p")
+        target_png = ROOT / "docs" / "review_page.png"
+        page.screenshot(target_png)
+    finally:
+        browser.close()
+        server.should_exit = True
+        thread.join(10)
+    from PIL import Image
+
+    image = Image.open(target_png).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(target_png, optimize=True)
+    print(f"{target_png.relative_to(ROOT)}: {image.size[0]}x{image.size[1]}, {target_png.stat().st_size // 1024} KiB")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,42 @@ def test_qa_overview_runs_and_draws_every_chart(demo_results, tmp_path, monkeypa
     tables = "".join(outputs(notebook, "text/html"))
     assert "A1001" in tables and "forbidden.phrase" in tables and "2026-W47" in tables
     assert "#fff3cd" in tables  # the drill-down's transcript highlights the lines with findings
+    assert "No review sample" in "".join(outputs(notebook, "text/markdown"))  # nobody has reviewed the demo yet
+
+
+def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_after_review(demo_results, tmp_path,
+                                                                                         monkeypatch):
+    import shutil
+
+    from pipeline.review import precision, reviews
+    from pipeline.rescore import rescore
+    from pipeline.storage.parquet import read_table
+
+    out = tmp_path / "out"
+    shutil.copytree(demo_results, out)
+    sample = reviews.draw_sample(out, per_rule=2, seed=7)
+    fails = sample[(sample["rule_id"] == "forbidden.phrase") & (sample["machine_outcome"] == "fail")]
+    assert len(fails) == 2  # the demo has two calls with forbidden phrases, in one week
+    overturned, confirmed = fails.sort_values("call_id").itertuples()
+    reviews.record_verdict(out, overturned.call_id, "forbidden.phrase", "overturned", "王质检", "客户说的，不是坐席")
+    reviews.record_verdict(out, confirmed.call_id, "forbidden.phrase", "confirmed", "王质检")
+    rescore(out)
+    monkeypatch.setenv("CALLQA_RESULTS", str(out))
+    monkeypatch.setenv("CALLQA_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("CALLQA_PRECISION_THRESHOLD", "0.9")
+    monkeypatch.delenv("CALLQA_CALL", raising=False)
+    notebook = execute("qa_overview.ipynb")
+    text = "".join(outputs(notebook, "text/markdown"))
+    assert "Agreement with the reviewers" in text and "2 reviewed sample results" in text
+    assert "Precision under 90%:** `forbidden.phrase` (50%" in text  # one of its two reviewed fails was right
+    tables = "".join(outputs(notebook, "text/html"))
+    assert "#fde2e1" in tables  # the rule under the threshold is marked in the precision table
+    board = read_table(out, "agent_scores")
+    agent = read_table(out, "calls").set_index("call_id").loc[overturned.call_id, "agent_id"]
+    week = board[(board["period_type"] == "week") & (board["agent_id"] == agent)]
+    assert week["overturned_findings"].sum() == 1  # the stored scorecards count the overturned finding
+    assert ">overturned_findings<" in tables  # and the notebook's leaderboard shows the count
+    assert precision.rule_precision(out).set_index("rule_id").loc["forbidden.phrase", "precision"] == 0.5
 
 
 def test_trainer_examples_runs_with_players_and_writes_the_page(demo_results, tmp_path, monkeypatch):

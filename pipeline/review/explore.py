@@ -18,7 +18,7 @@ from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, SPEAKER_CUSTOMER, SP
                        STATUS_UNSCORABLE)
 from ..rules.checks import CallData, find_holds
 from ..rules.lexicon import SEVERITIES, load_lexicons
-from ..scoring.scores import fail_rates, top_failing_rule
+from ..scoring.scores import fail_rates, reviewed_outcomes, top_failing_rule
 from ..storage.parquet import read_table
 from ..storage.transaction import recover_if_idle
 
@@ -104,9 +104,11 @@ def team_overview(results: Results) -> pd.DataFrame:
 def leaderboard(results: Results) -> pd.DataFrame:
     """Agents of the period, best mean score first: calls, mean and lowest score, pass rate, red lines,
     the rule each fails most often (as ``callqa run`` reports it: :func:`top_failing_rule`), and
-    their recordings that were not scored (unscorable, failed)."""
+    their recordings that were not scored (unscorable, failed), and how many of their findings a
+    reviewer judged and overturned (scores are after review: an overturned finding deducts nothing)."""
     scored = results.scored
-    rates = fail_rates(results.rule_results[results.rule_results["call_id"].isin(scored["call_id"])], ["agent_id"])
+    their = results.rule_results[results.rule_results["call_id"].isin(scored["call_id"])]
+    rates = fail_rates(their, ["agent_id"])
     worst = {agent: top_failing_rule(list(part.droplevel(0).items()))
              for agent, part in rates.groupby(level=0)}
     board = scored.groupby("agent_id").agg(calls=("call_id", "size"), mean_score=("score", "mean"),
@@ -116,6 +118,10 @@ def leaderboard(results: Results) -> pd.DataFrame:
     for column, wanted in (("unscorable_calls", STATUS_UNSCORABLE), ("failed_recordings", STATUS_ERROR)):
         counts = results.calls[results.calls["status"] == wanted].groupby("agent_id").size()
         board[column] = counts.reindex(board.index).fillna(0).astype(int)
+    judged = reviewed_outcomes(their).assign(agent_id=their["agent_id"].to_numpy())
+    judged = judged[judged["finding"]]
+    for column, flag in (("reviewed_findings", "reviewed"), ("overturned_findings", "overturned")):
+        board[column] = judged[judged[flag]].groupby("agent_id").size().reindex(board.index).fillna(0).astype(int)
     board = board.sort_values(["mean_score", "pass_rate"], ascending=False)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board.round({"mean_score": 1, "pass_rate": 3}).reset_index()
