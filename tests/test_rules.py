@@ -136,6 +136,15 @@ def test_forbidden_phrases_with_category_and_severity(engine):
     assert refusal.speaker == "agent" and refusal.start_s == 6.0 and refusal.utterance_idx == 2
 
 
+def test_a_phrase_two_groups_of_a_rule_catch_is_one_finding(engine):
+    # a bare 喂 is in [forbidden.address] as written and in [forbidden.address_start] as heard at the start of a
+    # turn: both catch "喂，什么事？" (demo call03); the agent said it once, so it is deducted and shown once
+    results, hits = outcomes(engine, "[0.5s] agent: 喂，什么事？\n[2s] customer: 我想改一下套餐。\n")
+    bare = [h for h in hits if h.rule_id == "forbidden.phrase"]
+    assert [(h.phrase, h.start_s) for h in bare] == [("喂", 0.5)]
+    assert results["forbidden.phrase"].outcome == "fail" and results["forbidden.phrase"].hit_count == 1
+
+
 @pytest.mark.parametrize("polite", [
     "不知道您现在方便吗？", "如果您不知道怎么操作，可以随时打电话来问我们。", "我帮您看一下。",
     "您可以自己看一下再决定。", "不知道你现在方便吗？",  # 您 heard as 你

@@ -169,13 +169,26 @@ def _describe(items: list[Finding]) -> str:
 
 def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: list[str],
            scope: list[UtteranceView]) -> CheckResult:
-    """The verdict of a phrase rule: ``none`` said, ``all`` groups said, or ``any`` (``min_hits``)."""
+    """The verdict of a phrase rule: ``none`` said, ``all`` groups said, or ``any`` (``min_hits``).
+
+    One stretch of speech is one finding, even when two groups of the rule catch it (喂 written as 喂,
+    and 喂 heard at the start of a turn): it is counted, deducted and shown once, as the first group
+    listed found it. Whether each group was said (``all``) still counts every group's match."""
+    said_groups = {m.group.id for _, m in found}
+    seen: set[tuple[int, int, int]] = set()
+    distinct = []
+    for finding in found:
+        span = (id(finding.utterance), finding.match.start, finding.match.end)
+        if span not in seen:
+            seen.add(span)
+            distinct.append(finding)
+    found = distinct
     if mode == "none":
         if found:
             return CheckResult(FAIL, f"{len(found)} hit(s): {_describe(found)}", found)
         return CheckResult(PASS, f"none said in {where}")
     if mode == "all":
-        missing = [g for g in groups if g not in {m.group.id for _, m in found}]
+        missing = [g for g in groups if g not in said_groups]
         if missing:
             return CheckResult(FAIL, f"missing {', '.join(missing)} in {where}", found)
         return CheckResult(PASS, _describe(found), found)
