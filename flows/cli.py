@@ -333,13 +333,18 @@ def rules_report(args: argparse.Namespace) -> int:
         return "not reviewed yet" if v != v else f"{v:.0%} ({low:.0%}-{high:.0%})"
 
     out = Table(title=f"the machine's precision, from reviewed samples ({args.results})")
-    for column in ("rule id", "sampled fails", "reviewed", "confirmed", "overturned", "unsure",
-                   "precision of fail (95% CI)", "agreement, all outcomes (95% CI)", "most overturned phrases"):
-        out.add_column(column, overflow="fold")
+    out.caption = ("fails: sampled fails, of them reviewed; ✓ ✗ ?: confirmed, overturned, unsure; precision: of fail; "
+                   "agreement: over every sampled outcome")
+    out.add_column("rule id", no_wrap=True)
+    for column in ("fails", "reviewed", "✓ ✗ ?"):
+        out.add_column(column, justify="right", no_wrap=True)
+    for column in ("precision (95% CI)", "agreement (95% CI)"):
+        out.add_column(column, no_wrap=True)
+    out.add_column("most overturned phrases", overflow="fold", min_width=16)
     for r in table.itertuples():
         flag = "[bold red]" if r.below_threshold else ""
-        out.add_row(f"{flag}{r.rule_id}", str(r.sampled_fails), str(r.reviewed_fails), str(r.confirmed),
-                    str(r.overturned), str(r.unsure),
+        out.add_row(f"{flag}{r.rule_id}", str(r.sampled_fails), str(r.reviewed_fails),
+                    f"{r.confirmed} {r.overturned} {r.unsure}",
                     f"{flag}{rate(r.precision, r.precision_low, r.precision_high)}",
                     rate(r.agreement, r.agreement_low, r.agreement_high),
                     escape(", ".join(f"{p} x{n}" for p, n in r.overturned_phrases)))
@@ -348,8 +353,11 @@ def rules_report(args: argparse.Namespace) -> int:
                   f"{overall['n']} reviewed sample results")
     low = table[table["below_threshold"]]
     if not low.empty:
+        phrases = any(len(p) for p in low["overturned_phrases"])
         console.print(f"[bold red]precision under {args.threshold:.0%}:[/] " + ", ".join(low["rule_id"])
-                      + " (their most overturned phrases are candidates for an except= in the lexicon)")
+                      + (" (their most overturned phrases are candidates for an except= in the lexicon)" if phrases
+                         else " (their overturned fails name no phrase: a missing phrase or timing; open them in "
+                              "`callqa review` with the state filter on overturned)"))
     return 0
 
 
