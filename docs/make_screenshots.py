@@ -34,6 +34,11 @@ def screenshot(chromium: str, page: Path, target: Path, width: int, height: int,
     subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={work / 'profile'}",
                     f"--window-size={width},{height}", f"--screenshot={target}", page.as_uri()],
                    check=True, capture_output=True, timeout=120)
+    shrink(target)
+
+
+def shrink(target: Path) -> None:
+    """Quantise a screenshot to 128 colours, so it stays small in git."""
     from PIL import Image  # comes with matplotlib
 
     image = Image.open(target).convert("RGB")
@@ -94,14 +99,9 @@ def notebooks(chromium: str, results: Path, work: Path) -> None:
 
 def review_page(results: Path, work: Path) -> None:
     """The review page as a reviewer sees it: a sample drawn, two verdicts saved, a finding open."""
-    import threading
-    import time
-
-    import uvicorn
-
     from pipeline.review import reviews
     from pipeline.review.server import ReviewApp
-    from tests.browser import Browser
+    from tests.browser import serving
 
     out = work / "reviewed"
     shutil.copytree(results, out)
@@ -115,20 +115,21 @@ def review_page(results: Path, work: Path) -> None:
     if len(forbidden) > 1:
         second = forbidden.iloc[1]
         reviews.record_verdict(out, second["call_id"], second["rule_id"], "overturned", "王质检", "客户说的，不是坐席")
-    server = uvicorn.Server(uvicorn.Config(ReviewApp(out), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    with serving(ReviewApp(out)) as url:
+        review_screenshot(url, forbidden.iloc[0]["call_id"], work)
+
+
+def review_screenshot(url: str, call_id: str, work: Path) -> None:
+    """Open the forbidden phrase of ``call_id``, play two seconds of its clip, take the picture."""
+    from tests.browser import Browser
+
     browser = Browser(work / "review-profile")
     try:
-        page = browser.open(f"http://127.0.0.1:{port}/", 1400, 900)
+        page = browser.open(url + "/", 1400, 900)
         page.wait_for("document.body.dataset.ready === '1'")
         page.type("#reviewer", "王质检")
-        target = forbidden.iloc[0]
         index = page.evaluate("[...document.querySelectorAll('tr.finding')].findIndex(tr => tr.dataset.call === "
-                              f"{target['call_id']!r} && tr.dataset.rule === 'forbidden.phrase')")
+                              f"{call_id!r} && tr.dataset.rule === 'forbidden.phrase')")
         page.click(f'tr.finding[data-i="{index}"]')
         page.wait_for("document.querySelector('#player').dataset.state === 'ok'")
         page.click("#d-title")
@@ -139,13 +140,7 @@ def review_page(results: Path, work: Path) -> None:
         page.screenshot(target_png)
     finally:
         browser.close()
-        server.should_exit = True
-        thread.join(10)
-    from PIL import Image
-
-    image = Image.open(target_png).convert("RGB")
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(target_png, optimize=True)
-    print(f"{target_png.relative_to(ROOT)}: {image.size[0]}x{image.size[1]}, {target_png.stat().st_size // 1024} KiB")
+    shrink(target_png)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,11 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from websockets.sync.client import connect
@@ -30,6 +33,27 @@ def require_chromium() -> str:
             pytest.fail("CALLQA_REQUIRE_BROWSER is set but Chromium is not installed (apt-get install chromium)")
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); CI installs it")
     return CHROMIUM
+
+
+@contextmanager
+def serving(app, timeout_s: float = 30) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1 in a background thread, while the
+    block runs; yields its base URL (``http://127.0.0.1:PORT``)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 class Browser:

@@ -6,9 +6,6 @@ import http.client
 import json
 import math
 import shutil
-import socket
-import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -25,7 +22,7 @@ from pipeline.scoring.rubric import load_rubric
 from pipeline.scoring.verdicts import Verdict, apply_verdicts, final_outcome
 from pipeline.storage.parquet import append_rows, read_table
 
-from browser import Browser
+from browser import Browser, serving
 
 
 @pytest.fixture
@@ -235,28 +232,10 @@ def test_precision_names_the_phrases_reviewers_overturn_most(results, capsys):
 # -- the server ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(results):
-    import uvicorn
-
-    port = _free_port()
-    app = ReviewApp(results)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "the review server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", port, results
-    srv.should_exit = True
-    thread.join(10)
+    with serving(ReviewApp(results)) as url:
+        yield url, int(url.rsplit(":", 1)[1]), results
 
 
 def _post(url, body):

@@ -18,7 +18,7 @@ from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, SPEAKER_CUSTOMER, SP
                        STATUS_UNSCORABLE)
 from ..rules.checks import CallData, find_holds
 from ..rules.lexicon import SEVERITIES, load_lexicons
-from ..scoring.scores import fail_rates, reviewed_outcomes, top_failing_rule
+from ..scoring.scores import fail_rates, review_counts, reviewed_outcomes, top_failing_rule
 from ..storage.parquet import read_table
 from ..storage.transaction import recover_if_idle
 
@@ -118,10 +118,9 @@ def leaderboard(results: Results) -> pd.DataFrame:
     for column, wanted in (("unscorable_calls", STATUS_UNSCORABLE), ("failed_recordings", STATUS_ERROR)):
         counts = results.calls[results.calls["status"] == wanted].groupby("agent_id").size()
         board[column] = counts.reindex(board.index).fillna(0).astype(int)
-    judged = reviewed_outcomes(their).assign(agent_id=their["agent_id"].to_numpy())
-    judged = judged[judged["finding"]]
-    for column, flag in (("reviewed_findings", "reviewed"), ("overturned_findings", "overturned")):
-        board[column] = judged[judged[flag]].groupby("agent_id").size().reindex(board.index).fillna(0).astype(int)
+    reviewed = review_counts(reviewed_outcomes(their), scored, ["agent_id"])  # as the stored scorecards count
+    for column in ("reviewed_findings", "overturned_findings"):
+        board[column] = reviewed[column].reindex(board.index).fillna(0).astype(int)
     board = board.sort_values(["mean_score", "pass_rate"], ascending=False)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board.round({"mean_score": 1, "pass_rate": 3}).reset_index()

@@ -71,9 +71,7 @@ def agent_scores(calls: pd.DataFrame, rule_results: pd.DataFrame) -> pd.DataFram
                                       red_lines=("red_line", lambda s: int(s.astype(bool).sum())))
         errors = keyed[keyed["status"] == STATUS_ERROR].groupby(group).size().rename("error_calls")
         unscorable = keyed[keyed["status"] == STATUS_UNSCORABLE].groupby(group).size().rename("unscorable_calls")
-        findings = judged[judged["finding"] & judged["reviewed"]].merge(ok[["call_id", *group]], on="call_id")
-        reviewed = findings.groupby(group).agg(reviewed_findings=("call_id", "size"),
-                                               overturned_findings=("overturned", "sum"))
+        reviewed = review_counts(judged, ok, group)
         stats = stats.join(errors, how="outer").join(unscorable, how="outer").join(reviewed, how="left").reset_index()
         for column in ("calls", "red_lines", "error_calls", "unscorable_calls", "reviewed_findings",
                        "overturned_findings"):
@@ -111,6 +109,18 @@ def reviewed_outcomes(rule_results: pd.DataFrame) -> pd.DataFrame:
     if "final_outcome" in rule_results:
         judged["outcome"] = rule_results["final_outcome"].fillna(rule_results["outcome"])
     return judged
+
+
+def review_counts(judged: pd.DataFrame, calls: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``calls`` (by the ``by`` columns): ``reviewed_findings``, the findings (results the
+    machine failed or asked to review) a reviewer judged, and ``overturned_findings``, those overturned.
+
+    Args:
+        judged: :func:`reviewed_outcomes` of the rule results.
+        calls: the calls to count (call_id and the ``by`` columns); results of other calls are left out.
+    """
+    findings = judged[judged["finding"] & judged["reviewed"]].merge(calls[["call_id", *by]], on="call_id")
+    return findings.groupby(by).agg(reviewed_findings=("call_id", "size"), overturned_findings=("overturned", "sum"))
 
 
 def fail_rates(rule_results: pd.DataFrame, by: list[str]) -> pd.Series:
