@@ -119,6 +119,28 @@ class Word:
     prob: float
 
 
+@dataclass(frozen=True)
+class PhraseCheck:
+    """A phrase asked about on an utterance's audio (``utterances.checks``): was ``phrase`` said at key
+    characters ``key_start:key_end``, where the transcript has ``heard``? ``options`` are the phrase
+    and its rivals; ``logprobs[i]`` is how much likelier the speech model found rival i's character
+    than the phrase's where the two part (你 against 您), on the clip ``clip_start_s``-``clip_end_s``
+    after the ``prefix`` (the utterance's words before them in the clip), in nats (0 for the phrase
+    itself; negative: the phrase is likelier); ``priors`` the same on silence. The decision is the
+    rules' (``pipeline.rules.verification``), from these numbers alone."""
+
+    phrase: str
+    key_start: int
+    key_end: int
+    heard: str
+    options: list[str]
+    logprobs: list[float]
+    priors: list[float]
+    prefix: str
+    clip_start_s: float
+    clip_end_s: float
+
+
 @dataclass
 class Utterance:
     """One turn of one speaker: split where the speaker pauses."""
@@ -134,6 +156,7 @@ class Utterance:
     no_speech_prob: float
     words: list[Word] = field(default_factory=list)
     role_confidence: float | None = None  # 1 on stereo; mono: how sure the speaker is right; None: unknown
+    checks: list[PhraseCheck] = field(default_factory=list)  # phrases checked on its audio (pipeline.verify)
 
 
 @dataclass(frozen=True)
@@ -223,6 +246,8 @@ class Hit:
     key_start: int = 0
     key_end: int = 0
     call_date: str | None = None
+    margin: float | None = None  # checked on the audio: the phrase's margin over its best rival
+    rival: str | None = None  # ... and that rival (what was said instead, when the margin is negative)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.8"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.9"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
@@ -24,6 +24,8 @@ SCHEMA_VERSION = "1.8"  # 1.1: scores on calls, deductions on rule_results, agen
 # 1.8: human review: the reviews table (appended, never rewritten); rule_results.verdict and
 #      final_outcome (the outcome after review, which the score follows); agent_scores.reviewed_findings
 #      and overturned_findings
+# 1.9: phrase findings checked on the audio: utterances.checks (the phrase, its rivals and their
+#      log-probabilities on the audio and on silence), hits.margin and hits.rival
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -35,6 +37,24 @@ WORD = pa.struct([
     pa.field("start_s", pa.float64()),
     pa.field("end_s", pa.float64()),
     pa.field("prob", pa.float32()),
+])
+
+
+# A phrase checked on an utterance's audio: the phrase, where it is (or would be) in the utterance's key,
+# what the transcript has there, the options scored (the phrase first, then its rivals) with, for each,
+# how much likelier its character is than the phrase's where they part (nats; the phrase's own 0) on
+# the clip and on silence, the decoder prefix and the clip's bounds.
+CHECK = pa.struct([
+    pa.field("phrase", pa.string()),
+    pa.field("key_start", pa.int32()),
+    pa.field("key_end", pa.int32()),
+    pa.field("heard", pa.string()),
+    pa.field("options", pa.list_(pa.string())),
+    pa.field("logprobs", pa.list_(pa.float32())),
+    pa.field("priors", pa.list_(pa.float32())),
+    pa.field("prefix", pa.string()),
+    pa.field("clip_start_s", pa.float64()),
+    pa.field("clip_end_s", pa.float64()),
 ])
 
 
@@ -107,6 +127,7 @@ UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
     pa.field("no_speech_prob", pa.float32()),
     pa.field("words", pa.list_(WORD)),
     pa.field("role_confidence", pa.float32()),  # 1 on stereo; mono: how sure the speaker is right
+    pa.field("checks", pa.list_(CHECK)),  # phrases asked about on its audio (pipeline.verify)
 ])
 
 VOICE_ACTIVITY = _schema("voice_activity", ("call_id", "speaker", "start_s"), [
@@ -145,9 +166,13 @@ HITS = _schema("hits", ("call_id", "rule_id", "utterance_idx", "start_s"), [
     pa.field("utterance_idx", pa.int32(), nullable=False),
     pa.field("phrase", pa.string(), nullable=False),  # the lexicon entry
     pa.field("matched_text", pa.string(), nullable=False),  # what was said (as transcribed)
-    pa.field("match_kind", pa.string(), nullable=False),  # exact | sound_alike | near_sound | asr_variant | regex | question
+    # exact | sound_alike | near_sound | asr_variant | regex | question | acoustic (dialect); checked on the
+    # audio: verified (found and heard) | acoustic (heard where the transcript has a sound-alike) | unsure
+    pa.field("match_kind", pa.string(), nullable=False),
     pa.field("category", pa.string()),
     pa.field("severity", pa.string()),
+    pa.field("margin", pa.float32()),  # checked on the audio: the phrase's margin over its best rival
+    pa.field("rival", pa.string()),  # ... and that rival
 ])
 
 RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [

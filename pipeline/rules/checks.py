@@ -19,10 +19,13 @@ from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
                       RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
+from .verification import NOT_SAID, SAID, CheckVerdict, VerifyOptions, decide
 
 
 class PhraseFinder(Protocol):
     """What a check needs from the engine: the phrases of some groups found in some utterances."""
+
+    verify_options: VerifyOptions
 
     def find(self, call: CallData, utterances: list[UtteranceView], patterns: Iterable[str]) -> list[Finding]: ...
 
@@ -124,6 +127,14 @@ def find_holds(call: CallData, min_silence_s: float) -> list[Hold]:
     return holds
 
 
+def hold_context(call: CallData, hold: Hold, opts: HoldOptions) -> tuple[list[UtteranceView], list[UtteranceView]]:
+    """The agent's utterances that may announce a hold (ending at most ``notice_within_s`` before it)
+    and apologise for it (starting at most ``apology_within_s`` after it)."""
+    agent = call.by_role(SPEAKER_AGENT)
+    return ([u for u in agent if hold.start_s - opts.notice_within_s <= u.end_s <= hold.start_s + opts.edge_s],
+            [u for u in agent if hold.end_s - opts.edge_s <= u.start_s <= hold.end_s + opts.apology_within_s])
+
+
 def _quote(view: UtteranceView, limit: int = 24) -> str:
     text = view.text if len(view.text) <= limit else view.text[:limit] + "…"
     return f"{view.speaker} {view.start_s:.1f}s “{text}”"
@@ -150,7 +161,7 @@ def _window(utterances: list[UtteranceView], window: Window | None) -> list[Utte
     return selected
 
 
-def _scope(call: CallData, role: str, window: Window | None) -> tuple[list[UtteranceView] | None, str]:
+def scope_of(call: CallData, role: str, window: Window | None) -> tuple[list[UtteranceView] | None, str]:
     """The utterances a phrase rule reads (its role, inside its window), or None (and why) when the
     role never spoke."""
     spoken = call.by_role(role)
@@ -163,18 +174,98 @@ def _first_three(texts: list[str]) -> str:
     return "; ".join(texts[:3]) + (f" (+{len(texts) - 3} more)" if len(texts) > 3 else "")
 
 
+def _how(match: Match) -> str:
+    """How a finding matched: exact, sound_alike…, or what the audio said of it (verified: 您好 over 你好 by 1.9)."""
+    if match.margin is None:
+        return match.kind
+    if match.margin >= 0:
+        return f"{match.kind}: {match.phrase.text} over {match.rival} by {match.margin:.1f}"
+    return f"{match.kind}: {match.rival} over {match.phrase.text} by {-match.margin:.1f}"
+
+
 def _describe(items: list[Finding]) -> str:
-    return _first_three([f"{m.phrase.text} ({m.kind}) in {_quote(v)}" for v, m in items])
+    return _first_three([f"{m.phrase.text} ({_how(m)}) in {_quote(v)}" for v, m in items])
 
 
-def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: list[str],
-           scope: list[UtteranceView]) -> CheckResult:
-    """The verdict of a phrase rule: ``none`` said, ``all`` groups said, or ``any`` (``min_hits``).
+@dataclass
+class Heard:
+    """A phrase rule's findings sorted by what the audio said of them (their stored checks, see
+    :mod:`pipeline.rules.verification`): said (confirmed on the audio, heard there though the transcript
+    lacked it, or never checked: the transcript alone), unsure (a person should listen) and not said
+    (the audio says its rival), each not-said finding with its verdict for the evidence."""
 
-    One stretch of speech is one finding, even when two groups of the rule catch it (喂 written as 喂,
-    and 喂 heard at the start of a turn): it is counted, deducted and shown once, as the first group
-    listed found it. Whether each group was said (``all``) still counts every group's match."""
-    said_groups = {m.group.id for _, m in found}
+    said: list[Finding] = field(default_factory=list)
+    unsure: list[Finding] = field(default_factory=list)
+    not_said: list[tuple[Finding, CheckVerdict]] = field(default_factory=list)
+
+    def describe_not_said(self) -> str:
+        if not self.not_said:
+            return ""
+        return "; heard on the audio: " + _first_three(
+            [f"{v.describe()} at {f.utterance.start_s:.1f}s" for f, v in self.not_said])
+
+
+def _overlaps(check: dict, match: Match) -> bool:
+    return int(check["key_start"]) < match.end and match.start < int(check["key_end"])
+
+
+def hear(engine: PhraseFinder, call: CallData, scope: list[UtteranceView], patterns: Iterable[str],
+         found: list[Finding], verify: bool) -> Heard:
+    """Sort a rule's findings by their checks on the audio (``verify``: the rule asks; else, or with
+    ``[verify] enabled = false``, every finding counts as said, the transcript alone). A check of a
+    phrase of the rule's groups where no finding is (a sound-alike the transcript wrote: 新疆 for 请讲)
+    adds the phrase when the audio says it (match kind ``acoustic``)."""
+    options = engine.verify_options
+    if not verify or not options.enabled:
+        return Heard(list(found))
+    matchers = engine.matchers(patterns, call.company)
+    heard, used = Heard(), set()
+
+    def phrase_of(text: str) -> tuple[Phrase, Group] | None:
+        for matcher in matchers:
+            phrase = matcher.phrase_for(text)
+            if phrase is not None and phrase.kind == "phrase":
+                return phrase, matcher.group
+        return None
+
+    def sort(view: UtteranceView, check: dict, verdict: CheckVerdict, kind: str, fallback: Match | None) -> None:
+        resolved = phrase_of(verdict.phrase)
+        phrase, group = resolved if resolved else (fallback.phrase, fallback.group)
+        match = Match(phrase, group, int(check["key_start"]), int(check["key_end"]),
+                      kind if verdict.state == SAID else "unsure" if verdict.state != NOT_SAID else kind,
+                      verdict.margin, verdict.rival)
+        if verdict.state == SAID:
+            heard.said.append(Finding(view, match))
+        elif verdict.state == NOT_SAID:
+            heard.not_said.append((Finding(view, match), verdict))
+        else:
+            heard.unsure.append(Finding(view, match))
+
+    for finding in found:
+        view, match = finding
+        check = next((c for c in view.checks if _overlaps(c, match) and phrase_of(str(c["phrase"])) is not None), None)
+        verdict = decide(check, options, phrase_of(str(check["phrase"]))[0].bias) if check is not None else None
+        if verdict is None:  # never checked (no audio, a gapped phrase, a lexicon newer than the night)
+            heard.said.append(finding)
+            continue
+        used.add(id(check))
+        sort(view, check, verdict, "verified", match)
+    for view in scope:
+        for check in view.checks:
+            resolved = phrase_of(str(check["phrase"])) if id(check) not in used else None
+            if resolved is None:
+                continue
+            verdict = decide(check, options, resolved[0].bias)
+            if verdict is not None:
+                sort(view, check, verdict, "acoustic", None)
+    for items in (heard.said, heard.unsure):
+        items.sort(key=lambda f: (f.utterance.start_s, f.match.start))
+    return heard
+
+
+def _distinct(found: list[Finding]) -> list[Finding]:
+    """One finding per stretch of speech, even when two groups of the rule catch it (喂 written as 喂,
+    and 喂 heard at the start of a turn): the first group listed keeps it."""
     seen: set[tuple[int, int, int]] = set()
     distinct = []
     for finding in found:
@@ -182,38 +273,58 @@ def _judge(mode: str, found: list[Finding], min_hits: int, where: str, groups: l
         if span not in seen:
             seen.add(span)
             distinct.append(finding)
-    found = distinct
+    return distinct
+
+
+def _judge(mode: str, heard: Heard, min_hits: int, where: str, groups: list[str],
+           scope: list[UtteranceView]) -> CheckResult:
+    """The verdict of a phrase rule: ``none`` said, ``all`` groups said, or ``any`` (``min_hits``).
+
+    One stretch of speech is one finding (:func:`_distinct`): it is counted, deducted and shown once.
+    Whether each group was said (``all``) still counts every group's match. A verdict that would rest
+    on findings the audio left unsure is ``review``, with those findings."""
+    said, unsure = _distinct(heard.said), _distinct(heard.unsure)
+    checked = heard.describe_not_said()
     if mode == "none":
-        if found:
-            return CheckResult(FAIL, f"{len(found)} hit(s): {_describe(found)}", found)
-        return CheckResult(PASS, f"none said in {where}")
+        if said:
+            return CheckResult(FAIL, f"{len(said)} hit(s): {_describe(said)}", said)
+        if unsure:
+            return CheckResult(REVIEW, f"unsure on the audio, a person should listen: {_describe(unsure)}", unsure)
+        return CheckResult(PASS, f"none said in {where}{checked}")
     if mode == "all":
+        said_groups = {m.group.id for _, m in heard.said}
         missing = [g for g in groups if g not in said_groups]
         if missing:
-            return CheckResult(FAIL, f"missing {', '.join(missing)} in {where}", found)
-        return CheckResult(PASS, _describe(found), found)
-    if len(found) >= min_hits:
-        return CheckResult(PASS, _describe(found), found)
-    said = " / ".join(f"“{v.text[:20]}”" for v in scope[:2])
-    return CheckResult(FAIL, f"not said in {where}" + (f": {said}" if said else ""), found, _span_of(scope))
+            unsure_groups = {m.group.id for _, m in heard.unsure}
+            if all(g in unsure_groups for g in missing):
+                return CheckResult(REVIEW, f"unsure on the audio: {_describe(unsure)}", unsure)
+            return CheckResult(FAIL, f"missing {', '.join(missing)} in {where}{checked}", said)
+        return CheckResult(PASS, _describe(said), said)
+    if len(said) >= min_hits:
+        return CheckResult(PASS, _describe(said), said)
+    if len(said) + len(unsure) >= min_hits:
+        return CheckResult(REVIEW, f"unsure on the audio, a person should listen: {_describe(unsure)}", said + unsure)
+    quoted = " / ".join(f"“{v.text[:20]}”" for v in scope[:2])
+    return CheckResult(FAIL, f"not said in {where}" + (f": {quoted}" if quoted else "") + checked, said,
+                       _span_of(scope))
 
 
 def check_keyword(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: KeywordOptions = spec.options
-    scope, role = _scope(call, opts.role, opts.window)
+    scope, role = scope_of(call, opts.role, opts.window)
     if scope is None:
         return CheckResult(NOT_APPLICABLE, role)
     found = engine.find(call, scope, opts.lexicon)
     where = f"{len(scope)} {role} utterance(s)"
     if scope:
         where += f" {scope[0].start_s:.1f}-{scope[-1].end_s:.1f}s"
-    return _judge(opts.mode, found, opts.min_hits, where,
+    return _judge(opts.mode, hear(engine, call, scope, opts.lexicon, found, opts.verify), opts.min_hits, where,
                   groups=[m.group.id for m in engine.matchers(opts.lexicon, call.company)], scope=scope)
 
 
 def check_regex(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     opts: RegexOptions = spec.options
-    scope, role = _scope(call, opts.role, opts.window)
+    scope, role = scope_of(call, opts.role, opts.window)
     if scope is None:
         return CheckResult(NOT_APPLICABLE, role)
     pattern = re.compile(opts.pattern)
@@ -228,7 +339,7 @@ def check_regex(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckRe
             start = sum(1 for p in view.key_pos if p < m.start())
             end = max(start + 1, sum(1 for p in view.key_pos if p < m.end()))
             found.append(Finding(view, Match(phrase, group, start, min(end, len(view.key)), "regex")))
-    return _judge(opts.mode, found, 1, f"{len(scope)} {role} utterance(s)", [group.id], scope)
+    return _judge(opts.mode, Heard(found), 1, f"{len(scope)} {role} utterance(s)", [group.id], scope)
 
 
 def check_sequence(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
@@ -272,22 +383,28 @@ def check_hold(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckRes
                 f"{h.start_s:.1f}-{h.end_s:.1f}s ({h.duration_s:.0f} s)" for h in long), [],
                 (long[0].start_s, long[0].end_s))
         return CheckResult(PASS, f"hold(s) {listed}, none over {opts.max_s} s", [], (holds[0].start_s, holds[0].end_s))
-    agent = call.by_role(SPEAKER_AGENT)
-    found, problems = [], []
+    found, problems, unsure = [], [], []
     for hold in holds:
-        before = [u for u in agent if hold.start_s - opts.notice_within_s <= u.end_s <= hold.start_s + opts.edge_s]
-        after = [u for u in agent if hold.end_s - opts.edge_s <= u.start_s <= hold.end_s + opts.apology_within_s]
-        notice = engine.find(call, before, opts.notice)
-        apology = engine.find(call, after, opts.apology) if opts.apology else []
-        found.extend(notice + apology)
+        before, after = hold_context(call, hold, opts)
+        notice = hear(engine, call, before, opts.notice, engine.find(call, before, opts.notice), opts.verify)
+        apology = (hear(engine, call, after, opts.apology, engine.find(call, after, opts.apology), opts.verify)
+                   if opts.apology else Heard())
+        found.extend(notice.said + apology.said)
         label = f"hold {hold.start_s:.1f}-{hold.end_s:.1f}s"
-        if not notice:
-            problems.append((hold, f"{label} not announced"))
-        if opts.require_apology and not apology:
-            problems.append((hold, f"{label} not apologised for"))
+        for heard, what, needed in ((notice, "announced", True), (apology, "apologised for", opts.require_apology)):
+            if not needed or heard.said:
+                continue
+            if heard.unsure:
+                unsure.append((hold, f"{label} {what}? unsure on the audio: {_describe(heard.unsure)}", heard.unsure))
+            else:
+                problems.append((hold, f"{label} not {what}{heard.describe_not_said()}"))
     if problems:
         first = problems[0][0]
         return CheckResult(FAIL, "; ".join(text for _, text in problems), found, (first.start_s, first.end_s))
+    if unsure:
+        first = unsure[0][0]
+        return CheckResult(REVIEW, "; ".join(text for text_hold, text, _ in unsure),
+                           [f for *_, items in unsure for f in items], (first.start_s, first.end_s))
     return CheckResult(PASS, f"{listed}: announced" + (" and apologised for" if opts.require_apology else ""),
                        found, (holds[0].start_s, holds[0].end_s))
 

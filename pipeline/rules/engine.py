@@ -50,6 +50,11 @@ class RuleEngine:
             result.append(self._matchers[key])
         return result
 
+    @property
+    def verify_options(self):
+        """``rules.toml [verify]``: how stored checks on the audio decide phrase findings."""
+        return self.lexicons.verify
+
     def score_model(self, name: str):
         """A score file the lexicons hold (``putonghua.toml``), read and checked when they loaded."""
         return self.lexicons.scores[name]
@@ -113,7 +118,7 @@ def _hit(call: CallData, spec: RuleSpec, finding: Finding) -> Hit:
     start_s, end_s = view.span_time(match.start, match.end)
     return Hit(call.call_id, spec.rule_id, view.speaker, round(float(start_s), 3), round(float(end_s), 3), view.idx,
                match.phrase.text, view.span_text(match.start, match.end), match.kind, match.group.category,
-               match.group.severity, match.start, match.end)
+               match.group.severity, match.start, match.end, margin=match.margin, rival=match.rival)
 
 
 def moments_from_hits(results: list[RuleResult], hits: list[Hit]) -> None:
@@ -150,6 +155,17 @@ class Evaluation:
     crashed: dict[str, ErrorRecord] = field(default_factory=dict)
 
 
+def call_data(engine: RuleEngine, call: dict, utterances: list[dict],
+              voice: list[tuple[str, float, float]]) -> CallData:
+    """What the rules see of one call, from its stored rows (a ``calls`` row, its ``utterances`` rows and
+    its voice activity as (speaker, start_s, end_s))."""
+    rows = sorted(utterances, key=lambda r: (r["start_s"], r["utterance_idx"]))
+    return CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "", call.get("channels"),
+                    call.get("duration_s"), [make_view(r, engine.sounds) for r in rows], voice,
+                    _present(call.get("agent_language")), _present(call.get("agent_language_prob")),
+                    _present(call.get("roles_confidence")), _present(call.get("agent_zh_prob")))
+
+
 def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterable[dict],
                    voice_activity: Iterable[dict]) -> Evaluation:
     """Evaluate every evaluable call from stored rows (as in the ``calls``, ``utterances`` and
@@ -169,12 +185,7 @@ def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterab
     for call in calls:
         if not evaluable(call):
             continue
-        rows = sorted(by_call.get(call["call_id"], []), key=lambda r: (r["start_s"], r["utterance_idx"]))
-        data = CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "",
-                        call.get("channels"), call.get("duration_s"),
-                        [make_view(r, engine.sounds) for r in rows], voice_by_call.get(call["call_id"], []),
-                        _present(call.get("agent_language")), _present(call.get("agent_language_prob")),
-                        _present(call.get("roles_confidence")), _present(call.get("agent_zh_prob")))
+        data = call_data(engine, call, by_call.get(call["call_id"], []), voice_by_call.get(call["call_id"], []))
         try:
             call_hits, call_results = engine.evaluate(data)
         except RuleError as exc:

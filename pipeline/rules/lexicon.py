@@ -22,13 +22,14 @@ from ..errors import LexiconError
 from ..text import match_key
 from ..validation import Source, build_options
 from .options import RULE_TYPES, RuleOptions
+from .verification import VerifyOptions
 from .scorefile import load_score
 
 SEVERITIES = ("轻", "中", "重")
 PHRASE_KINDS = ("phrase", "asr_variant")
 _GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _GROUP_OPTIONS = ("category", "severity", "sound", "inside", "dialect", "mismatch")
-_PHRASE_OPTIONS = ("except", "sound", "inside", "kind", "at")
+_PHRASE_OPTIONS = ("except", "sound", "inside", "kind", "at", "confusable", "bias")
 PHRASE_POSITIONS = ("anywhere", "start")
 COMPANY_PLACEHOLDER = "{company}"
 GAP = re.compile(r"…+|\.\.\.+")  # 拨打…咨询: the parts in this order, at most GAP_CHARS characters apart
@@ -52,6 +53,12 @@ class Phrase:
     kind: str
     source: str  # file:line
     at: str = "anywhere"  # "start": only at the start of an utterance (a bare 喂 hailing the customer)
+    # what speech recognition writes for it, or what it is heard as, where it was not said: the rivals it
+    # is scored against on the audio (pipeline.verify), with the pinyin neighbours from the dictionary
+    confusables: tuple[str, ...] = ()
+    # added to its margin on the audio before the [verify] band decides: how much the speech model's
+    # language model under-rates it where it is said (calibrated, benchmarks/verify/calibrate.py)
+    bias: float | None = None  # None: rules.toml [verify] default_bias
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class LexiconSet:
     folder: str = ""
     files: tuple[str, ...] = field(default_factory=tuple)
     scores: dict[str, Any] = field(default_factory=dict)  # score files rules name (putonghua.toml), read
+    verify: VerifyOptions = field(default_factory=VerifyOptions)  # rules.toml [verify]: how checks decide
 
     def select(self, patterns: list[str]) -> list[Group]:
         """The groups whose ids match any of the patterns (``forbidden.*``), in file order."""
@@ -171,7 +179,7 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
             continue
         text, *fields = [part.strip() for part in line.split("|")]
         options = {"sound": current["sound"], "inside": current["inside"], "kind": "phrase", "except": (),
-                   "at": "anywhere"}
+                   "at": "anywhere", "confusable": (), "bias": None}
         for item in fields:
             key, sep, value = item.partition("=")
             key, value = key.strip(), value.strip()
@@ -183,15 +191,20 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
                 if value not in PHRASE_KINDS:
                     problems.append(f"{where}: kind must be one of {', '.join(PHRASE_KINDS)}")
                 options["kind"] = value
+            elif key == "bias":
+                try:
+                    options["bias"] = float(value)
+                except ValueError:
+                    problems.append(f"{where}: bias must be a number (nats added to the margin on the audio)")
             elif key == "at":
                 if value not in PHRASE_POSITIONS:
                     problems.append(f"{where}: at must be one of {', '.join(PHRASE_POSITIONS)}")
                 options["at"] = value
             else:
-                excepts = tuple(e.strip() for e in value.split(",") if e.strip())
-                if not excepts or any(not match_key(e) for e in excepts):
-                    problems.append(f"{where}: except= needs comma-separated phrases with letters or digits")
-                options["except"] = excepts
+                listed = tuple(e.strip() for e in value.split(",") if e.strip())
+                if not listed or any(not match_key(e) for e in listed):
+                    problems.append(f"{where}: {key}= needs comma-separated phrases with letters or digits")
+                options[key] = listed
         if not match_key(text.replace(COMPANY_PLACEHOLDER, "x")):
             problems.append(f"{where}: empty phrase {text!r} (no letters or digits)")
             continue
@@ -203,7 +216,8 @@ def parse_phrase_file(path: Path, problems: list[str]) -> list[Group]:
             continue
         current["seen"].add(text)
         current["phrases"].append(Phrase(current["id"], text, options["except"], options["sound"],
-                                         options["inside"], options["kind"], where, options["at"]))
+                                         options["inside"], options["kind"], where, options["at"],
+                                         options["confusable"], options["bias"]))
     close()
     return groups
 
@@ -217,28 +231,33 @@ def lexicon_fields(options: RuleOptions) -> list[str]:
     return [f.name for f in fields(options) if f.metadata.get("lexicon")]
 
 
-def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> tuple[list[RuleSpec], tuple[str, ...]]:
+def parse_rules_file(path: Path, group_ids: list[str],
+                     problems: list[str]) -> tuple[list[RuleSpec], tuple[str, ...], VerifyOptions]:
     """Parse and check ``rules.toml`` against the rule types and the known phrase groups.
 
     Problems are appended (``rules.toml:LINE: …``), not raised, so that every one is reported.
 
     Returns:
-        The enabled rules, in file order, and the sound equivalences.
+        The enabled rules, in file order, the sound equivalences and how checks against the audio
+        decide (``[verify]``).
     """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path.name}: cannot read: {exc}")
-        return [], DEFAULT_EQUIVALENCES
+        return [], DEFAULT_EQUIVALENCES, VerifyOptions()
     source = Source(path.name, text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{path.name}: not valid TOML: {exc}")
-        return [], DEFAULT_EQUIVALENCES
+        return [], DEFAULT_EQUIVALENCES, VerifyOptions()
     for key in data:
-        if key not in ("rules", "sound"):
-            problems.append(f"{source.where((key,))}: unknown top-level table [{key}] (known: [rules.\"id\"], [sound])")
+        if key not in ("rules", "sound", "verify"):
+            problems.append(f"{source.where((key,))}: unknown top-level table [{key}] "
+                            "(known: [rules.\"id\"], [sound], [verify])")
+    verify = build_options(VerifyOptions, data.get("verify", {}), source, ("verify",), "[verify]",
+                           problems) or VerifyOptions()
     equivalences = tuple(data.get("sound", {}).get("equivalences", DEFAULT_EQUIVALENCES))
     for pair in equivalences:
         if not isinstance(pair, str) or not re.fullmatch(r"[a-z]+=[a-z]+", pair):
@@ -274,7 +293,7 @@ def parse_rules_file(path: Path, group_ids: list[str], problems: list[str]) -> t
             continue
         specs.append(RuleSpec(rule_id, rtype, options, str(table.get("description", "")), where,
                               str(table.get("name") or rule_id)))
-    return specs, equivalences
+    return specs, equivalences, verify
 
 
 def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
@@ -310,16 +329,16 @@ def load_lexicons(folder: str | Path | None = None) -> LexiconSet:
     rules_path = folder / "rules.toml"
     if not rules_path.exists():
         problems.append(f"{rules_path.name}: missing (the rule definitions)")
-        specs, equivalences = [], DEFAULT_EQUIVALENCES
+        specs, equivalences, verify = [], DEFAULT_EQUIVALENCES, VerifyOptions()
     else:
-        specs, equivalences = parse_rules_file(rules_path, list(groups), problems)
+        specs, equivalences, verify = parse_rules_file(rules_path, list(groups), problems)
         if not problems:
             digest.update(b"rules.toml\0" + rules_path.read_bytes())
     scores = _score_files(folder, specs, problems, digest)
     if problems:
         raise LexiconError(problems)
     return LexiconSet(groups, tuple(specs), equivalences, digest.hexdigest()[:16], str(folder),
-                      tuple(p.name for p in files) + ("rules.toml",) + tuple(scores), scores)
+                      tuple(p.name for p in files) + ("rules.toml",) + tuple(scores), scores, verify)
 
 
 def _score_files(folder: Path, specs: list[RuleSpec], problems: list[str], digest) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
 from ..text import match_key, stored_key
@@ -89,6 +89,7 @@ class UtteranceView:
     words: Any = None
     avg_logprob: float | None = None  # the speech model's confidence, as stored (for "heard as Putonghua")
     no_speech_prob: float | None = None
+    checks: list[dict] = field(default_factory=list)  # phrases checked on its audio (utterances.checks)
     _bounds: list[tuple[int, int]] | None = None  # multi-character jieba words, computed on demand
 
     def span_text(self, start: int, end: int) -> str:
@@ -126,9 +127,10 @@ def make_view(row: dict, sounds: SoundKeys) -> UtteranceView:
     text = row["text"]
     key_pos = [i for i, ch in enumerate(text) if unicodedata.category(ch)[0] in "LN"]
     key = "".join(text[i] for i in key_pos).lower()
+    checks = row.get("checks")
     return UtteranceView(int(row["utterance_idx"]), row["speaker"], float(row["start_s"]), float(row["end_s"]), text,
                          key, key_pos, sounds.of(key), row.get("words"), stored_number(row.get("avg_logprob")),
-                         stored_number(row.get("no_speech_prob")))
+                         stored_number(row.get("no_speech_prob")), [dict(c) for c in checks] if checks is not None else [])
 
 
 def stored_number(value) -> float | None:
@@ -197,6 +199,8 @@ class Match:
     start: int  # key offsets
     end: int
     kind: str
+    margin: float | None = None  # checked on the audio: the phrase's margin over its best rival
+    rival: str | None = None  # ... and that rival
 
 
 class Finding(NamedTuple):
@@ -240,6 +244,11 @@ class GroupMatcher:
                 self.by_sound.setdefault(entry.sound, entry)
         self.exact = _alternation(self.by_key)
         self.sound = _alternation(self.by_sound)
+
+    def phrase_for(self, text: str) -> Phrase | None:
+        """The group's phrase written ``text`` (the company name resolved), if it has one."""
+        entry = self.by_key.get(match_key(text))
+        return entry.phrase if entry is not None else None
 
     def find(self, view: UtteranceView) -> list[Match]:
         found: list[tuple[int, int, _Entry, str]] = []

@@ -63,6 +63,9 @@ class KeywordOptions:
         role: whose utterances are read.
         window: which of them (default: all).
         min_hits: ``any``: phrases needed to pass.
+        verify: the verdict rests on what the audio says, not on the transcript alone: each phrase
+            found, and a sound-alike of a phrase not found, is checked on its audio against its rivals
+            (``rules.toml [verify]``, ``pipeline.rules.verification``).
     """
 
     lexicon: tuple[str, ...] = lexicon()
@@ -70,6 +73,7 @@ class KeywordOptions:
     role: Role = "agent"
     window: Window | None = None
     min_hits: int = 1
+    verify: bool = False
 
     def validate(self) -> list[tuple[str, str]]:
         return [("min_hits", "min_hits must be at least 1")] if self.min_hits < 1 else []
@@ -141,6 +145,8 @@ class HoldOptions:
         max_s: ``duration``: the longest hold allowed (required).
         edge_s: an utterance may reach this far into the hold and still count as before (or after)
             it: voice activity is padded, and utterance bounds are word times.
+        verify: notices and apologies are checked on the audio, as for ``keyword`` (请您稍候 written
+            请您收获 still announces the hold when the audio says 稍候).
     """
 
     check: Literal["announced", "duration"]
@@ -152,6 +158,7 @@ class HoldOptions:
     require_apology: bool = False
     max_s: float | None = None
     edge_s: float = 0.5
+    verify: bool = False
 
     def validate(self) -> list[tuple[str, str]]:
         found = _positive(self, "min_silence_s", "max_s")
