@@ -281,16 +281,23 @@ def cmd_rules(args: argparse.Namespace) -> int:
             table.add_row(spec.rule_id, spec.type, spec.description, escape(effective_options(spec.options)))
         console.print(table)
         return 0
-    if args.dialogue is None:
-        raise UsageError("callqa rules test needs a dialogue file (agent: … / customer: … lines)")
-    from pipeline.rules.dialogue import read_dialogue
     from pipeline.rules.engine import RuleEngine, evaluate_calls
 
-    call, utterances, voice = read_dialogue(args.dialogue, company=args.company or config.input.company)
+    if args.call is not None:  # a stored call: its transcript, and its phrases as checked on the audio
+        call, utterances, voice = _stored_call(args.results, args.call)
+        source = f"call {args.call} of {args.results}"
+    elif args.dialogue is not None:
+        from pipeline.rules.dialogue import read_dialogue
+
+        call, utterances, voice = read_dialogue(args.dialogue, company=args.company or config.input.company)
+        source = str(args.dialogue)
+    else:
+        raise UsageError("callqa rules test needs a dialogue file (agent: … / customer: … lines), "
+                         "or --call ID [--results OUT_DIR] for a stored call")
     evaluation = evaluate_calls(RuleEngine(lexicons), [call], utterances, voice)
     if evaluation.crashed:
         raise RuleError(next(iter(evaluation.crashed.values())).message)
-    table = Table(title=f"rule results for {args.dialogue} (company {call['company']})")
+    table = Table(title=f"rule results for {source} (company {call['company']})")
     for column in ("rule id", "outcome", "hits", "evidence"):
         table.add_column(column, overflow="fold")
     style = {"pass": "green", "fail": "bold red", "not_applicable": "dim", "review": "yellow"}
@@ -300,13 +307,48 @@ def cmd_rules(args: argparse.Namespace) -> int:
     console.print(table)
     if evaluation.hits:
         found = Table(title="findings")
-        for column in ("rule id", "speaker", "time", "phrase", "said", "match", "category", "severity"):
+        for column in ("rule id", "speaker", "time", "phrase", "said", "match", "on the audio", "category",
+                       "severity"):
             found.add_column(column, overflow="fold")
         for h in evaluation.hits:
+            heard = "" if h.margin is None else (f"{h.phrase} over {h.rival} by {h.margin:.1f}" if h.margin >= 0
+                                                 else f"{h.rival} over {h.phrase} by {-h.margin:.1f}")
             found.add_row(h.rule_id, h.speaker, f"{h.start_s:.1f}-{h.end_s:.1f}s", escape(h.phrase),
-                          h.matched_text, h.match_kind, h.category or "", h.severity or "")
+                          h.matched_text, h.match_kind, heard, h.category or "", h.severity or "")
         console.print(found)
+    checks = [(u, c) for u in utterances for c in (u.get("checks") if u.get("checks") is not None else [])]
+    if checks:
+        from pipeline.rules.verification import decide
+
+        heard = Table(title="phrases checked on the audio (as [verify] in rules.toml decides them now)")
+        for column in ("time", "speaker", "phrase", "transcript", "verdict", "against"):
+            heard.add_column(column, overflow="fold")
+        for u, c in checks:
+            verdict = decide(c, lexicons.verify)
+            heard.add_row(f"{u['start_s']:.1f}s", u["speaker"], c["phrase"], c["heard"],
+                          "-" if verdict is None else f"{verdict.state}: {verdict.describe()}",
+                          ", ".join(list(c["options"])[1:]))
+        console.print(heard)
+        console.print("margins here are before each phrase's bias= in the lexicon; the rule results above apply it",
+                      style="dim")
     return 0
+
+
+def _stored_call(results: Path, call_id: str) -> tuple[dict, list[dict], list[dict]]:
+    """A stored call's rows, as the rules read them (``callqa rules test --call``)."""
+    from pipeline.errors import ResultsNotFoundError
+    from pipeline.storage.parquet import read_table
+
+    if not (Path(results) / "calls").is_dir():
+        raise ResultsNotFoundError(f"no results in {results}: run `callqa run` first, or name --results OUT_DIR")
+    calls = read_table(results, "calls")
+    rows = calls[calls["call_id"] == call_id].to_dict("records")
+    if not rows:
+        raise ResultsNotFoundError(f"no call {call_id!r} in {results} ({len(calls)} calls there)")
+    utterances = read_table(results, "utterances")
+    voice = read_table(results, "voice_activity")
+    return (rows[0], utterances[utterances["call_id"] == call_id].to_dict("records"),
+            voice[voice["call_id"] == call_id].to_dict("records"))
 
 
 def rules_report(args: argparse.Namespace) -> int:
@@ -584,8 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check: the scoring rubric (default: [rules] rubric, lexicons/rubric.toml)")
     rules.add_argument("--company", default=None, metavar="NAME",
                        help="test: the company name for {company} (default: [input] company)")
+    rules.add_argument("--call", default=None, metavar="CALL_ID",
+                       help="test: a stored call of --results instead of a dialogue (its transcript, and its phrases "
+                            "as checked on the audio, judged by the lexicons given)")
     rules.add_argument("--results", type=Path, default=DEMO_OUTPUT, metavar="OUT_DIR",
-                       help="report: the output folder whose reviews to read "
+                       help="report: the output folder whose reviews to read; test --call: where the call is "
                             f"(default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
     rules.add_argument("--threshold", type=float, default=0.8, metavar="P",
                        help="report: name the rules whose precision of fail is under P (default 0.8)")

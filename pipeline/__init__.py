@@ -5,6 +5,8 @@ two halves, one subpackage each, and the packages that store and read what they 
 
 - ``pipeline.transcribe``  audio -> utterances (decode, voice activity, turns, model, guard, masking)
 - ``pipeline.rules``       utterances -> findings and rule results (lexicons, matching, checks)
+- ``pipeline.verify``      the second listening: the phrases verdicts rest on, checked on the audio
+                           while a night has it (stored with the utterances, decided by the rules)
 - ``pipeline.scoring``     rule results -> call scores and agent scorecards (the rubric)
 - ``pipeline.storage``     the Parquet tables (the only reader and writer), hashing, what is stored
 - ``pipeline.review``      reading results: notebooks' frames, charts, example calls for trainers;
@@ -52,6 +54,7 @@ _ENTRY_POINTS = {
     "load_model": "pipeline.transcribe.model",
     "install_bundled_model": "pipeline.transcribe.model",
     "process_recording": "pipeline.transcribe.recording",
+    "verifier_for": "pipeline.verify",
     # the second half
     "load_lexicons": "pipeline.rules.lexicon",
     "RuleEngine": "pipeline.rules.engine",

@@ -209,6 +209,51 @@ class DiarisationOptions:
 
 
 @dataclass(frozen=True)
+class VerifyOptions:
+    """The second listening: phrase findings checked on the audio by the speech model's decoder (issue
+    25, ``pipeline/verify``). How a check decides is the lexicons' (``rules.toml [verify]``); these
+    options say how the audio is asked, and are part of the transcription fingerprint.
+
+    Attributes:
+        enabled: check the phrases of the rules that say ``verify = true`` on the audio while it is
+            at hand (a night); off: those rules judge the transcript alone.
+        lead_s: audio kept before the first word of a clip.
+        context_s: a phrase later in an utterance is read with up to this much of the words before it
+            (their text is the decoder's prefix): the model hears a word best in its sentence.
+        after_s: audio after the phrase starts (measured on the calibration corpus: 3 s of the
+            opening told 您好 from 你好 best, whole openings of 5-6 s worse, 1.5 s not at all).
+        pad_s: each clip is encoded padded with silence to this length (Whisper hears 30-s windows;
+            10 s: 0.12 s of encoder per clip on one core, against 0.79 s for 30 s).
+        max_checks: at most this many phrases checked per call (the rest judged on the transcript,
+            with a warning).
+        neighbours: rivals taken from the dictionary for each phrase (same length, the same syllables
+            but one, which keeps its final: 新疆 for 请讲), besides the lexicon's ``confusable=``.
+        priors: also score every option on silence (the language model's prior, stored beside each check
+            for ``rules.toml [verify] prior_weight``); costs a decoder pass per check, and weighing it in
+            made the decisions worse on the calibration corpora, so off.
+    """
+
+    enabled: bool = True
+    lead_s: float = 0.2
+    context_s: float = 2.0
+    after_s: float = 3.0
+    pad_s: float = 10.0
+    max_checks: int = 12
+    neighbours: int = 3
+    priors: bool = False
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not 1.0 <= self.after_s <= 10.0:
+            problems.append(("after_s", "after_s must be between 1 and 10 seconds"))
+        if not 0.0 <= self.pad_s <= 30.0:
+            problems.append(("pad_s", "pad_s must be between 0 (no padding) and 30 seconds"))
+        if self.max_checks < 0 or self.neighbours < 0:
+            problems.append(("max_checks", "max_checks and neighbours must not be negative"))
+        return problems
+
+
+@dataclass(frozen=True)
 class GuardOptions:
     """Guards against Whisper's known failures on silence and noise.
 
@@ -356,6 +401,7 @@ class CallqaConfig:
     voice_activity: VoiceActivityOptions = field(default_factory=VoiceActivityOptions)
     segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
     guard: GuardOptions = field(default_factory=GuardOptions)
+    verify: VerifyOptions = field(default_factory=VerifyOptions)
     diarisation: DiarisationOptions = field(default_factory=DiarisationOptions)
     input: InputOptions = field(default_factory=InputOptions)
     privacy: PrivacyOptions = field(default_factory=PrivacyOptions)

@@ -46,6 +46,7 @@ from .transcribe.discover import Discovery, discover_recordings
 from .transcribe.guard import HallucinationGuard, load_phrases
 from .transcribe.model import load_model, model_label
 from .transcribe.recording import process_recording, transcription_fingerprint
+from .verify import verifier_for
 
 logger = logging.getLogger("callqa.night")
 
@@ -182,10 +183,11 @@ def transcribe_batch(recordings: list[Recording], config: CallqaConfig, workers:
     """
     model = load_model(config.asr, workers)  # cached per process: loaded once per worker
     guard = HallucinationGuard(config.guard)
+    listen = verifier_for(config, model)
     outcome = BatchOutcome()
     for recording in recordings:
         try:
-            outcome.results.append(process_recording(recording, model, config, guard=guard))
+            outcome.results.append(process_recording(recording, model, config, guard=guard, listen=listen))
         except TransientInputError as exc:
             outcome.unreadable.append(Unreadable(recording, str(exc)))
     return outcome
@@ -198,8 +200,9 @@ def transcribe_again(recording: Recording, config: CallqaConfig, workers: int) -
         TransientInputError: it still cannot be read (the caller waits and tries again, or gives up
             with :func:`unreadable_result`).
     """
-    return process_recording(recording, load_model(config.asr, workers), config,
-                             guard=HallucinationGuard(config.guard))
+    model = load_model(config.asr, workers)
+    return process_recording(recording, model, config, guard=HallucinationGuard(config.guard),
+                             listen=verifier_for(config, model))
 
 
 def unreadable_result(recording: Recording, model: str, exc: BaseException) -> CallResult:

@@ -62,7 +62,7 @@ class RunSummary:
 
 # What a night's time is spent on, in order (RunSummary.stage_s): per recording, then per night.
 STAGES = ("decode_s", "vad_s", "diarise_s", "transcribe_s", "second_pass_s", "guard_s", "utterances_s",
-          "rules_s", "scoring_s", "writing_s")
+          "verify_s", "rules_s", "scoring_s", "writing_s")
 
 
 def stage_seconds(results: list[CallResult], night: dict[str, float]) -> dict[str, float]:

@@ -19,6 +19,8 @@ ALLOWED = {
     # voices of a mono recording, and which is the agent's; its model is installed as the Whisper one is
     "pipeline.speakers": {"pipeline.storage.hashing", "pipeline.transcribe.model"},
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
+    # the second listening: the rules' phrase findings asked again of the audio, with the model
+    "pipeline.verify": {"pipeline.rules", "pipeline.transcribe.audio", "pipeline.transcribe.model"},
     "pipeline.storage": set(),  # the tables: knows rows, not how they were made
     "pipeline.scoring": {"pipeline.rules", "pipeline.storage"},
     "pipeline.review": {"pipeline.rules", "pipeline.scoring", "pipeline.storage", "pipeline.transcribe.audio"},
@@ -107,7 +109,9 @@ READING_ORDER = {
                             "privacy", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
-    "pipeline.rules": ["options", "scorefile", "lexicon", "matching", "putonghua", "checks", "engine", "dialogue"],
+    "pipeline.rules": ["options", "scorefile", "verification", "lexicon", "matching", "putonghua", "checks", "engine",
+                       "dialogue"],
+    "pipeline.verify": ["rivals", "scorer", "listen"],
     "pipeline.scoring": ["rubric", "scorable", "scores", "verdicts", "tables"],
     "pipeline.review": ["explore", "charts", "examples", "reviews", "precision", "server"],
 }

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from datetime import datetime, timezone
@@ -68,6 +68,7 @@ def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
         "voice_activity": asdict(config.voice_activity),
         "segmentation": asdict(config.segmentation),
         "guard": {**asdict(config.guard), "phrases": read_phrase_text(config.guard.phrases_file)},
+        "verify": asdict(config.verify),
         "diarisation": asdict(config.diarisation),
         "role_cues": _read_if_there(Path(config.rules.lexicons) / "roles.txt"),
         "privacy": asdict(config.privacy),
@@ -82,7 +83,8 @@ def _read_if_there(path: Path) -> str | None:
 
 
 def process_recording(recording: Recording, model: LoadedModel, config: CallqaConfig,
-                      guard: HallucinationGuard | None = None) -> CallResult:
+                      guard: HallucinationGuard | None = None,
+                      listen: Callable[[CallResult, "RecordingClips"], None] | None = None) -> CallResult:
     """Transcribe one recording into utterances with voice activity and guard records.
 
     Args:
@@ -90,6 +92,10 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         model: the loaded speech model (shared by all recordings of a worker).
         config: run options.
         guard: a prepared hallucination guard (built from config if omitted).
+        listen: the second listening (:class:`pipeline.verify.listen.PhraseVerifier`): called with the
+            finished result and the recording's audio, it checks phrase findings on the audio. Its
+            failure is a warning on the call (the phrases are then judged on the transcript), never
+            the call's failure.
 
     Returns:
         The result; ``status`` is ``error`` with ``error`` filled when anything failed.
@@ -186,6 +192,15 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
         result.agent_zh_prob = None if zh is None else round(zh, 4)
         mask_result(result, config.privacy)  # before anything is stored or checked
         result.timings["utterances_s"] = time.perf_counter() - clock
+        if listen is not None and result.utterances:
+            clips = RecordingClips(stream, roles, voice, speakers, result.voice_activity, config,
+                                   mono=bool(voices))
+            try:
+                listen(result, clips)
+            except Exception as exc:  # the verdicts fall back to the transcript; the call is not lost
+                logger.exception("%s: the second listening failed", recording.file)
+                result.warnings.append(f"phrases not checked on the audio ({type(exc).__name__}: {exc}); "
+                                       "judged on the transcript alone")
     except TransientInputError:
         raise
     except Exception as exc:  # one bad recording must never stop the others
@@ -197,6 +212,45 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
                                    stage=getattr(exc, "stage", stage), error_type=type(exc).__name__,
                                    message=str(exc) or repr(exc), started_at=recording.started_at)
     return result
+
+
+class RecordingClips:
+    """A recording's audio cut into clips for the second listening (``pipeline.verify``): from the
+    decoded audio when the recording was one piece, else decoded again piece by piece (one pass for all
+    of a call's clips). A mono recording's clip has every other voice silenced, as its turns had."""
+
+    def __init__(self, stream: AudioStream, roles, voice: "Voice", speakers: list[str], regions: list[SpeechRegion],
+                 config: CallqaConfig, mono: bool):
+        self.stream, self.roles, self.voice, self.config = stream, roles, voice, config
+        self.row = {speaker: i for i, speaker in enumerate(speakers)}
+        self.others = {}
+        if mono:
+            for speaker in {r.speaker for r in regions}:
+                self.others[speaker] = [(r.start_s, r.end_s) for r in regions if r.speaker != speaker]
+
+    def cut(self, spans) -> list[np.ndarray]:
+        """One clip per (speaker, start_s, end_s)."""
+        bounds = [(self.row.get(speaker, 0), int(start * TARGET_RATE), int(end * TARGET_RATE))
+                  for speaker, start, end in spans]
+        if self.voice.whole is not None:
+            clips = [self.voice.whole[min(row, self.voice.whole.shape[0] - 1), a:b].copy() for row, a, b in bounds]
+        else:
+            parts: list[list[np.ndarray]] = [[] for _ in bounds]
+            offset = 0
+            for piece in self.stream.pieces(piece_seconds(self.config)):
+                rows = rows_of(piece, self.roles)
+                end = offset + rows.shape[1]
+                for k, (row, a, b) in enumerate(bounds):
+                    if a < end and b > offset:
+                        parts[k].append(rows[min(row, rows.shape[0] - 1), max(a, offset) - offset: min(b, end) - offset])
+                offset = end
+            clips = [np.concatenate(p) if p else np.zeros(0, np.float32) for p in parts]
+        for (speaker, start, _end), (_row, a, b), clip in zip(spans, bounds, clips):
+            for lo, hi in self.others.get(speaker, []):
+                i, j = max(int(lo * TARGET_RATE), a) - a, min(int(hi * TARGET_RATE), b) - a
+                if j > i:
+                    clip[i:j] = 0.0
+        return clips
 
 
 def _other_voices(voices) -> dict[str, list[tuple[float, float]]]:

@@ -1,0 +1,52 @@
+"""The second listening: the phrases the standards hinge on, checked on the audio (issue 25).
+
+Whisper base, decoding freely, cannot hear 您好 from 你好 or 稍候 from 收获 on telephone audio, and its
+prompt makes it write words that were not said. While a night still has a call's audio, the rules that
+say ``verify = true`` are run on the fresh transcript and what their verdicts rest on is asked again:
+each phrase found, and each place a sound-alike of a wanted phrase stands, is scored with the model's
+own decoder against its rivals on a few seconds of that utterance's audio. The answers are stored with
+the utterances and decided by the rules (:mod:`pipeline.rules.verification`), tonight and at every
+rescore.
+
+Modules, in reading order:
+
+1. ``rivals``  what a phrase is scored against (the lexicon's ``confusable=``, the transcript's own
+               text there, pinyin neighbours from jieba's dictionary)
+2. ``scorer``  the model asked how likely each option is on a clip, and on silence (the prior)
+3. ``listen``  which phrases a call's verdicts rest on, the clips, the checks on the utterances
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..config import CallqaConfig
+from ..transcribe.model import LoadedModel
+
+_verifiers: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def verifier_for(config: CallqaConfig, model: LoadedModel):
+    """The process's :class:`~pipeline.verify.listen.PhraseVerifier` for these lexicons, options and
+    model (built once per worker: the lexicons compiled, the prior cache shared), or None when nothing
+    is to be checked (``[verify] enabled = false``, or no rule says ``verify = true``).
+
+    Raises:
+        LexiconError: the lexicons are invalid (a night checks them before it starts).
+    """
+    from ..rules.engine import RuleEngine
+    from ..rules.lexicon import load_lexicons
+    from .listen import make_verifier
+    from .scorer import PhraseScorer
+
+    if not config.verify.enabled:
+        return None
+    lexicons = load_lexicons(config.rules.lexicons)
+    key = (lexicons.folder, lexicons.version, id(model.whisper), config.verify, config.asr.initial_prompt,
+           config.asr.prompt_words)
+    with _lock:
+        if key not in _verifiers:
+            _verifiers[key] = make_verifier(RuleEngine(lexicons), lambda: PhraseScorer(model, config.verify),
+                                            config.verify, config.asr.initial_prompt + config.asr.prompt_words)
+        return _verifiers[key]
