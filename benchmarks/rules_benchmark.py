@@ -39,6 +39,7 @@ from pipeline.night import run_night  # noqa: E402
 from pipeline.rules.engine import RuleEngine, evaluate_calls  # noqa: E402
 from pipeline.storage.parquet import read_table  # noqa: E402
 from pipeline.text import match_key  # noqa: E402
+from benchmarks.verify.compare import COLUMNS as VERIFY_COLUMNS, before_after  # noqa: E402
 
 DEMO = ROOT / "demo"
 
@@ -149,6 +150,17 @@ def main() -> int:
                   "a call, or found it not applicable, whose truth is fail", markup=False)
     for rule_id, call_id, got, expected, kind, evidence in wrong:
         console.print(f"  wrong ({kind}): {rule_id} {call_id}: {got} (truth {expected}): {evidence}", markup=False)
+    # the phrase rules with and without their checks on the audio (issue 25)
+    rows, totals = before_after(out, truth, lexicons)
+    verify_table = Table(title="phrase rules: the transcript alone (before) and checked on the audio (after)")
+    for column in VERIFY_COLUMNS:
+        verify_table.add_column(column, justify="left" if column == "rule" else "right")
+    for row in rows:
+        verify_table.add_row(*row)
+    console.print(verify_table)
+    console.print("before: [verify] enabled = false on the same stored night; changed: verdicts the checks changed; "
+                  "review: verdicts left to a person (no points taken); decided accuracy: over the verdicts not in "
+                  "review", markup=False)
     untruthed = sorted({row.rule_id for row in results} - set(rule_ids))
     if untruthed:
         console.print(f"rules with no ground truth in {name}/truth (not scored): {', '.join(untruthed)}", markup=False)

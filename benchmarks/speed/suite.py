@@ -52,6 +52,7 @@ from pipeline.summary import stage_rows  # noqa: E402
 from pipeline.text import cer_counts, normalise_text  # noqa: E402
 from pipeline.transcribe.model import model_label, resolve_model  # noqa: E402
 from pipeline.transcribe.privacy import mask_text  # noqa: E402
+from benchmarks.verify.compare import COLUMNS as VERIFY_COLUMNS, before_after  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / "benchmarks" / "speed" / "corpus"
 WORD_RULE_TYPES = {"keyword", "response"}  # rules whose verdict is about what was said
@@ -327,6 +328,13 @@ def main() -> int:
                  "phrases in the agent channel's text (simplified), on the rules a substring can judge; ALL of "
                  "plain is over those rules only, with callqa's figure on the same rules beside it.")
 
+    verify_rows, _totals = before_after(out, truth, lexicons)
+    report.table("Phrase rules: the transcript alone (before) and checked on the audio (after), same night",
+                 VERIFY_COLUMNS, verify_rows,
+                 "before: the stored night judged again with [verify] enabled = false; changed: verdicts the checks "
+                 "changed; review: left to a person (no points taken); decided accuracy: over the verdicts not in "
+                 "review.")
+
     mask = functools.partial(mask_text, options=config.privacy)
     utterances = read_table(out, "utterances")
     ours = {}
@@ -350,10 +358,14 @@ def main() -> int:
                        if stages else "-"])
     stage_table.append(["flow wall time (the night's own clock)", f"{summary['wall_s']:.1f}",
                        f"{audio_s / summary['wall_s']:.1f}"])
+    transcription = stages.get("transcribe_s", 0.0) + stages.get("second_pass_s", 0.0)
+    verify_share = (f" The phrase checks on the audio (verify) took {stages['verify_s']:.1f} s, "
+                    f"{stages['verify_s'] / transcription:.1%} of the transcription's {transcription:.1f} s "
+                    "(transcribe + second pass)." if stages.get("verify_s") and transcription else "")
     report.table(f"callqa: where the time went ({audio_s / 60:.1f} min of audio, {workers} recordings in flight)",
                  ["stage", "seconds", "x real time"], stage_table,
-                 "Recording stages (decode to utterances) are summed over the recordings in flight, so they add up to "
-                 "more than the wall time; rules, scoring and writing run once for the night.")
+                 "Recording stages (decode to verify) are summed over the recordings in flight, so they add up to "
+                 "more than the wall time; rules, scoring and writing run once for the night." + verify_share)
 
     gib = 1024 ** 3
     end_rows = []
