@@ -320,17 +320,17 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if checks:
         from pipeline.rules.verification import decide
 
-        heard = Table(title="phrases checked on the audio (as [verify] in rules.toml decides them now)")
+        heard = Table(title=escape("phrases checked on the audio (margins with each phrase's bias=, decided by "
+                                   "[verify] in rules.toml as they are now)"))
         for column in ("time", "speaker", "phrase", "transcript", "verdict", "against"):
             heard.add_column(column, overflow="fold")
+        biases = {p.text: p.bias for g in lexicons.groups.values() for p in g.phrases if p.kind == "phrase"}
         for u, c in checks:
-            verdict = decide(c, lexicons.verify)
+            verdict = decide(c, lexicons.verify, biases.get(c["phrase"]))
             heard.add_row(f"{u['start_s']:.1f}s", u["speaker"], c["phrase"], c["heard"],
                           "-" if verdict is None else f"{verdict.state}: {verdict.describe()}",
                           ", ".join(list(c["options"])[1:]))
         console.print(heard)
-        console.print("margins here are before each phrase's bias= in the lexicon; the rule results above apply it",
-                      style="dim")
     return 0
 
 

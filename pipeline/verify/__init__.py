@@ -43,7 +43,7 @@ def verifier_for(config: CallqaConfig, model: LoadedModel):
     if not config.verify.enabled:
         return None
     lexicons = load_lexicons(config.rules.lexicons)
-    key = (lexicons.folder, lexicons.version, id(model.whisper), config.verify, config.asr.initial_prompt,
+    key = (lexicons.folder, lexicons.version, id(getattr(model, "whisper", model)), config.verify, config.asr.initial_prompt,
            config.asr.prompt_words)
     with _lock:
         if key not in _verifiers:

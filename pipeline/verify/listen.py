@@ -91,9 +91,10 @@ class Need:
 class PhraseVerifier:
     """Checks a call's phrase findings on its audio. Build once per worker (lexicons compiled once)."""
 
-    def __init__(self, engine: RuleEngine, scorer: Scorer, options: VerifyOptions, prompt: str = ""):
+    def __init__(self, engine: RuleEngine, scorer: Scorer | Callable[[], Scorer], options: VerifyOptions,
+                 prompt: str = ""):
         self.engine = engine
-        self.scorer = scorer
+        self._scorer = scorer  # or what makes it, on the first check (the model is only touched then)
         self.options = options
         self.prompt = prompt  # the decoder's prompt ({company} unresolved): what it may have written unsaid
 
@@ -133,6 +134,12 @@ class PhraseVerifier:
             result.warnings.append(f"{skipped} phrase finding(s) not checked on the audio (over [verify] max_checks = "
                                    f"{self.options.max_checks}): judged on the transcript alone")
         result.timings["verify_s"] = result.timings.get("verify_s", 0.0) + time.perf_counter() - clock
+
+    @property
+    def scorer(self) -> Scorer:
+        if not hasattr(self._scorer, "score"):
+            self._scorer = self._scorer()
+        return self._scorer
 
     def _check(self, ask: Ask, samples: np.ndarray) -> PhraseCheck:
         options = [ask.phrase, *ask.rivals]
@@ -275,4 +282,4 @@ def make_verifier(engine: RuleEngine, scorer_factory: Callable[[], Scorer], opti
     ``prompt``: the decoder prompt and prompt words (``{company}`` unresolved)."""
     if not options.enabled or not any(getattr(s.options, "verify", False) for s in engine.lexicons.rules):
         return None
-    return PhraseVerifier(engine, scorer_factory(), options, prompt)
+    return PhraseVerifier(engine, scorer_factory, options, prompt)
