@@ -9,7 +9,9 @@ with several problems lists each on a line of its own below it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -29,14 +31,35 @@ def _console():
     return console
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str | None):
+    """``name`` set to ``value`` (when given) for the duration, as it was afterwards."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    # --engine: the flow reads its options again, from the file and the environment
+    with _environment("CALLQA_ASR_ENGINE", args.engine):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipeline.config import load_config
+    from pipeline.engines import engine_for
     from pipeline.night import check_standards
     from pipeline.storage.lock import OutputLock
-    from pipeline.transcribe.discover import discover_recordings
-    from pipeline.transcribe.model import model_label
 
     from .env import prepare_prefect_env
 
@@ -46,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with OutputLock(args.out, "night"):
         pass
     check_standards(config)
-    discover_recordings(args.input_dir, config.input)
-    model_label(config.asr)
+    engine = engine_for(config)
+    engine.discover(args.input_dir)
+    engine.label()
     prepare_prefect_env(config.run.state_dir, debug=args.debug)
     from . import nightly  # after the environment is prepared
 
@@ -453,6 +477,18 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 2 if summary.failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.engines.export import export_transcripts
+    from pipeline.errors import InputError
+
+    if not (args.results / "calls").is_dir():
+        raise InputError(f"{args.results} holds no calls table: give the OUT_DIR of an earlier `callqa run`")
+    count = export_transcripts(args.results, args.to)
+    _console().print(f"{count} transcripts in callqa's format and their manifest.csv written to {args.to} "
+                     f"(score them again with: callqa run {args.to} --out OUT --engine import)")
+    return 0
+
+
 def print_agent_table(console, out_dir: Path, dates: set[str] | None) -> None:
     """Per agent: calls scored, mean score, pass rate, top failing rule, and recordings not scored
     (unscorable or failed), for the day rows of ``dates`` (or every day)."""
@@ -569,9 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
                                           "manifest.csv) through the Prefect flow on an embedded local "
                                           "Prefect server, and write Parquet tables calls, utterances, "
                                           "voice_activity, suppressed and errors under OUT_DIR.")
-    run.add_argument("input_dir", type=Path, metavar="INPUT_DIR", help="folder of recordings")
+    run.add_argument("input_dir", type=Path, metavar="INPUT_DIR",
+                     help="folder of recordings (with --engine import: of transcripts, one JSON file per call)")
     run.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     add_config(run)
+    run.add_argument("--engine", choices=("whisper", "import"), default=None,
+                     help="where the transcripts come from: whisper (transcribe the recordings here) or import "
+                          "(transcripts another recogniser wrote: callqa's JSON or Alibaba Cloud's result; "
+                          "docs/inputs-and-outputs.md); default: [asr] engine")
     run.add_argument("--concurrency", type=int, default=None, metavar="N",
                      help="recordings in flight at once (default: [run] concurrency; 0 = one per CPU core)")
     run.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
@@ -600,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=None, metavar="N", help="recordings in flight at once")
     demo.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
                       help="also write the night's summary to FILE as JSON")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, engine=None)  # the demo's recordings are transcribed
 
     model = commands.add_parser("model", help="install, verify or show the speech model")
     model.add_argument("action", choices=("install", "verify", "info"),
@@ -661,6 +702,15 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--seed", type=int, default=None, metavar="N", help="sample: random seed (default: new)")
     add_config(review)
     review.set_defaults(func=cmd_review)
+
+    export = commands.add_parser("export", help="write a results folder's transcripts as callqa JSON files",
+                                 description="Write every transcribed call of RESULTS (scored or unscorable) as "
+                                             "one JSON file in callqa's transcript format, with a manifest.csv: "
+                                             "the folder `callqa run --engine import` reads. Texts as stored "
+                                             "(masked).")
+    export.add_argument("--results", type=Path, required=True, metavar="OUT_DIR", help="output folder of an earlier run")
+    export.add_argument("--to", type=Path, required=True, metavar="DIR", help="folder to write the transcripts to")
+    export.set_defaults(func=cmd_export)
 
     rescore = commands.add_parser("rescore", help="recompute findings and scores from stored utterances",
                                   description="Recompute hits, rule results, call scores and agent scores of "

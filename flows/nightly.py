@@ -28,7 +28,7 @@ from pipeline.records import CallResult, Recording
 from pipeline.rescore import rescore
 from pipeline.storage.lock import OutputLock
 from pipeline.storage.transaction import recover
-from pipeline.transcribe.model import load_model
+from pipeline.engines import engine_for
 
 # Callbacks told about each finished recording (the CLI's progress bar). Module state rather than a
 # flow parameter, because parameters are sent to the Prefect server and a function cannot be.
@@ -63,7 +63,10 @@ def retry_transient_only(task, task_run, state) -> bool:
 
 @task(name="load-model", cache_policy=NO_CACHE)
 def load_model_task(config: CallqaConfig, workers: int) -> str:
-    return load_model(config.asr, workers).model_label
+    """The night's engine made ready (Whisper: its model loaded once); its label."""
+    engine = engine_for(config)
+    engine.prepare(workers)
+    return engine.label()
 
 
 @task(name="transcribe-batch", cache_policy=NO_CACHE, task_run_name="transcribe {label}")

@@ -38,6 +38,9 @@ class AsrOptions:
     """How speech is turned into text.
 
     Attributes:
+        engine: where the transcripts come from: ``whisper`` (any CTranslate2 Whisper model, the
+            recordings transcribed here) or ``import`` (a folder of transcripts another recogniser
+            wrote, one file per call: ``pipeline.engines.imported``; ``callqa run --engine import``).
         model: ``"bundled"`` (Whisper base shipped with callqa, assembled into ``models/``), a path to
             any CTranslate2 Whisper directory, or a faster-whisper model name (needs network once).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
@@ -79,6 +82,7 @@ class AsrOptions:
             see README); the guard removes the prompt if the model echoes it. Empty for none.
     """
 
+    engine: Literal["whisper", "import"] = "whisper"
     model: str = "bundled"
     device: str = "cpu"
     compute_type: str = "int8"

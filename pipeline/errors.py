@@ -27,6 +27,7 @@ The tree::
     ├── ModelError                 the speech model cannot be found, assembled or loaded
     │   └── ModelChecksumError
     ├── TranscriptionError         the speech model failed on a recording
+    ├── TranscriptFileError        an imported transcript cannot be read (``--engine import``)
     ├── RuleError                  a rule crashed on a call: the call is not scored
     ├── StoreError                 Parquet output cannot be read or written
     │   ├── SchemaMismatchError
@@ -182,6 +183,13 @@ class TranscriptionError(PipelineError):
     """The speech model failed on a recording."""
 
     stage = "transcribe"
+
+
+class TranscriptFileError(PipelineError):
+    """An imported transcript (``[asr] engine = "import"``) is not JSON, not a known format, or says
+    something impossible (an end before its start, an unknown speaker, a failed recognition task)."""
+
+    stage = "import"
 
 
 class RuleError(PipelineError):

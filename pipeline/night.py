@@ -41,12 +41,9 @@ from .storage.parquet import transaction, write_run
 from .storage.transaction import recover
 from .storage.rows import rows_for_run
 from .summary import RunSummary, summarise, summary_markdown
-from .transcribe.audio import probe_duration
-from .transcribe.discover import Discovery, discover_recordings
-from .transcribe.guard import HallucinationGuard, load_phrases
-from .transcribe.model import load_model, model_label
-from .transcribe.recording import process_recording, transcription_fingerprint
-from .verify import verifier_for
+from .engines import engine_for
+from .transcribe.discover import Discovery
+from .transcribe.guard import load_phrases
 
 logger = logging.getLogger("callqa.night")
 
@@ -133,15 +130,16 @@ def plan_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig,
         ManifestError: manifest.csv cannot be used at all.
         ModelError: the model cannot be resolved (its id is part of what is compared).
     """
-    discovery = discover_recordings(input_dir, config.input)
+    engine = engine_for(config)
+    discovery = engine.discover(Path(input_dir))
     label, reused = "", StoredTranscripts()
     if discovery.recordings:
-        label = model_label(config.asr)
-        reused = find_stored_transcripts(out_dir, discovery.recordings, transcription_fingerprint(label, config),
-                                         ZoneInfo(config.input.timezone))
+        label = engine.label()
+        reused = find_stored_transcripts(out_dir, discovery.recordings, engine.fingerprint(label),
+                                         ZoneInfo(config.input.timezone), engine.content_path)
     skip = reused.call_ids
     to_transcribe = [r for r in discovery.recordings if r.call_id not in skip]
-    durations = {r.call_id: probe_duration(r.path) for r in to_transcribe} if config.run.batch_audio_s else {}
+    durations = {r.call_id: engine.duration(r) for r in to_transcribe} if config.run.batch_audio_s else {}
     batches = plan_batches(to_transcribe, lambda r: durations.get(r.call_id), config.run.batch_audio_s,
                            config.run.batch_max_calls)
     logger.info("%d recordings: %d reused (transcribed before with this model and options), %d to transcribe "
@@ -167,7 +165,8 @@ class BatchOutcome:
 
 
 def transcribe_batch(recordings: list[Recording], config: CallqaConfig, workers: int) -> BatchOutcome:
-    """Transcribe a batch of recordings one after the other with the process's model.
+    """Transcribe a batch of recordings one after the other with the night's engine (``[asr] engine``;
+    Whisper: the process's model; import: the transcripts read).
 
     Args:
         recordings: the batch.
@@ -181,13 +180,11 @@ def transcribe_batch(recordings: list[Recording], config: CallqaConfig, workers:
     Raises:
         ModelError: the model cannot be loaded.
     """
-    model = load_model(config.asr, workers)  # cached per process: loaded once per worker
-    guard = HallucinationGuard(config.guard)
-    listen = verifier_for(config, model)
+    engine = engine_for(config)
     outcome = BatchOutcome()
     for recording in recordings:
         try:
-            outcome.results.append(process_recording(recording, model, config, guard=guard, listen=listen))
+            outcome.results.append(engine.process(recording, workers))
         except TransientInputError as exc:
             outcome.unreadable.append(Unreadable(recording, str(exc)))
     return outcome
@@ -200,9 +197,7 @@ def transcribe_again(recording: Recording, config: CallqaConfig, workers: int) -
         TransientInputError: it still cannot be read (the caller waits and tries again, or gives up
             with :func:`unreadable_result`).
     """
-    model = load_model(config.asr, workers)
-    return process_recording(recording, model, config, guard=HallucinationGuard(config.guard),
-                             listen=verifier_for(config, model))
+    return engine_for(config).process(recording, workers)
 
 
 def unreadable_result(recording: Recording, model: str, exc: BaseException) -> CallResult:
@@ -301,7 +296,7 @@ def _run_locked(input_dir, out_dir, config: CallqaConfig, run_id: str, workers: 
     results: list[CallResult] = []
     unreadable: list[Unreadable] = []
     if plan.batches:
-        load_model(config.asr, workers)  # once, before the threads share it
+        engine_for(config).prepare(workers)  # the model loaded once, before the threads share it
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for outcome in pool.map(lambda batch: transcribe_batch(batch, config, workers), plan.batches):
                 results.extend(outcome.results)

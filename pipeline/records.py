@@ -116,7 +116,7 @@ class Word:
     word: str
     start_s: float
     end_s: float
-    prob: float
+    prob: float | None  # the model's word probability; None where the engine gives none
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,10 @@ class Utterance:
     end_s: float
     text: str  # normalised: simplified, width folded
     raw_text: str  # as the model wrote it
-    avg_logprob: float
-    no_speech_prob: float
+    # the speech model's confidence statistics (Whisper's decoder: mean token log-probability, p(no
+    # speech)); None where the engine gives none (an imported transcript without them)
+    avg_logprob: float | None
+    no_speech_prob: float | None
     words: list[Word] = field(default_factory=list)
     role_confidence: float | None = None  # 1 on stereo; mono: how sure the speaker is right; None: unknown
     checks: list[PhraseCheck] = field(default_factory=list)  # phrases checked on its audio (pipeline.verify)

@@ -54,12 +54,12 @@ class FlakyShare:
         import errno
         from collections import Counter
 
-        import pipeline.night as night
+        import pipeline.engines.whisper as whisper
         import pipeline.transcribe.recording as recording
 
         self.attempts: Counter = Counter()
         left = {name: failures for name in flaky}
-        real_hash, real_process = recording.file_sha256, night.process_recording
+        real_hash, real_process = recording.file_sha256, whisper.process_recording
 
         def read(path, *args):
             name = Path(path).name
@@ -73,7 +73,7 @@ class FlakyShare:
             return real_process(rec, *args, **kwargs)
 
         monkeypatch.setattr(recording, "file_sha256", read)
-        monkeypatch.setattr(night, "process_recording", process)
+        monkeypatch.setattr(whisper, "process_recording", process)
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ def main() -> int:
     import pipeline.night as night
     import pipeline.storage.parquet as parquet
     import pipeline.storage.transaction as transaction
+    import pipeline.engines.whisper as whisper
     import pipeline.transcribe.recording as recording
 
     kind, _, count = args.kill_at.partition(":")
@@ -68,7 +69,7 @@ def main() -> int:
         if what == kind and seen[what] == int(count):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    real_write, real_replace, real_process = parquet.pq.write_table, transaction.os.replace, night.process_recording
+    real_write, real_replace, real_process = parquet.pq.write_table, transaction.os.replace, whisper.process_recording
 
     def write_table(*a, **k):
         result = real_write(*a, **k)
@@ -92,11 +93,11 @@ def main() -> int:
 
     parquet.pq.write_table = write_table
     transaction.os.replace = replace
-    night.process_recording = process
+    whisper.process_recording = process
     recording.transcribe_turns = transcribe
     recording.identify_language = lambda *a, **k: None
-    night.load_model = lambda options, workers=1: SimpleNamespace(model_label="stand-in cpu/int8")
-    night.model_label = lambda options: "stand-in cpu/int8"
+    whisper.load_model = lambda options, workers=1: SimpleNamespace(model_label="stand-in cpu/int8")
+    whisper.model_label = lambda options: "stand-in cpu/int8"
     summary = night.run_night(args.input_dir, args.out_dir, run_id=args.run_id, workers=1).summary
     print(json.dumps({**summary.to_dict(), "counts": seen}))
     return 0

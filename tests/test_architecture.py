@@ -21,6 +21,9 @@ ALLOWED = {
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
     # the second listening: the rules' phrase findings asked again of the audio, with the model
     "pipeline.verify": {"pipeline.rules", "pipeline.transcribe.audio", "pipeline.transcribe.model"},
+    # where transcripts come from: Whisper here (the first half and the second listening) or imported
+    # files; and the results' transcripts written out for import
+    "pipeline.engines": {"pipeline.transcribe", "pipeline.verify", "pipeline.storage"},
     "pipeline.storage": set(),  # the tables: knows rows, not how they were made
     "pipeline.scoring": {"pipeline.rules", "pipeline.storage"},
     "pipeline.review": {"pipeline.rules", "pipeline.scoring", "pipeline.storage", "pipeline.transcribe.audio"},

@@ -29,7 +29,7 @@ def test_environment_overrides_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[asr]\nbeem_size = 5\n", r"callqa.toml:2: \[asr\]: unknown option 'beem_size'; known: model, "),
+    ("[asr]\nbeem_size = 5\n", r"callqa.toml:2: \[asr\]: unknown option 'beem_size'; known: engine, model, "),
     ("[asrr]\nbeam_size = 5\n", r"callqa.toml:1: unknown section \[asrr\]"),
     ("[asr]\nbeam_size = 'five'\n", r"callqa.toml:2: \[asr\]: beam_size = 'five' is not a valid whole number"),
     ("[input]\ncompany = 'x'\nagent_channel = 'middle'\n",

@@ -129,12 +129,16 @@ def test_review_instead_of_fail_takes_no_points(tmp_path):
 
 
 def test_typed_dialogues_are_not_scored_by_sound(engine):
-    # a typed line has no decoder confidence: only marker words can fail it
+    # a typed line (or an imported transcript) has no decoder confidence: only marker words can fail
+    # it, and without them there is no verdict on how it sounded
     call, rows, voice = call_rows((FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
     for row in rows:
         row["avg_logprob"], row["words"] = None, None
     [result] = [r for r in evaluate_calls(engine, [call], rows, voice).results if r.rule_id == RULE]
-    assert result.outcome == "pass" and "0 scored utterance(s)" in result.evidence
+    assert result.outcome == "not_applicable" and "cannot be judged" in result.evidence
+    rows[0]["avg_logprob"] = -0.3  # one utterance the model heard: judged by sound
+    [result] = [r for r in evaluate_calls(engine, [call], rows, voice).results if r.rule_id == RULE]
+    assert result.outcome != "not_applicable"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -279,7 +279,10 @@ def test_dialect_markers(engine):
     """)
     assert results["dialect.putonghua"].outcome == "fail"
     assert "cantonese" in results["dialect.putonghua"].evidence
-    assert outcomes(engine, GOOD)[0]["dialect.putonghua"].outcome == "pass"
+    # a typed dialogue carries no decoder statistics: how it sounded is not judged (as for an imported
+    # transcript without them), so no markers is no verdict
+    clean = outcomes(engine, GOOD)[0]["dialect.putonghua"]
+    assert clean.outcome == "not_applicable" and "cannot be judged" in clean.evidence
 
 
 def test_dialect_from_the_models_language_identification(engine):

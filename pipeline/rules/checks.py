@@ -529,6 +529,13 @@ def check_dialect(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     detail = f" (below the threshold of {opts.min_markers}: {markers[0][1]})" if markers else ""
     if not opts.score_file:
         return CheckResult(PASS, f"no dialect markers in {len(spoken)} utterance(s){detail}", found)
+    if all(u.avg_logprob is None for u in spoken) and call.agent_zh_prob is None and not language:
+        # an imported transcript (or a typed dialogue) without the speech model's statistics: how the
+        # speech sounded cannot be judged, and no dialect word alone does not make it Putonghua
+        return CheckResult(NOT_APPLICABLE, f"no dialect markers in {len(spoken)} utterance(s){detail}, but how the "
+                                           "speech sounded cannot be judged: the transcript carries none of the "
+                                           "speech model's confidence statistics or language identification",
+                           found)
     heard, scored = _not_putonghua(engine.score_model(opts.score_file), spec, spoken, opts.threshold)
     seconds = sum(f.utterance.end_s - f.utterance.start_s for f in heard)
     if heard and seconds >= opts.min_duration_s:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -76,7 +77,7 @@ def _sha256_or_none(path: Path) -> str | None:
 
 
 def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fingerprint: str,
-                            tz: ZoneInfo) -> StoredTranscripts:
+                            tz: ZoneInfo, content_path: Callable[[Recording], Path] | None = None) -> StoredTranscripts:
     """Which of ``recordings`` were already transcribed into ``out_dir`` the way tonight would.
 
     Args:
@@ -84,6 +85,8 @@ def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fi
         recordings: the night's recordings.
         fingerprint: tonight's transcription fingerprint.
         tz: the contact centre's timezone (a changed start time moves a call to another date).
+        content_path: the file whose bytes a call's transcript comes from (default: the recording;
+            an imported call: its transcript file).
 
     Returns:
         The reusable calls and their stored rows. A recording that cannot be read just now is not
@@ -97,7 +100,7 @@ def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fi
         row = known.get(rec.call_id)
         if (row is not None and has_transcript(row) and row["transcription_fingerprint"] == fingerprint
                 and row["agent_channel"] == rec.agent_channel and row["company"] == rec.company
-                and row["content_sha256"] == _sha256_or_none(rec.path)):
+                and row["content_sha256"] == _sha256_or_none(content_path(rec) if content_path else rec.path)):
             reuse[rec.call_id] = rec
     for call_id in _incomplete(out_dir, {cid: known[cid] for cid in reuse}):
         logger.warning("%s: the stored transcript is incomplete (its utterances or voice activity are missing): "

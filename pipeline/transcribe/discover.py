@@ -111,12 +111,13 @@ def _default_call_ids(rel_paths: list[str]) -> dict[str, str]:
             else re.sub(r"[/\\]", "__", str(Path(rel).with_suffix(""))) for rel in rel_paths}
 
 
-def discover_recordings(input_dir: str | Path, options: InputOptions) -> Discovery:
+def discover_recordings(input_dir: str | Path, options: InputOptions, kind: str = "an audio file") -> Discovery:
     """List the recordings of a folder with their metadata.
 
     Args:
         input_dir: the folder of recordings (with an optional manifest.csv).
-        options: defaults for channel, company and timezone.
+        options: defaults for channel, company and timezone; ``audio_extensions``: the inputs' endings.
+        kind: what an input is, for the message of one the manifest does not list.
 
     Returns:
         Recordings to process, row errors, and files ignored because they are not audio.
@@ -154,7 +155,7 @@ def discover_recordings(input_dir: str | Path, options: InputOptions) -> Discove
         if path.resolve() not in listed and rel not in listed_files:
             discovery.errors.append(ErrorRecord(
                 file=rel, call_id=None, stage=NotInManifestError.stage, error_type=NotInManifestError.__name__,
-                message=f"{rel} is an audio file in the input folder but manifest.csv does not list it; "
+                message=f"{rel} is {kind} in the input folder but manifest.csv does not list it; "
                         "add a row for it (agent_id is required) or move it out of the folder",
                 started_at=_file_time(path, tz), path=str(path.resolve())))
     discovery.ignored = ignored

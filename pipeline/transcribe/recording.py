@@ -52,7 +52,7 @@ TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errn
                     errno.ENETUNREACH, errno.ECONNRESET, errno.EHOSTUNREACH}
 
 # Options that do not change what a transcript says: how hard the machine works.
-_NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "encode_batch", "device"}
+_NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "encode_batch", "device", "engine"}
 
 
 def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
