@@ -14,10 +14,10 @@ PACKAGE = Path(pipeline.__file__).parent
 FOUNDATION = {"pipeline.errors", "pipeline.validation", "pipeline.config", "pipeline.records", "pipeline.schemas",
               "pipeline.text"}
 ALLOWED = {
-    "pipeline.transcribe": {"pipeline.storage.hashing", "pipeline.speakers"},  # audio -> utterances; hashes
+    "pipeline.transcribe": {"pipeline.storage.hashing", "pipeline.storage.install", "pipeline.speakers"},  # audio -> utterances; hashes
     # recordings and weights; splits mono recordings into voices
     # voices of a mono recording, and which is the agent's; its model is installed as the Whisper one is
-    "pipeline.speakers": {"pipeline.storage.hashing", "pipeline.transcribe.model"},
+    "pipeline.speakers": {"pipeline.storage.hashing", "pipeline.storage.install"},
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
     # the second listening: the rules' phrase findings asked again of the audio, with the model
     "pipeline.verify": {"pipeline.rules", "pipeline.transcribe.audio", "pipeline.transcribe.model"},
@@ -111,10 +111,11 @@ READING_ORDER = {
     "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
                             "privacy", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
-    "pipeline.storage": ["hashing", "rows", "lock", "transaction", "parquet", "incremental"],
+    "pipeline.storage": ["hashing", "install", "rows", "lock", "transaction", "parquet", "incremental"],
     "pipeline.rules": ["options", "scorefile", "verification", "lexicon", "matching", "putonghua", "checks", "engine",
                        "dialogue"],
     "pipeline.verify": ["rivals", "scorer", "listen"],
+    "pipeline.engines": ["whisper", "imported", "export"],
     "pipeline.scoring": ["rubric", "scorable", "scores", "verdicts", "tables"],
     "pipeline.review": ["explore", "charts", "examples", "reviews", "precision", "server"],
 }

