@@ -98,6 +98,49 @@ def demo_results(tmp_path_factory, model) -> Path:
     return out
 
 
+def truth_transcripts(folder: Path) -> Path:
+    """The demo's calls as the scripts say they were spoken (``demo/truth``), in callqa's transcript
+    format beside a copy of each recording, with the demo's manifest: what a perfect recogniser would
+    have written. A night over it with the import engine gives the same outcomes on every CPU."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO / "recordings" / "manifest.csv", folder / "manifest.csv")
+    for path in sorted((DEMO / "truth").glob("*.json")):
+        truth = json.loads(path.read_text(encoding="utf-8"))
+        shutil.copy(DEMO / "recordings" / truth["file"], folder / truth["file"])
+        mono = truth.get("agent_channel") == "mono"
+        document = {"format": "callqa-transcript", "version": 1, "duration_s": truth["duration_s"],
+                    "utterances": [{"speaker": t["speaker"], "start_s": t["start_s"], "end_s": t["end_s"],
+                                    "text": t["text"]} for t in truth["turns"]]}
+        if mono:  # a mono call's voices were told apart and named: as sure as the diarisation would be
+            document["roles"] = {"method": "diarised+words", "confidence": 0.9}
+            for utterance in document["utterances"]:
+                utterance["role_confidence"] = 0.9
+        (folder / truth["file"]).with_suffix(".json").write_text(json.dumps(document, ensure_ascii=False),
+                                                                 encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_truth_results(tmp_path_factory) -> Path:
+    """The demo's scripts scored through the import engine (no speech model): an output folder whose
+    outcomes are the scripts', not one CPU's hearing of them (for tests of what reads results)."""
+    from pipeline.night import run_night
+
+    base = tmp_path_factory.mktemp("demo-truth")
+    previous = os.environ.get("CALLQA_ASR_ENGINE")
+    os.environ["CALLQA_ASR_ENGINE"] = "import"
+    try:
+        run_night(truth_transcripts(base / "in"), base / "out", load_config())
+    finally:
+        if previous is None:
+            os.environ.pop("CALLQA_ASR_ENGINE", None)
+        else:
+            os.environ["CALLQA_ASR_ENGINE"] = previous
+    return base / "out"
+
+
 # Fixtures that load the bundled Whisper model (or need its output): a test using one of them is a
 # `model` test whether or not its file says so, so `pytest -m "not model"` never loads the model.
 MODEL_FIXTURES = {"model", "demo_results", "speaker_graph"}

@@ -18,8 +18,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def results(demo_results):
-    return explore.load_results(demo_results)
+def results(demo_truth_results):
+    return explore.load_results(demo_truth_results)
 
 
 def test_worst_examples_are_the_failures_most_serious_first(results):
@@ -78,7 +78,8 @@ def test_the_clip_stretches_over_the_rules_later_findings(results):
     assert later  # call04 has forbidden phrases all through the call
     end = examples.focus_end(ex, 20.0)
     assert end == max(f["end_s"] for f in ex.findings if f["start_s"] <= ex.at_s + 20.0) or end == ex.at_s + 20.0
-    assert ex.until_s - 1e-9 <= examples.focus_end(ex, 1.0) <= ex.at_s + 1.0  # never past max_focus_s
+    # the evidence span, but never past max_focus_s
+    assert min(ex.until_s, ex.at_s + 1.0) - 1e-9 <= examples.focus_end(ex, 1.0) <= ex.at_s + 1.0
 
 
 def test_a_missing_recording_is_listed_with_the_reason(results, tmp_path):
@@ -91,19 +92,19 @@ def test_a_missing_recording_is_listed_with_the_reason(results, tmp_path):
     assert json.loads((tmp_path / "ex" / "examples.json").read_text(encoding="utf-8"))["examples"][0]["audio_error"]
 
 
-def test_callqa_examples_command(demo_results, tmp_path, capsys):
+def test_callqa_examples_command(demo_truth_results, tmp_path, capsys):
     from flows.cli import main
 
     out = tmp_path / "page"
-    assert main(["examples", "--rule", "forbidden.phrase", "--worst", "2", "--results", str(demo_results),
+    assert main(["examples", "--rule", "forbidden.phrase", "--worst", "2", "--results", str(demo_truth_results),
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "call04" in printed and "index.html" in printed
     assert len(list((out / "clips").glob("*.wav"))) == 2
     assert main(["examples", "--rule", "forbidden.phrase", "--best", "1", "--agent", "A1002", "--results",
-                 str(demo_results), "--out", str(out)]) == 0
+                 str(demo_truth_results), "--out", str(out)]) == 0
     assert len(list((out / "clips").glob("*.wav"))) == 1  # the new export replaced the old clips
-    assert main(["examples", "--rule", "nope", "--results", str(demo_results), "--out", str(out)]) == 1
+    assert main(["examples", "--rule", "nope", "--results", str(demo_truth_results), "--out", str(out)]) == 1
     assert "no results for rule 'nope'" in capsys.readouterr().err
     assert main(["examples", "--rule", "forbidden.phrase", "--results", str(tmp_path / "empty"),
                  "--out", str(out)]) == 1

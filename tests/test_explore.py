@@ -12,12 +12,12 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def results(demo_results):
-    return explore.load_results(demo_results)
+def results(demo_truth_results):
+    return explore.load_results(demo_truth_results)
 
 
-def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_results):
-    calls = read_table(demo_results, "calls")
+def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_truth_results):
+    calls = read_table(demo_truth_results, "calls")
     overview = explore.team_overview(results).iloc[0]
     assert overview["calls scored"] == len(calls) == 17 and overview["recordings failed"] == 0
     assert overview["agents"] == 4 and overview["period"] == "2026-11-12 – 2026-11-24"
@@ -30,8 +30,10 @@ def test_team_overview_and_leaderboard_agree_with_the_calls_table(results, demo_
     row = board.set_index("agent_id").loc["A1001"]
     assert row["calls"] == len(a1001) == 5 and row["mean_score"] == pytest.approx(a1001["score"].mean(), abs=0.05)
     assert row["pass_rate"] == pytest.approx(a1001["passed"].mean(), abs=0.0005)
-    # rates are of the calls a rule applied to: A1003's one hold (call07) was not announced
-    assert board.set_index("agent_id").loc["A1003", "most_failed_rule"] == "hold.notice (100%)"
+    # rates are of the calls a rule applied to: A1003's one hold (call07) was not announced, and the one
+    # call judged for dialect (call11: the others carry no decoder statistics) failed it; equal rates go to
+    # the first rule id
+    assert board.set_index("agent_id").loc["A1003", "most_failed_rule"] == "dialect.putonghua (100%)"
     assert board.set_index("agent_id").loc["A1002", "most_failed_rule"] == ""  # A1002 failed nothing
 
 
@@ -78,13 +80,13 @@ def test_findings_are_shown_next_to_the_line_they_were_said_in(results):
         assert len(marked) >= 1 and all(hit.matched_text in text for text in marked["agent"])
 
 
-def test_a_folder_without_results_and_a_period_without_calls_are_clear_errors(tmp_path, demo_results):
+def test_a_folder_without_results_and_a_period_without_calls_are_clear_errors(tmp_path, demo_truth_results):
     with pytest.raises(explore.ResultsNotFoundError, match="no callqa output"):
         explore.load_results(tmp_path)
     with pytest.raises(explore.ResultsNotFoundError, match="no calls between 2025-01-01"):
-        explore.load_results(demo_results, "2025-01-01", "2025-01-31")
+        explore.load_results(demo_truth_results, "2025-01-01", "2025-01-31")
     with pytest.raises(CallNotFoundError, match="nosuchcall"):
-        explore.call_detail(explore.load_results(demo_results), "nosuchcall")
+        explore.call_detail(explore.load_results(demo_truth_results), "nosuchcall")
 
 
 def test_charts_draw_chinese_labels_as_characters(results, tmp_path):
@@ -122,15 +124,15 @@ def test_a_missing_cjk_font_is_an_error_not_boxes(monkeypatch):
         charts.use_cjk_font()
 
 
-def test_the_leaderboard_and_the_stored_scorecards_name_the_same_top_failing_rule(results, demo_results):
+def test_the_leaderboard_and_the_stored_scorecards_name_the_same_top_failing_rule(results, demo_truth_results):
     """One function decides the "top failing rule": the notebook's leaderboard for a day says what
     ``agent_scores`` (and so ``callqa run``'s agent table) says for that day."""
     from pipeline.scoring.scores import top_failing_rule
 
-    scores = read_table(demo_results, "agent_scores").query("period_type == 'day'")
+    scores = read_table(demo_truth_results, "agent_scores").query("period_type == 'day'")
     compared = 0
     for day, stored in scores.groupby("period"):
-        board = explore.leaderboard(explore.load_results(demo_results, day, day)).set_index("agent_id")
+        board = explore.leaderboard(explore.load_results(demo_truth_results, day, day)).set_index("agent_id")
         for row in stored.itertuples():
             assert board.loc[row.agent_id, "most_failed_rule"] == top_failing_rule(row.rule_fail_rates), (day, row)
             compared += bool(board.loc[row.agent_id, "most_failed_rule"])

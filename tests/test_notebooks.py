@@ -26,8 +26,8 @@ def outputs(notebook, mime: str) -> list:
             for out in cell.outputs if "data" in out and mime in out["data"]]
 
 
-def test_qa_overview_runs_and_draws_every_chart(demo_results, tmp_path, monkeypatch):
-    monkeypatch.setenv("CALLQA_RESULTS", str(demo_results))
+def test_qa_overview_runs_and_draws_every_chart(demo_truth_results, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLQA_RESULTS", str(demo_truth_results))
     monkeypatch.setenv("CALLQA_FIGURES", str(tmp_path / "figures"))
     monkeypatch.delenv("CALLQA_CALL", raising=False)
     notebook = execute("qa_overview.ipynb")
@@ -40,7 +40,7 @@ def test_qa_overview_runs_and_draws_every_chart(demo_results, tmp_path, monkeypa
     assert "No review sample" in "".join(outputs(notebook, "text/markdown"))  # nobody has reviewed the demo yet
 
 
-def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_after_review(demo_results, tmp_path,
+def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_after_review(demo_truth_results, tmp_path,
                                                                                          monkeypatch):
     import shutil
 
@@ -49,7 +49,7 @@ def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_aft
     from pipeline.storage.parquet import read_table
 
     out = tmp_path / "out"
-    shutil.copytree(demo_results, out)
+    shutil.copytree(demo_truth_results, out)
     sample = reviews.draw_sample(out, per_rule=2, seed=7)
     fails = sample[(sample["rule_id"] == "forbidden.phrase") & (sample["machine_outcome"] == "fail")]
     assert len(fails) == 2  # the demo has two calls with forbidden phrases, in one week
@@ -75,8 +75,8 @@ def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_aft
     assert precision.rule_precision(out).set_index("rule_id").loc["forbidden.phrase", "precision"] == 0.5
 
 
-def test_trainer_examples_runs_with_players_and_writes_the_page(demo_results, tmp_path, monkeypatch):
-    monkeypatch.setenv("CALLQA_RESULTS", str(demo_results))
+def test_trainer_examples_runs_with_players_and_writes_the_page(demo_truth_results, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLQA_RESULTS", str(demo_truth_results))
     monkeypatch.setenv("CALLQA_EXPORT", str(tmp_path / "page"))
     monkeypatch.setenv("CALLQA_RULE", "forbidden.phrase")
     notebook = execute("trainer_examples.ipynb")

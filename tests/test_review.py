@@ -26,10 +26,10 @@ from browser import Browser, serving
 
 
 @pytest.fixture
-def results(demo_results, tmp_path):
+def results(demo_truth_results, tmp_path):
     """A copy of the demo night's output that a test may review (the session's copy stays unreviewed)."""
     out = tmp_path / "out"
-    shutil.copytree(demo_results, out)
+    shutil.copytree(demo_truth_results, out)
     return out
 
 
