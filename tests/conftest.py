@@ -129,15 +129,9 @@ def demo_truth_results(tmp_path_factory) -> Path:
     from pipeline.night import run_night
 
     base = tmp_path_factory.mktemp("demo-truth")
-    previous = os.environ.get("CALLQA_ASR_ENGINE")
-    os.environ["CALLQA_ASR_ENGINE"] = "import"
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CALLQA_ASR_ENGINE", "import")
         run_night(truth_transcripts(base / "in"), base / "out", load_config())
-    finally:
-        if previous is None:
-            os.environ.pop("CALLQA_ASR_ENGINE", None)
-        else:
-            os.environ["CALLQA_ASR_ENGINE"] = previous
     return base / "out"
 
 

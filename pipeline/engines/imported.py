@@ -29,7 +29,6 @@ and what is wrong, never a silent skip.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -47,6 +46,7 @@ from ..storage.hashing import file_sha256
 from ..text import normalise_text
 from ..transcribe.discover import Discovery, discover_recordings
 from ..transcribe.privacy import mask_result
+from ..transcribe.recording import TRANSIENT_ERRNOS
 
 FORMAT_NAME = "callqa-transcript"
 FORMAT_VERSION = 1
@@ -54,7 +54,6 @@ TRANSCRIPT_ENDING = ".json"
 LABEL = "import"
 SPEAKERS = (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_OTHER, SPEAKER_UNKNOWN)
 CHANNEL_NAMES = {"0": 0, "left": 0, "1": 1, "right": 1}
-TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
 ALIBABA_DONE = ("SUCCESS", "SUCCESS_WITH_NO_VALID_FRAGMENT")
 
 
@@ -62,12 +61,10 @@ ALIBABA_DONE = ("SUCCESS", "SUCCESS_WITH_NO_VALID_FRAGMENT")
 class Transcript:
     """A transcript file read, before it becomes a CallResult (texts as written, times in seconds)."""
 
-    source: str  # callqa | alibaba
     utterances: list[Utterance] = field(default_factory=list)
     voice_activity: list[SpeechRegion] = field(default_factory=list)
     duration_s: float | None = None
     channels: int | None = None
-    warnings: list[str] = field(default_factory=list)
     agent_language: str | None = None
     agent_language_prob: float | None = None
     agent_zh_prob: float | None = None
@@ -75,13 +72,9 @@ class Transcript:
     roles_confidence: float | None = None
 
 
-def _fail(message: str) -> TranscriptFileError:
-    return TranscriptFileError(message)
-
-
 def _number(value: Any, what: str, scale: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(f"{what} is {value!r}, not a number")
+        raise TranscriptFileError(f"{what} is {value!r}, not a number")
     return round(float(value) * scale, 3)
 
 
@@ -92,29 +85,37 @@ def _optional_number(value: Any, what: str) -> float | None:
 def _span(item: dict, start_key: str, end_key: str, what: str, scale: float = 1.0) -> tuple[float, float]:
     start, end = _number(item.get(start_key), f"{what} {start_key}", scale), _number(item.get(end_key), f"{what} {end_key}", scale)
     if start < 0 or end < start:
-        raise _fail(f"{what} runs from {start:g} s to {end:g} s")
+        raise TranscriptFileError(f"{what} runs from {start:g} s to {end:g} s")
     return start, end
 
 
 def _speaker_of_channel(channel: Any, recording: Recording, what: str) -> str:
     index = CHANNEL_NAMES.get(str(channel).strip().lower())
     if index is None:
-        raise _fail(f"{what} channel is {channel!r}: 0/left or 1/right")
+        raise TranscriptFileError(f"{what} channel is {channel!r}: 0/left or 1/right")
     if recording.agent_channel == "mono":
         return SPEAKER_UNKNOWN
     agent = 0 if recording.agent_channel == "left" else 1
     return SPEAKER_AGENT if index == agent else SPEAKER_CUSTOMER
 
 
+def _speaker(value: Any, what: str) -> str:
+    """A speaker as callqa's format names it: agent, customer, other, unknown (or a mono call's voiceN)."""
+    speaker = str(value if value is not None else "").strip().lower()
+    if speaker not in SPEAKERS and not speaker.startswith("voice"):
+        raise TranscriptFileError(f"{what} speaker is {value!r}: one of {', '.join(SPEAKERS)}")
+    return speaker
+
+
 def _words(items: Any, what: str) -> list[Word]:
     if items is None:
         return []
     if not isinstance(items, list):
-        raise _fail(f"{what} words is not a list")
+        raise TranscriptFileError(f"{what} words is not a list")
     words = []
     for k, w in enumerate(items):
         if not isinstance(w, dict) or not isinstance(w.get("word"), str):
-            raise _fail(f"{what} word {k + 1} has no text (\"word\")")
+            raise TranscriptFileError(f"{what} word {k + 1} has no text (\"word\")")
         start, end = _span(w, "start_s", "end_s", f"{what} word {k + 1}")
         words.append(Word(w["word"], start, end, _optional_number(w.get("prob"), f"{what} word {k + 1} prob")))
     return words
@@ -126,36 +127,34 @@ def _checks(items: Any, what: str) -> list[PhraseCheck]:
     try:
         return [PhraseCheck(**{name: item[name] for name in PhraseCheck.__dataclass_fields__}) for item in items]
     except (KeyError, TypeError) as exc:
-        raise _fail(f"{what} checks are not callqa's (missing or wrong {exc})") from None
+        raise TranscriptFileError(f"{what} checks are not callqa's (missing or wrong {exc})") from None
 
 
 def read_callqa(data: dict, recording: Recording) -> Transcript:
     """callqa's own format (see the module's docstring)."""
     version = data.get("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        raise _fail(f"version {version!r} of {FORMAT_NAME}; this callqa reads version {FORMAT_VERSION}")
+        raise TranscriptFileError(f"version {version!r} of {FORMAT_NAME}; this callqa reads version {FORMAT_VERSION}")
     items = data.get("utterances")
     if not isinstance(items, list):
-        raise _fail("no \"utterances\" list")
-    found = Transcript("callqa", duration_s=_optional_number(data.get("duration_s"), "duration_s"))
+        raise TranscriptFileError("no \"utterances\" list")
+    found = Transcript(duration_s=_optional_number(data.get("duration_s"), "duration_s"))
     if data.get("channels") is not None:
         found.channels = int(_number(data["channels"], "channels"))
     for k, item in enumerate(items):
         what = f"utterance {k + 1}"
         if not isinstance(item, dict):
-            raise _fail(f"{what} is not an object")
+            raise TranscriptFileError(f"{what} is not an object")
         text = item.get("text")
         if not isinstance(text, str):
-            raise _fail(f"{what} has no \"text\"")
+            raise TranscriptFileError(f"{what} has no \"text\"")
         start, end = _span(item, "start_s", "end_s", what)
         if item.get("speaker") is not None:
-            speaker = str(item["speaker"]).strip().lower()
-            if speaker not in SPEAKERS and not speaker.startswith("voice"):
-                raise _fail(f"{what} speaker is {item['speaker']!r}: one of {', '.join(SPEAKERS)}")
+            speaker = _speaker(item["speaker"], what)
         elif item.get("channel") is not None:
             speaker = _speaker_of_channel(item["channel"], recording, what)
         else:
-            raise _fail(f"{what} has neither \"speaker\" nor \"channel\"")
+            raise TranscriptFileError(f"{what} has neither \"speaker\" nor \"channel\"")
         found.utterances.append(Utterance(
             call_id=recording.call_id, utterance_idx=0, speaker=speaker, start_s=start, end_s=end,
             text=text, raw_text=str(item.get("raw_text") or text),
@@ -167,23 +166,22 @@ def read_callqa(data: dict, recording: Recording) -> Transcript:
     regions = data.get("voice_activity")
     if regions is not None:
         if not isinstance(regions, list):
-            raise _fail("\"voice_activity\" is not a list")
+            raise TranscriptFileError("\"voice_activity\" is not a list")
         for k, region in enumerate(regions):
             what = f"voice_activity {k + 1}"
-            if not isinstance(region, dict) or str(region.get("speaker", "")).lower() not in SPEAKERS and not str(
-                    region.get("speaker", "")).startswith("voice"):
-                raise _fail(f"{what} has no known \"speaker\"")
+            if not isinstance(region, dict):
+                raise TranscriptFileError(f"{what} is not an object")
             start, end = _span(region, "start_s", "end_s", what)
-            found.voice_activity.append(SpeechRegion(str(region["speaker"]).lower(), start, end))
+            found.voice_activity.append(SpeechRegion(_speaker(region.get("speaker"), what), start, end))
     language = data.get("language") or {}
     if not isinstance(language, dict):
-        raise _fail("\"language\" is not an object")
+        raise TranscriptFileError("\"language\" is not an object")
     found.agent_language = language.get("agent")
     found.agent_language_prob = _optional_number(language.get("agent_prob"), "language agent_prob")
     found.agent_zh_prob = _optional_number(language.get("agent_zh_prob"), "language agent_zh_prob")
     roles = data.get("roles") or {}
     if not isinstance(roles, dict):
-        raise _fail("\"roles\" is not an object")
+        raise TranscriptFileError("\"roles\" is not an object")
     found.roles_method = roles.get("method")
     found.roles_confidence = _optional_number(roles.get("confidence"), "roles confidence")
     return found
@@ -193,21 +191,21 @@ def read_alibaba(data: dict, recording: Recording) -> Transcript:
     """Alibaba Cloud recording-file recognition: the GetTaskResult response, or its ``Result``."""
     status = data.get("StatusText")
     if status is not None and status not in ALIBABA_DONE:
-        raise _fail(f"the recognition task did not succeed: StatusText {status!r} "
+        raise TranscriptFileError(f"the recognition task did not succeed: StatusText {status!r} "
                     f"(StatusCode {data.get('StatusCode', '?')}); nothing to score")
     result = data.get("Result", data)
     if result in ("", None) and status == "SUCCESS_WITH_NO_VALID_FRAGMENT":
         result = {"Sentences": []}
     if not isinstance(result, dict) or not isinstance(result.get("Sentences", []), list):
-        raise _fail("\"Result\" holds no \"Sentences\" list")
-    found = Transcript("alibaba")
+        raise TranscriptFileError("\"Result\" holds no \"Sentences\" list")
+    found = Transcript()
     if data.get("BizDuration") is not None:
         found.duration_s = _number(data["BizDuration"], "BizDuration", 0.001)
     sentences = []
     for k, item in enumerate(result.get("Sentences") or []):
         what = f"Sentences[{k}]"
         if not isinstance(item, dict) or not isinstance(item.get("Text"), str):
-            raise _fail(f"{what} has no \"Text\"")
+            raise TranscriptFileError(f"{what} has no \"Text\"")
         start, end = _span(item, "BeginTime", "EndTime", what, 0.001)
         channel = item.get("ChannelId", 0)
         sentences.append((channel, start, end, item["Text"], _speaker_of_channel(channel, recording, what)))
@@ -215,7 +213,7 @@ def read_alibaba(data: dict, recording: Recording) -> Transcript:
     for k, item in enumerate(result.get("Words") or []):
         what = f"Words[{k}]"
         if not isinstance(item, dict) or not isinstance(item.get("Word"), str):
-            raise _fail(f"{what} has no \"Word\"")
+            raise TranscriptFileError(f"{what} has no \"Word\"")
         start, end = _span(item, "BeginTime", "EndTime", what, 0.001)
         middle = (start + end) / 2
         owner = next((i for i, (channel, s, e, _t, _sp) in enumerate(sentences)
@@ -238,16 +236,16 @@ def read_transcript(path: Path, recording: Recording) -> Transcript:
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise _fail(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})") from None
+        raise TranscriptFileError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise _fail(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise TranscriptFileError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):
-        raise _fail("not a JSON object")
+        raise TranscriptFileError("not a JSON object")
     if data.get("format") == FORMAT_NAME:
         return read_callqa(data, recording)
     if "Sentences" in data or "StatusText" in data or isinstance(data.get("Result"), dict):
         return read_alibaba(data, recording)
-    raise _fail(f"neither callqa's format (\"format\": \"{FORMAT_NAME}\") nor Alibaba Cloud's recognition "
+    raise TranscriptFileError(f"neither callqa's format (\"format\": \"{FORMAT_NAME}\") nor Alibaba Cloud's recognition "
                 "result (\"Result\" with \"Sentences\")")
 
 
@@ -320,7 +318,7 @@ class ImportEngine:
             try:
                 result.content_sha256 = file_sha256(path)
             except FileNotFoundError:
-                raise _fail(f"{path.name} does not exist (the transcript of {recording.file})") from None
+                raise TranscriptFileError(f"{path.name} does not exist (the transcript of {recording.file})") from None
             except OSError as exc:
                 if exc.errno in TRANSIENT_ERRNOS:
                     raise TransientInputError(f"{recording.file}: cannot read it just now: {exc}") from exc
@@ -336,7 +334,7 @@ class ImportEngine:
             if isinstance(exc, TranscriptFileError):
                 message = f"{self.transcript_path(recording).name}: {message}"
             result.error = ErrorRecord(file=recording.file, call_id=recording.call_id,
-                                       stage=getattr(exc, "stage", stage) if isinstance(exc, PipelineError) else stage,
+                                       stage=getattr(exc, "stage", stage),
                                        error_type=type(exc).__name__, message=message,
                                        started_at=recording.started_at)
         return result
@@ -378,7 +376,6 @@ class ImportEngine:
             result.channels = transcript.channels
         if result.duration_s is not None and spoken > result.duration_s + 1.0:
             result.warnings.append(f"the transcript runs to {spoken:.1f} s, past the call's {result.duration_s:.1f} s")
-        result.warnings.extend(transcript.warnings)
         mask_result(result, self.config.privacy)  # before anything is stored or checked
 
     @staticmethod
