@@ -1,34 +1,28 @@
 """The Prefect flows: the night (``callqa-transcribe``) and a rescore (``callqa-rescore``).
 
-Thin on purpose. The night is the library's (:mod:`pipeline.night`): every task is one call into it,
-passing recordings and options, never logic. The flow checks the rules, plans the night, submits a
-task per batch (a long recording per task, short ones grouped to about a minute of audio), gives
-each recording that could not be read just now a task of its own with Prefect's retries (waiting
-``[run] retry_delays_s``), finishes the night in one task, and publishes the ``callqa-night``
-artifact. A bad recording becomes an ``errors`` row and never fails the run; a problem with the run
-itself (input folder unreadable, model missing, output not writable) fails it with the library's
-message. ``pipeline.night.run_night`` runs the same steps without Prefect (a test compares the two).
+Thin on purpose. The night is the library's :func:`pipeline.night.drive_night`, written once; this
+module only gives it a runner whose steps are Prefect tasks (``plan-night``, ``load-model``,
+``transcribe-batch`` per batch, ``transcribe-recording`` per retry, ``check-score-write``), so the UI
+shows each batch and a Dask cluster can run them. Tasks pass batch names and counts, never rows. A
+bad recording becomes an ``errors`` row and never fails the run; a problem with the run itself
+(input folder unreadable, model missing, output not writable) fails it with the library's message.
+``pipeline.night.run_night`` runs the same function on threads, without Prefect.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run, task_run
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline import night
 from pipeline.config import CallqaConfig, load_config, resolve_concurrency
-from pipeline.errors import TransientInputError
-from pipeline.records import CallResult, Recording
 from pipeline.rescore import rescore
-from pipeline.storage.lock import OutputLock
-from pipeline.storage.transaction import recover
-from pipeline.engines import engine_for
 
 # Callbacks told about each finished recording (the CLI's progress bar). Module state rather than a
 # flow parameter, because parameters are sent to the Prefect server and a function cannot be.
@@ -50,46 +44,41 @@ def _notify(event: str, total: int) -> None:
         listener(event, total)
 
 
-def retry_transient_only(task, task_run, state) -> bool:
-    """Retry a recording only when reading it failed for a reason that may pass; never a bad file."""
-    try:
-        state.result()
-    except TransientInputError:
-        return True
-    except Exception:
-        return False
-    return False
+@task(name="plan-night", cache_policy=NO_CACHE)
+def plan_task(input_dir: str, out_dir: str, config: CallqaConfig, run_id: str, workers: int) -> night.NightPlan:
+    return night.plan_night(input_dir, out_dir, config, run_id, workers)
 
 
 @task(name="load-model", cache_policy=NO_CACHE)
 def load_model_task(config: CallqaConfig, workers: int) -> str:
     """The night's engine made ready (Whisper: its model loaded once); its label."""
-    engine = engine_for(config)
-    engine.prepare(workers)
-    return engine.label()
+    return night.prepare_engine(config, workers)
 
 
-@task(name="transcribe-batch", cache_policy=NO_CACHE, task_run_name="transcribe {label}")
-def transcribe_batch_task(recordings: list[Recording], config: CallqaConfig, workers: int,
-                          label: str = "") -> night.BatchOutcome:
-    return night.transcribe_batch(recordings, config, workers)
+@task(name="transcribe-batch", cache_policy=NO_CACHE, task_run_name="transcribe {ref.label}")
+def transcribe_batch_task(context: night.NightContext, ref: night.BatchRef) -> night.BatchReport:
+    return night.run_batch(context, ref)
 
 
-@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="retry {recording.file}",
-      retry_condition_fn=retry_transient_only)
-def transcribe_again_task(recording: Recording, config: CallqaConfig, workers: int, first_wait_s: float = 0.0) -> CallResult:
-    if first_wait_s > 0 and task_run.run_count <= 1:  # Prefect's retry delays cover the later tries
-        time.sleep(first_wait_s)
-    return night.transcribe_again(recording, config, workers)
+@task(name="transcribe-recording", cache_policy=NO_CACHE, task_run_name="retry {item.recording.file}")
+def retry_task(context: night.NightContext, item: night.Unreadable) -> night.BatchReport:
+    return night.retry_recording(context, item)
 
 
 @task(name="check-score-write", cache_policy=NO_CACHE)
-def finish_night_task(plan: night.NightPlan, results: list[CallResult], started_at: float) -> night.NightOutcome:
-    return night.finish_night(plan, results, started_at)
+def finish_task(plan: night.NightPlan, tally, started_at: float) -> night.NightOutcome:
+    return night.finish_night(plan, tally, started_at)
 
 
-def _batch_label(batch: list[Recording]) -> str:
-    return batch[0].file + (f" and {len(batch) - 1} more" if len(batch) > 1 else "")
+class PrefectRunner:
+    """The night's steps as Prefect tasks, on the flow's task runner (threads or Dask)."""
+
+    TASKS = {night.plan_night: plan_task, night.prepare_engine: load_model_task,
+             night.run_batch: transcribe_batch_task, night.retry_recording: retry_task,
+             night.finish_night: finish_task}
+
+    def submit(self, step: Callable, *args: Any):
+        return self.TASKS[step].submit(*args)
 
 
 @flow(name="callqa-transcribe", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=False)
@@ -105,61 +94,14 @@ def transcribe_folder(input_dir: str, out_dir: str, config_path: str | None = No
     """
     started_at = time.time()  # a clock time: on a Dask cluster the night may finish on another machine
     config = load_config(config_path)
-    night.check_standards(config)  # a broken lexicon, rubric or hallucination list stops the night here
     workers = resolve_concurrency(config, concurrency)
-    with OutputLock(out_dir, "night"):  # one night per output folder; held until the tables are published
-        recovered = recover(out_dir)
-        if recovered:
-            get_run_logger().warning("%s: %s", out_dir, recovered)
-        return _night(input_dir, out_dir, config, workers, started_at).to_dict()
-
-
-def _night(input_dir: str, out_dir: str, config: CallqaConfig, workers: int, started_at: float):
-    """The night's tasks: plan, transcribe the batches, retry the unreadable, finish, publish the artifact."""
-    logger = get_run_logger()
-    plan = night.plan_night(input_dir, out_dir, config, str(flow_run.id or "local"))
-    logger.info("%d recordings: %d reused, %d to transcribe in %d tasks; %d rejected, %d ignored", plan.total,
-                len(plan.reused), len(plan.to_transcribe), len(plan.batches), len(plan.discovery.errors),
-                len(plan.discovery.ignored))
-    _notify("start", plan.total)
-    for file in plan.reused.files:
-        _notify(file, plan.total)
-    results: list[CallResult] = []
-    unreadable: list[night.Unreadable] = []
-    if plan.batches:
-        load_model_task(config, workers)  # once, before the batches share it
-        futures = [transcribe_batch_task.submit(batch, config, workers, label=_batch_label(batch))
-                   for batch in plan.batches]
-        for future in futures:
-            outcome = future.result()
-            results.extend(outcome.results)
-            unreadable.extend(outcome.unreadable)
-            for result in outcome.results:
-                _notify(result.recording.file, plan.total)
-    delays = list(config.run.retry_delays_s)
-    retry = transcribe_again_task.with_options(retries=max(0, len(delays) - 1), retry_delay_seconds=delays[1:] or 0)
-    retries = [(item, retry.submit(item.recording, config, workers, delays[0]) if delays else None)
-               for item in unreadable]
-    for item, future in retries:
-        try:
-            if future is None:
-                raise TransientInputError(item.reason)
-            result = future.result()
-        except TransientInputError as exc:
-            result = night.unreadable_result(item.recording, plan.model_label, exc)
-        results.append(result)
-        _notify(item.recording.file, plan.total)
-    for result in results:
-        if not result.ok:
-            logger.warning("%s failed at %s: %s", result.recording.file, result.error.stage, result.error.message)
-    finished = finish_night_task(plan, results, started_at)
+    finished = night.drive_night(input_dir, out_dir, config, str(flow_run.id or "local"), workers, PrefectRunner(),
+                                 _notify, get_run_logger(), started_at)
     summary = finished.summary
-    logger.info("%d inputs: %d scored, %d unscorable, %d failed (%d transcribed tonight, %d reused)",
-                summary.inputs, summary.scored, summary.unscorable, summary.failed, summary.processed, summary.cached)
     create_markdown_artifact(key="callqa-night", markdown=finished.markdown(),
                              description=f"callqa night: {summary.inputs} inputs, {summary.scored} scored, "
                                          f"{summary.unscorable} unscorable, {summary.failed} failed")
-    return summary
+    return summary.to_dict()
 
 
 @flow(name="callqa-rescore", log_prints=False)

@@ -11,7 +11,8 @@ two halves, one subpackage each, and the packages that store and read what they 
 - ``pipeline.storage``     the Parquet tables (the only reader and writer), hashing, what is stored
 - ``pipeline.review``      reading results: notebooks' frames, charts, example calls for trainers;
                            human review (verdicts, appeals, the sample, precision, the review page)
-- ``pipeline.night``       a night of recordings through both halves, with or without Prefect
+- ``pipeline.night``       a night of recordings through both halves, written once, run by threads
+                           or by Prefect (rows staged by path, counts returned)
 - ``pipeline.rescore``     stored transcripts through the second half again
 
 Example::
@@ -42,8 +43,10 @@ _ENTRY_POINTS = {
     "PipelineError": "pipeline.errors",
     # a night, with or without Prefect
     "run_night": "pipeline.night",
+    "drive_night": "pipeline.night",
+    "ThreadRunner": "pipeline.night",
     "plan_night": "pipeline.night",
-    "transcribe_batch": "pipeline.night",
+    "run_batch": "pipeline.night",
     "finish_night": "pipeline.night",
     "check_standards": "pipeline.night",
     "NightPlan": "pipeline.night",

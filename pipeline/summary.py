@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from .errors import PipelineError
-from .records import FAIL, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, CallResult, RuleResult
+from .records import FAIL, STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, CallResult
 
 
 @dataclass
@@ -28,9 +28,12 @@ class RunSummary:
         unscorable: with a transcript, but not a whole conversation with the agent in it.
         failed: inputs that ended with status error (rejected, unreadable, undecodable, a rule crashed).
         ignored: files that are not audio (no ``calls`` row).
-        stage_s: seconds per stage (``STAGES``). The recording stages are summed over tonight's
-            recordings, which run side by side (``[run] concurrency``), so they can add up to more
-            than the wall time; rules, scoring and writing run once for the night.
+        stage_s: seconds per stage (``STAGES``). The recording stages, and the rules, scoring and
+            staged writing of each batch, are summed over what ran side by side (``[run]
+            concurrency``), so they can add up to more than the wall time; ``plan`` and ``publish``
+            (the staged rows merged into the tables, agent scores rebuilt) run once for the night.
+        tasks, task_s: batch tasks run, and their seconds summed: ``wall_s - plan - publish -
+            task_s / workers`` is what orchestration cost.
     """
 
     run_id: str
@@ -51,6 +54,8 @@ class RunSummary:
     ignored_files: list[str] = field(default_factory=list)
     rows_written: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
+    tasks: int = 0
+    task_s: float = 0.0
 
     @property
     def speed_x_realtime(self) -> float:
@@ -61,17 +66,87 @@ class RunSummary:
 
 
 # What a night's time is spent on, in order (RunSummary.stage_s): per recording, then per night.
-STAGES = ("decode_s", "vad_s", "diarise_s", "transcribe_s", "second_pass_s", "guard_s", "utterances_s",
-          "verify_s", "rules_s", "scoring_s", "writing_s")
+STAGES = ("plan_s", "decode_s", "vad_s", "diarise_s", "transcribe_s", "second_pass_s", "guard_s", "utterances_s",
+          "verify_s", "rules_s", "scoring_s", "writing_s", "publish_s")
 
 
-def stage_seconds(results: list[CallResult], night: dict[str, float]) -> dict[str, float]:
-    """Seconds per stage: each recording's timings summed over ``results``, then the night's own."""
-    total = Counter()
-    for result in results:
-        total.update(result.timings)
-    total.update(night)
-    return {stage: round(total[stage], 3) for stage in STAGES if stage in total}
+@dataclass
+class Tally:
+    """What a night's batches counted, added up as they come in: never the rows themselves, so the
+    process that drives a night of 300,000 calls holds counts, not words.
+
+    Attributes:
+        calls: ``calls`` rows made (one per input).
+        status: those rows by status.
+        processed: transcribed tonight and not failed; ``cached``: reused and not failed.
+        audio_s, utterances, suppressed: of tonight's transcriptions.
+        stage_s: seconds per stage, summed over recordings and batches.
+        rule_fails: calls failing, per rule.
+        slowest: the five slowest recordings, as (call id, audio s, processing s).
+        failures: the first :data:`FAILURES_KEPT` ``errors`` rows, as (file, stage, error type, message);
+            ``failure_count`` counts them all.
+        tasks, task_s: the batch tasks run and the seconds they took, summed (what the night would
+            cost with no orchestration and no parallelism).
+    """
+
+    calls: int = 0
+    status: Counter = field(default_factory=Counter)
+    processed: int = 0
+    cached: int = 0
+    audio_s: float = 0.0
+    utterances: int = 0
+    suppressed: int = 0
+    errors_by_stage: Counter = field(default_factory=Counter)
+    calls_by_agent: Counter = field(default_factory=Counter)
+    stage_s: Counter = field(default_factory=Counter)
+    rule_fails: Counter = field(default_factory=Counter)
+    slowest: list[tuple[str, float, float]] = field(default_factory=list)
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    failure_count: int = 0
+    tasks: int = 0
+    task_s: float = 0.0
+
+    @classmethod
+    def of(cls, results: list[CallResult], tables: dict[str, list], stages: dict[str, float] | None = None) -> "Tally":
+        """Count one batch: ``results`` transcribed in it, ``tables`` its rows after rules and scores,
+        ``stages`` its own seconds (rules, scoring, writing)."""
+        transcribed = {r.recording.call_id for r in results}
+        calls = tables.get("calls", [])
+        kept = [row for row in calls if row["status"] != STATUS_ERROR]
+        errors = tables.get("errors", [])
+        timings = Counter()
+        for result in results:
+            timings.update(result.timings)
+        timings.update(stages or {})
+        return cls(
+            calls=len(calls), status=Counter(row["status"] for row in calls),
+            processed=sum(row["call_id"] in transcribed for row in kept),
+            cached=sum(row["call_id"] not in transcribed for row in kept),
+            audio_s=sum(r.duration_s or 0.0 for r in results if r.ok),
+            utterances=sum(len(r.utterances) for r in results), suppressed=sum(len(r.suppressed) for r in results),
+            errors_by_stage=Counter(row["stage"] for row in errors),
+            calls_by_agent=Counter(row["agent_id"] for row in calls if row["status"] == STATUS_OK),
+            stage_s=timings,
+            rule_fails=Counter(r.rule_id for r in tables.get("rule_results", []) if r.outcome == FAIL),
+            slowest=sorted(((r.recording.call_id, r.duration_s or 0.0, sum(r.timings.values()))
+                            for r in results if r.ok and r.timings), key=lambda s: -s[2])[:SLOWEST_KEPT],
+            failures=[(e["file"], e["stage"], e["error_type"], e["message"]) for e in errors[:FAILURES_KEPT]],
+            failure_count=len(errors))
+
+    def add(self, other: "Tally") -> "Tally":
+        """Add another batch's counts to these (in place); returns self."""
+        for name in ("calls", "processed", "cached", "audio_s", "utterances", "suppressed", "failure_count", "tasks",
+                     "task_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("status", "errors_by_stage", "calls_by_agent", "stage_s", "rule_fails"):
+            getattr(self, name).update(getattr(other, name))
+        self.slowest = sorted(self.slowest + other.slowest, key=lambda s: -s[2])[:SLOWEST_KEPT]
+        self.failures = (self.failures + other.failures)[:FAILURES_KEPT]
+        return self
+
+
+SLOWEST_KEPT = 5
+FAILURES_KEPT = 100
 
 
 def stage_rows(stage_s: dict[str, float], audio_s: float) -> list[tuple[str, float, str]]:
@@ -81,61 +156,40 @@ def stage_rows(stage_s: dict[str, float], audio_s: float) -> list[tuple[str, flo
              f"{audio_s / seconds:.0f}" if seconds > 0 and audio_s else "-") for stage, seconds in stage_s.items()]
 
 
-def summarise(run_id: str, results: list[CallResult], tables: dict[str, list], recordings: int, rejected: int,
-              ignored: list[str], wall_s: float, rows_written: dict[str, int],
-              stages: dict[str, float] | None = None) -> RunSummary:
-    """Count a night's outcomes from its final rows (after rules and scores).
+def summarise(run_id: str, tally: Tally, recordings: int, rejected: int, ignored: list[str], wall_s: float,
+              rows_written: dict[str, int]) -> RunSummary:
+    """A night's summary from what its batches counted (after rules and scores).
 
     Args:
         run_id: the night.
-        results: the recordings transcribed tonight.
-        tables: the night's rows as written (``calls`` has a row for every input).
+        tally: every batch's counts added up (the inputs rejected before processing included).
         recordings: the recordings found (transcribed now or reused).
         rejected: the inputs rejected before processing.
         ignored: files that are not audio.
         wall_s: the night's wall-clock time.
         rows_written: rows written per table.
-        stages: the night's own stage seconds (rules, scoring, writing); the recordings' come from
-            their timings.
 
     Raises:
         PipelineError: the outcomes do not add up to the inputs (a bug: an input was lost or counted twice).
     """
     inputs = recordings + rejected
-    status = Counter(row["status"] for row in tables["calls"])
-    transcribed = {r.recording.call_id for r in results}
-    ok = [row for row in tables["calls"] if row["status"] == STATUS_OK]
-    kept = [row for row in tables["calls"] if row["status"] != STATUS_ERROR]
     summary = RunSummary(
-        run_id=run_id,
-        inputs=inputs,
-        recordings=recordings,
-        processed=sum(row["call_id"] in transcribed for row in kept),
-        cached=sum(row["call_id"] not in transcribed for row in kept),
-        scored=len(ok),
-        unscorable=status[STATUS_UNSCORABLE],
-        failed=status[STATUS_ERROR],
-        ignored=len(ignored),
-        audio_s=round(sum(r.duration_s or 0.0 for r in results if r.ok), 3),
-        wall_s=round(wall_s, 3),
-        utterances=sum(len(r.utterances) for r in results),
-        suppressed=sum(len(r.suppressed) for r in results),
-        errors_by_stage=dict(Counter(row["stage"] for row in tables["errors"])),
-        calls_by_agent=dict(Counter(row["agent_id"] for row in ok)),
-        ignored_files=list(ignored),
-        rows_written=rows_written,
-        stage_s=stage_seconds(results, stages or {}),
-    )
+        run_id=run_id, inputs=inputs, recordings=recordings, processed=tally.processed, cached=tally.cached,
+        scored=tally.status[STATUS_OK], unscorable=tally.status[STATUS_UNSCORABLE], failed=tally.status[STATUS_ERROR],
+        ignored=len(ignored), audio_s=round(tally.audio_s, 3), wall_s=round(wall_s, 3), utterances=tally.utterances,
+        suppressed=tally.suppressed, errors_by_stage=dict(tally.errors_by_stage),
+        calls_by_agent=dict(tally.calls_by_agent), ignored_files=list(ignored), rows_written=rows_written,
+        stage_s={stage: round(tally.stage_s[stage], 3) for stage in STAGES if stage in tally.stage_s},
+        tasks=tally.tasks, task_s=round(tally.task_s, 3))
     accounted = summary.scored + summary.unscorable + summary.failed
-    if accounted != inputs or len(tables["calls"]) != inputs:
+    if accounted != inputs or tally.calls != inputs:
         raise PipelineError(f"the night's outcomes do not add up: {inputs} inputs, but {summary.scored} scored + "
                             f"{summary.unscorable} unscorable + {summary.failed} failed = {accounted} in "
-                            f"{len(tables['calls'])} calls rows (a bug: please report it)")
+                            f"{tally.calls} calls rows (a bug: please report it)")
     return summary
 
 
-def summary_markdown(summary: RunSummary, results: list[CallResult], rule_results: list[RuleResult],
-                     errors: list[dict]) -> str:
+def summary_markdown(summary: RunSummary, tally: Tally) -> str:
     """The night in markdown, for the Prefect UI: counts, slowest calls, failing rules, failed inputs."""
     lines = ["# callqa night", "", "| | |", "|---|---|",
              f"| inputs | {summary.inputs} |", f"| scored | {summary.scored} |",
@@ -150,17 +204,17 @@ def summary_markdown(summary: RunSummary, results: list[CallResult], rule_result
         lines += [f"| {label} | {seconds:.1f} | {speed} |" for label, seconds, speed in stage_rows(summary.stage_s,
                                                                                                   summary.audio_s)]
         lines.append("")
-    slow = sorted((r for r in results if r.ok and r.timings), key=lambda r: -sum(r.timings.values()))[:5]
-    if slow:
+    if tally.slowest:
         lines += ["## Slowest calls", "", "| call | audio s | processing s |", "|---|---|---|"]
-        lines += [f"| {r.recording.call_id} | {r.duration_s:.1f} | {sum(r.timings.values()):.1f} |" for r in slow]
+        lines += [f"| {call_id} | {audio:.1f} | {seconds:.1f} |" for call_id, audio, seconds in tally.slowest]
         lines.append("")
-    fails = Counter(result.rule_id for result in rule_results if result.outcome == FAIL)
-    if fails:
+    if tally.rule_fails:
         lines += ["## Top failing rules", "", "| rule | calls failing |", "|---|---|"]
-        lines += [f"| {rule} | {count} |" for rule, count in fails.most_common(10)]
+        lines += [f"| {rule} | {count} |" for rule, count in tally.rule_fails.most_common(10)]
         lines.append("")
-    if errors:
+    if tally.failures:
         lines += ["## Failed recordings", "", "| file | stage | error |", "|---|---|---|"]
-        lines += [f"| {e['file']} | {e['stage']} | {e['error_type']}: {e['message'][:120]} |" for e in errors]
+        lines += [f"| {file} | {stage} | {kind}: {message[:120]} |" for file, stage, kind, message in tally.failures]
+        if tally.failure_count > len(tally.failures):
+            lines.append(f"\n… and {tally.failure_count - len(tally.failures)} more in the errors table")
     return "\n".join(lines) + "\n"

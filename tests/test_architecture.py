@@ -111,7 +111,7 @@ READING_ORDER = {
     "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
                             "privacy", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
-    "pipeline.storage": ["hashing", "install", "rows", "lock", "transaction", "parquet", "incremental"],
+    "pipeline.storage": ["hashing", "install", "rows", "lock", "transaction", "parquet", "incremental", "staging"],
     "pipeline.rules": ["options", "scorefile", "verification", "lexicon", "matching", "putonghua", "checks", "engine",
                        "dialogue"],
     "pipeline.verify": ["rivals", "scorer", "listen"],

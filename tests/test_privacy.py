@@ -1,6 +1,7 @@
 """Personal numbers are masked in every stored text field, in the forms people say them."""
 
 import re
+import shutil
 import time
 from dataclasses import replace
 
@@ -64,12 +65,10 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
     anywhere before the rules would be stored there too."""
     from types import SimpleNamespace
 
-    from pipeline.night import NightPlan, finish_night
+    from pipeline.night import run_night
     from pipeline.records import TurnWord
-    from pipeline.storage.incremental import StoredTranscripts
     from pipeline.storage.parquet import read_table
     from pipeline.transcribe import recording
-    from pipeline.transcribe.discover import Discovery
     from tests.conftest import DATA, ROOT
 
     said = "我的号码是一三八零零一三八零零零"
@@ -89,8 +88,11 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
         "default_deduction = 5", "default_deduction = 5\nmin_agent_speech_s = 0.5"), encoding="utf-8")
     config = replace(config, rules=replace(config.rules, rubric=str(rubric)))
     out = tmp_path / "out"
-    plan = NightPlan(tmp_path, out, config, "run", "fake cpu/int8", Discovery([heard.recording]), StoredTranscripts(), [])
-    finish_night(plan, [heard], time.time())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DATA / "fmt_pcm16_8k_stereo.wav", folder / "call.wav")
+    night = run_night(folder, out, config)  # the night's own path: the engine, rules, scores and tables
+    assert night.summary.scored == 1
 
     text_columns = {"utterances": ("text", "raw_text"), "suppressed": ("text", "raw_text"),
                     "hits": ("matched_text",), "rule_results": ("evidence",), "errors": ("message",)}

@@ -6,18 +6,21 @@ Both ways a night's tables are made call these: :mod:`pipeline.night` (tonight's
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, has_transcript
 from ..rules.engine import RuleEngine, evaluate_calls
+from ..config import LEXICONS_DIR
 from ..rules.lexicon import LexiconSet, load_lexicons
 from ..schemas import PARTITION_COLUMN
 from ..storage.parquet import read_arrow, replace_table
 from ..storage.rows import error_row
 from ..storage.transaction import Transaction
-from .rubric import Rubric, load_rubric, score_calls
+from .rubric import DEFAULT_RUBRIC, Rubric, load_rubric, score_calls
 from .scorable import assess
 from .scores import agent_scores
 from .verdicts import Verdict, apply_verdicts
@@ -32,6 +35,58 @@ def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Pa
     """
     lexicons = load_lexicons(lexicons_dir)
     return lexicons, load_rubric(rubric_path, [r.rule_id for r in lexicons.rules])
+
+
+@dataclass(frozen=True)
+class Standards:
+    """The rules and rubric a night checks and scores by, loaded and validated together."""
+
+    lexicons: LexiconSet
+    rubric: Rubric
+    engine: RuleEngine
+
+    @property
+    def version(self) -> str:
+        """The lexicons' and the rubric's content hashes: what a task compares with the night's."""
+        return f"{self.lexicons.version}/{self.rubric.version}"
+
+
+_loaded: dict[tuple, Standards] = {}
+_loading = threading.Lock()
+
+
+def _signature(*places: str | Path | None) -> tuple:
+    """Names, sizes and times of the files in ``places`` (folders or files): changes when one is edited."""
+    found = []
+    for place in places:
+        if place is None:
+            found.append(None)
+            continue
+        path = Path(place)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+                found.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                found.append((str(file), None, None))
+    return tuple(found)
+
+
+def load_standards(lexicons_dir: str | Path | None, rubric_path: str | Path | None) -> Standards:
+    """The lexicons, rubric and rule engine, loaded once per process while their files are unchanged
+    (a night's check, plan and every batch on this worker share one load).
+
+    Raises:
+        LexiconError, RubricError: as :func:`load_rules_and_rubric`.
+    """
+    key = _signature(lexicons_dir or LEXICONS_DIR, rubric_path or DEFAULT_RUBRIC)
+    with _loading:
+        if key not in _loaded:
+            lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
+            _loaded.clear()  # one set at a time: an edited lexicon replaces the old one
+            _loaded[key] = Standards(lexicons, rubric, RuleEngine(lexicons))
+        return _loaded[key]
 
 
 def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],

@@ -32,24 +32,27 @@ TRANSCRIPT_TABLES = ("calls", "utterances", "voice_activity", "suppressed")
 
 @dataclass
 class StoredTranscripts:
-    """The recordings of a night whose stored transcript can be reused, with their stored rows.
+    """The recordings of a night whose stored transcript can be reused (their rows are read by the
+    task that rescores them: :func:`stored_rows`).
 
     Attributes:
-        rows: table name -> stored rows (``calls``, ``utterances``, ``voice_activity``,
-            ``suppressed``) of the reused calls, with tonight's manifest metadata (agent, file, start
-            time and call date) on them.
-        files: the reused recordings' files, for progress reports.
+        recordings: the reusable recordings, as tonight's manifest describes them.
+        dates: call id -> the call date its rows are stored under.
     """
 
-    rows: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TRANSCRIPT_TABLES})
-    files: list[str] = field(default_factory=list)
+    recordings: list[Recording] = field(default_factory=list)
+    dates: dict[str, str] = field(default_factory=dict)
 
     @property
     def call_ids(self) -> set[str]:
-        return {row["call_id"] for row in self.rows["calls"]}
+        return {r.call_id for r in self.recordings}
+
+    @property
+    def files(self) -> list[str]:
+        return [r.file for r in self.recordings]
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.recordings)
 
 
 def _incomplete(out_dir: str | Path, calls: dict[str, dict]) -> list[str]:
@@ -89,12 +92,13 @@ def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fi
             an imported call: its transcript file).
 
     Returns:
-        The reusable calls and their stored rows. A recording that cannot be read just now is not
+        The reusable calls (their rows are read later, by :func:`stored_rows`). A recording that cannot be read just now is not
         reused: transcribing it reports (and retries) the read error.
     """
     stored = read_arrow(out_dir, "calls", ["call_id", "status", "content_sha256", "transcription_fingerprint",
                                            "agent_channel", "company", "error_stage", "n_utterances"])
     known = {row["call_id"]: row for row in stored.to_pylist()}
+    dates = {cid: row[PARTITION_COLUMN] for cid, row in known.items()}
     reuse: dict[str, Recording] = {}
     for rec in recordings:
         row = known.get(rec.call_id)
@@ -106,18 +110,29 @@ def find_stored_transcripts(out_dir: str | Path, recordings: list[Recording], fi
         logger.warning("%s: the stored transcript is incomplete (its utterances or voice activity are missing): "
                        "transcribed again", call_id)
         del reuse[call_id]
-    found = StoredTranscripts(files=[r.file for r in reuse.values()])
-    if not reuse:
-        return found
-    wanted = pa.array(sorted(reuse), pa.string())
+    return StoredTranscripts(list(reuse.values()), {cid: dates[cid] for cid in reuse})
+
+
+def stored_rows(out_dir: str | Path, stored: StoredTranscripts, tz: ZoneInfo) -> dict[str, list[dict]]:
+    """The stored transcript rows (``calls``, ``utterances``, ``voice_activity``, ``suppressed``) of
+    ``stored``'s calls, with tonight's manifest metadata (agent, file, path, start time, call date)
+    on them. Only the partitions they are stored under are read, a row group at a time.
+
+    Raises:
+        StoreError, SchemaMismatchError: a stored file cannot be read.
+    """
+    by_id = {r.call_id: r for r in stored.recordings}
+    wanted = set(by_id)
+    dates = sorted(set(stored.dates.values()))
+    rows: dict[str, list[dict]] = {}
     for table in TRANSCRIPT_TABLES:
-        rows = read_arrow(out_dir, table)
-        found.rows[table] = rows.filter(pc.is_in(rows["call_id"], value_set=wanted)).to_pylist()
-    for row in found.rows["calls"]:  # the manifest may have changed who took the call, and when
-        rec = reuse[row["call_id"]]
+        parts = [read_arrow(out_dir, table, dates=(date, date), call_ids=wanted) for date in dates]
+        rows[table] = [row for part in parts for row in part.to_pylist()]
+    for row in rows["calls"]:  # the manifest may have changed who took the call, and when
+        rec = by_id[row["call_id"]]
         row.update(agent_id=rec.agent_id, file=rec.file, started_at=rec.started_at,
                    path=str(Path(rec.path).resolve()))
     for table in TRANSCRIPT_TABLES:
-        for row in found.rows[table]:
-            row[PARTITION_COLUMN] = call_date(reuse[row["call_id"]].started_at, tz)
-    return found
+        for row in rows[table]:
+            row[PARTITION_COLUMN] = call_date(by_id[row["call_id"]].started_at, tz)
+    return rows

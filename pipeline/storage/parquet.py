@@ -66,7 +66,7 @@ def _major(version: bytes | None) -> str:
     return (version or b"?").decode().split(".")[0]
 
 
-def _part(out_dir: str | Path, table: str, date: str) -> Path:
+def part_path(out_dir: str | Path, table: str, date: str) -> Path:
     return Path(out_dir) / table / f"{PARTITION_COLUMN}={date}" / PART_NAME
 
 
@@ -74,29 +74,69 @@ def _date_of(path: Path) -> str:
     return path.parent.name.split("=", 1)[1]
 
 
-def read_file(path: Path, table: str, columns: list[str] | None = None) -> pa.Table:
-    """One stored file in the current schema (only ``columns``, if given): columns an older minor
-    version lacks become nulls.
+def _stored_schema(path: Path) -> pa.Schema:
+    """A stored file's schema, refused when it has another major schema version.
+
+    Raises:
+        SchemaMismatchError: another major schema version.
+        StoreError: the file cannot be read.
+    """
+    try:
+        stored_schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    version = (stored_schema.metadata or {}).get(b"callqa.schema_version")
+    if _major(version) != _major(SCHEMA_VERSION.encode()):
+        raise SchemaMismatchError(f"{path}: schema version {version!r}, this callqa reads {SCHEMA_VERSION}")
+    return stored_schema
+
+
+def _conform(stored: pa.Table, path: Path, table: str, wanted: list[pa.Field]) -> pa.Table:
+    """Stored rows in the current schema: columns an older minor version lacks become nulls."""
+    arrays = [stored[f.name] if f.name in stored.column_names else pa.nulls(stored.num_rows, f.type) for f in wanted]
+    try:
+        return pa.Table.from_arrays(arrays, schema=pa.schema(wanted, metadata=TABLES[table].metadata))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaMismatchError(f"{path}: does not match schema {SCHEMA_VERSION}: {exc}") from exc
+
+
+def read_file(path: Path, table: str, columns: list[str] | None = None, call_ids: set[str] | None = None) -> pa.Table:
+    """One stored file in the current schema (only ``columns``, if given; only the rows of ``call_ids``,
+    if given, read a row group at a time): columns an older minor version lacks become nulls.
 
     Raises:
         SchemaMismatchError: the file has another major schema version, or its columns cannot be cast.
         StoreError: the file cannot be read (damaged, not Parquet, not readable).
     """
     wanted = [f for f in TABLES[table] if columns is None or f.name in columns]
+    stored_schema = _stored_schema(path)
+    present = [f.name for f in wanted if f.name in stored_schema.names]
     try:
-        stored_schema = pq.read_schema(path)
-        version = (stored_schema.metadata or {}).get(b"callqa.schema_version")
-        if _major(version) != _major(SCHEMA_VERSION.encode()):
-            raise SchemaMismatchError(f"{path}: schema version {version!r}, this callqa reads {SCHEMA_VERSION}")
-        present = [f.name for f in wanted if f.name in stored_schema.names]
-        stored = pq.read_table(path, columns=present, partitioning=None)
+        if call_ids is None:
+            stored = pq.read_table(path, columns=present, partitioning=None)
+        else:
+            stored = pq.read_table(path, columns=present, partitioning=None,
+                                   filters=pc.field("call_id").isin(sorted(call_ids)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
-    arrays = [stored[f.name] if f.name in present else pa.nulls(stored.num_rows, f.type) for f in wanted]
+    return _conform(stored, path, table, wanted)
+
+
+def iter_file(path: Path, table: str) -> Iterator[pa.Table]:
+    """One stored file in the current schema, a row group at a time (for merging partitions that do not
+    fit in memory at once).
+
+    Raises:
+        SchemaMismatchError, StoreError: as :func:`read_file`.
+    """
+    _stored_schema(path)
+    wanted = list(TABLES[table])
     try:
-        return pa.Table.from_arrays(arrays, schema=pa.schema(wanted, metadata=TABLES[table].metadata))
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SchemaMismatchError(f"{path}: does not match schema {SCHEMA_VERSION}: {exc}") from exc
+        handle = pq.ParquetFile(path)
+        for group in range(handle.num_row_groups):
+            yield _conform(handle.read_row_group(group), path, table, wanted)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
 def _without(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -137,7 +177,7 @@ def _within(out_dir: str | Path, txn: Transaction | None) -> Iterator[Transactio
             yield own
 
 
-def _partitions(table: str, rows: list | pa.Table) -> dict[str, pa.Table]:
+def split_by_date(table: str, rows: list | pa.Table) -> dict[str, pa.Table]:
     """Rows (dicts or records, or an Arrow table with a ``call_date`` column) split by call date, in the schema."""
     if isinstance(rows, pa.Table):
         out = {}
@@ -173,11 +213,11 @@ def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace:
         StoreError: the output cannot be written.
     """
     column = replaced_by(table)
-    partitions = _partitions(table, rows)
+    partitions = split_by_date(table, rows)
     replace = set(replace or ()) | {v for part in partitions.values() for v in part[column].to_pylist()}
     with _within(out_dir, txn) as t:
         for date, new in sorted(partitions.items()):
-            target = _part(out_dir, table, date)
+            target = part_path(out_dir, table, date)
             current = t.current(target)
             if current is not None:
                 new = pa.concat_tables([_without(read_file(current, table), column, replace), new])
@@ -198,11 +238,9 @@ def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | N
     dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
     written = {}
     with _within(out_dir, txn) as t:
-        _drop_superseded(out_dir, tables.get("calls", []), t)
-        _drop_moved_calls(out_dir, {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])}, t)
-        for table in TABLES:
-            if rewritten_whole(table) or appended(table):
-                continue
+        drop_replaced_calls(out_dir, {row["path"] for row in tables.get("calls", []) if row.get("path")},
+                            {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])}, t)
+        for table in night_tables():
             rows = tables.get(table, [])
             replace = files if table == "errors" else call_ids
             if rows:
@@ -212,23 +250,34 @@ def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | N
                 remove_rows(out_dir, table, replace, t)
             # every table of a night exists, even with no rows, so readers get its columns instead of an error
             for date in dates:
-                target = _part(out_dir, table, date)
+                target = part_path(out_dir, table, date)
                 if t.current(target) is None:
                     _write(t, target, TABLES[table].empty_table())
     return written
+
+
+def night_tables() -> list[str]:
+    """The tables a night (or a rescore) writes rows into: all but the derived and the appended ones."""
+    return [t for t in TABLES if not rewritten_whole(t) and not appended(t)]
+
+
+def drop_replaced_calls(out_dir: str | Path, paths: set[str], new_dates: dict[str, str], txn: Transaction) -> None:
+    """Before tonight's calls are written: remove the stored calls of the same recordings (``paths``,
+    absolute) under another call id, and the rows of tonight's calls (``new_dates``: call id -> call
+    date) stored under another call date, so that no call is ever stored twice."""
+    _drop_superseded(out_dir, paths, set(new_dates), txn)
+    _drop_moved_calls(out_dir, new_dates, txn)
 
 
 def _call_tables() -> list[str]:
     return [t for t in TABLES if not rewritten_whole(t) and not appended(t) and replaced_by(t) == "call_id"]
 
 
-def _drop_superseded(out_dir: str | Path, calls: list[dict], txn: Transaction) -> None:
-    """Remove the stored calls of tonight's recordings that are stored under another call id: each
-    recording (by its absolute path) is one call."""
-    paths = {row["path"] for row in calls if row.get("path")}
+def _drop_superseded(out_dir: str | Path, paths: set[str], tonight: set[str], txn: Transaction) -> None:
+    """Remove the stored calls of tonight's recordings (``paths``, absolute) that are stored under
+    another call id than tonight's (``tonight``): each recording is one call."""
     if not paths:
         return
-    tonight = {row["call_id"] for row in calls}
     stored = read_arrow(out_dir, "calls", ["call_id", "path"], txn=txn)
     gone = {cid for cid, path in zip(stored["call_id"].to_pylist(), stored["path"].to_pylist())
             if path in paths and cid not in tonight}
@@ -251,7 +300,7 @@ def _drop_moved_calls(out_dir: str | Path, new_dates: dict[str, str], txn: Trans
     for date, call_ids in moved.items():
         logger.info("%d call(s) moved from call date %s: their old rows are removed", len(call_ids), date)
         for table in _call_tables():
-            target = _part(out_dir, table, date)
+            target = part_path(out_dir, table, date)
             current = txn.current(target)
             if current is not None:
                 _write(txn, target, _without(read_file(current, table), "call_id", call_ids))
@@ -283,7 +332,7 @@ def replace_table(out_dir: str | Path, table: str, rows: list[dict], txn: Transa
         by_date[partition_of(row)].append(row)
     with _within(out_dir, txn) as t:
         for date, date_rows in sorted(by_date.items()):
-            _write(t, _part(out_dir, table, date), to_arrow(table, date_rows))
+            _write(t, part_path(out_dir, table, date), to_arrow(table, date_rows))
         for target in t.targets(f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"):
             if _date_of(target) not in by_date:
                 t.delete(target)
@@ -291,9 +340,11 @@ def replace_table(out_dir: str | Path, table: str, rows: list[dict], txn: Transa
 
 
 def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None,
-               dates: tuple[str | None, str | None] = (None, None), txn: Transaction | None = None) -> pa.Table:
-    """Read a table (optionally some columns, optionally call dates ``from..to`` inclusive) as Arrow,
-    with ``call_date`` as its last column. Inside a transaction, what it has written so far is read.
+               dates: tuple[str | None, str | None] = (None, None), txn: Transaction | None = None,
+               call_ids: set[str] | None = None) -> pa.Table:
+    """Read a table (optionally some columns, optionally call dates ``from..to`` inclusive, optionally
+    only the rows of ``call_ids``) as Arrow, with ``call_date`` as its last column. Inside a
+    transaction, what it has written so far is read.
 
     Raises:
         SchemaMismatchError: a file has another major schema version.
@@ -313,7 +364,7 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
         date = _date_of(target)
         if (dates[0] and date < dates[0]) or (dates[1] and date > dates[1]):
             continue
-        stored = read_file(txn.current(target) if txn is not None else target, table, columns)
+        stored = read_file(txn.current(target) if txn is not None else target, table, columns, call_ids)
         parts.append(stored.append_column(PARTITION_COLUMN, pa.array([date] * stored.num_rows, pa.string())))
     if not parts:
         return out_schema.empty_table()
@@ -350,7 +401,7 @@ def append_rows(out_dir: str | Path, table: str, rows: list[dict]) -> list[Path]
     if not appended(table):
         raise StoreError(f"{table} is not an appended table")
     written = []
-    for date, data in sorted(_partitions(table, rows).items()):
+    for date, data in sorted(split_by_date(table, rows).items()):
         folder = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}"
         name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex}.parquet"
         partial = folder / f".{name}.partial"  # not *.parquet: no reader picks it up half-written
