@@ -3,7 +3,7 @@
 
 Usage:
     python benchmarks/scale_benchmark.py [--calls 1000,10000,100000] [--runners threads,dask]
-                                         [--work DIR] [--batch-calls 32]
+                                         [--work DIR]
 
 Generates the calls once per size under ``--work`` (callqa's transcript format, ten dialogues of
 8-12 turns varied by number and agent, 200 agents, one call date, a manifest), then runs each night
@@ -117,12 +117,11 @@ class Wire:
         return Counted()
 
 
-def one_night(runner: str, input_dir: Path, out_dir: Path, batch_calls: int) -> dict:
+def one_night(runner: str, input_dir: Path, out_dir: Path) -> dict:
     """Run one night in this process; its figures as a dict."""
     os.environ["CALLQA_ASR_ENGINE"] = "import"
     config_path = out_dir.parent / f"{out_dir.name}.toml"
-    config_path.write_text(f'[run]\nrunner = "{runner}"\ndask_workers = 2\nconcurrency = 2\n'
-                           f"batch_max_calls = {batch_calls}\nbatch_audio_s = {10 * batch_calls}\n", encoding="utf-8")
+    config_path.write_text(f'[run]\nrunner = "{runner}"\ndask_workers = 2\nconcurrency = 2\n', encoding="utf-8")
     from pipeline.config import load_config
 
     config = load_config(config_path)
@@ -160,12 +159,12 @@ def one_night(runner: str, input_dir: Path, out_dir: Path, batch_calls: int) -> 
             "messages": sum(w.tasks for w in wires)}
 
 
-def measure(runner: str, input_dir: Path, out_dir: Path, batch_calls: int) -> dict:
+def measure(runner: str, input_dir: Path, out_dir: Path) -> dict:
     """A night in a child process, its workers' memory sampled from here."""
     import psutil
 
     child = subprocess.Popen([sys.executable, __file__, "--one", runner, "--input", str(input_dir), "--out",
-                              str(out_dir), "--batch-calls", str(batch_calls)], stdout=subprocess.PIPE, text=True)
+                              str(out_dir)], stdout=subprocess.PIPE, text=True)
     proc = psutil.Process(child.pid)
     workers: dict[int, float] = {}
     while child.poll() is None:
@@ -190,18 +189,17 @@ def main() -> int:
     parser.add_argument("--calls", default="1000,10000,100000")
     parser.add_argument("--runners", default="threads,dask")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "callqa-scale")
-    parser.add_argument("--batch-calls", type=int, default=32)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_night(args.one, args.input, args.out, args.batch_calls), default=str))
+        print(json.dumps(one_night(args.one, args.input, args.out), default=str))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"simulated nights (imported transcripts, batches of {args.batch_calls} calls, 2 workers)")
+    table = Table(title="simulated nights (imported transcripts, the import engine's 500 calls a task, 2 workers)")
     for column in ("calls", "runner", "wall s", "calls/s", "tasks", "overhead ms/call", "driver peak MB",
                    "worker peak MB", "wire KB/call", "scored"):
         table.add_column(column, justify="right")
@@ -213,7 +211,7 @@ def main() -> int:
         for runner in args.runners.split(","):
             out = args.work / f"out-{calls}-{runner}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            f = measure(runner, folder, out, args.batch_calls)
+            f = measure(runner, folder, out)
             s = f["summary"]
             stages = s["stage_s"]
             overhead = f["wall_s"] - stages.get("plan_s", 0) - stages.get("publish_s", 0) - s["task_s"] / 2

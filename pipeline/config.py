@@ -235,6 +235,9 @@ class VerifyOptions:
         priors: also score every option on silence (the language model's prior, stored beside each check
             for ``rules.toml [verify] prior_weight``); costs a decoder pass per check, and weighing it in
             made the decisions worse on the calibration corpora, so off.
+        imported: also check imported transcripts (``[asr] engine = "import"``) that have their
+            recording beside them, with ``[asr] model`` (costs that model's time per checked phrase;
+            off: their phrases are judged on the transcript, as another recogniser wrote them).
     """
 
     enabled: bool = True
@@ -245,6 +248,7 @@ class VerifyOptions:
     max_checks: int = 12
     neighbours: int = 3
     priors: bool = False
+    imported: bool = False
 
     def validate(self) -> list[tuple[str, str]]:
         problems = []

@@ -38,8 +38,9 @@ from .errors import LexiconError, TransientInputError
 from .records import STATUS_ERROR, CallResult, ErrorRecord, Recording
 from .engines import engine_for
 from .speakers.agent import role_cues
-from .scoring.tables import Standards, load_standards, refresh_agent_scores, score_tables
-from .scoring.verdicts import Verdict, stored_verdicts
+from .publish import refresh_agent_scores, stored_verdicts
+from .scoring.tables import Standards, load_standards, score_tables
+from .scoring.verdicts import Verdict
 from .storage.incremental import StoredTranscripts, find_stored_transcripts, stored_rows
 from .storage.lock import OutputLock
 from .storage.parquet import transaction
@@ -193,8 +194,10 @@ def plan_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig,
     skip = reused.call_ids
     to_transcribe = [r for r in discovery.recordings if r.call_id not in skip]
     durations = {r.call_id: engine.duration(r) for r in to_transcribe} if config.run.batch_audio_s else {}
-    groups = plan_batches(to_transcribe, lambda r: durations.get(r.call_id), config.run.batch_audio_s,
-                          config.run.batch_max_calls)
+    per_task = getattr(engine, "calls_per_task", None)  # an engine whose calls cost little groups more
+    groups = plan_batches(to_transcribe, lambda r: durations.get(r.call_id),
+                          config.run.batch_audio_s if per_task is None else float(per_task),
+                          per_task or config.run.batch_max_calls)
     verdicts: dict[str, dict] = {}
     for key, verdict in stored_verdicts(out_dir).items():
         verdicts.setdefault(key[0], {})[key] = verdict

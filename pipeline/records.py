@@ -96,17 +96,18 @@ class Turn:
 @dataclass(frozen=True)
 class TurnWord:
     """A word the model recognised, mapped back to its turn and its time in the recording, with the
-    confidence figures of the model segment it came from (the guard reads them)."""
+    confidence figures of the model segment it came from (the guard reads them; None from a model
+    that gives none, see :mod:`pipeline.transcribe.speech`)."""
 
     turn_index: int
     word: str
     start_s: float
     end_s: float
-    prob: float
-    segment_id: int
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float
+    prob: float | None = None
+    segment_id: int = 0
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
 
 
 @dataclass(frozen=True)

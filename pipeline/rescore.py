@@ -23,8 +23,8 @@ from .rules.engine import RuleEngine, moments_from_hits
 from .rules.matching import word_span_time
 from .schemas import PARTITION_COLUMN
 from .records import has_transcript
-from .scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
-from .scoring.verdicts import stored_verdicts
+from .publish import refresh_agent_scores, stored_verdicts
+from .scoring.tables import load_rules_and_rubric, score_tables
 from .storage.lock import OutputLock
 from .storage.parquet import read_arrow, remove_rows, to_arrow, transaction, write_table
 from .storage.transaction import recover
@@ -51,16 +51,29 @@ class RescoreSummary:
         return asdict(self)
 
 
-def _score_chunk(job: tuple) -> dict:
+@dataclass(frozen=True)
+class RescoreJob:
+    """Some stored calls to check and score again, in a worker process (Arrow in: cheap to pass)."""
+
+    out_dir: str
+    lexicons_dir: str | None
+    rubric_path: str | None
+    dates: tuple[str | None, str | None]
+    calls: pa.Table
+    utterances: pa.Table
+    voice: pa.Table
+    verdicts: dict
+
+
+def _score_chunk(job: RescoreJob) -> dict:
     """Rules and scores for some calls; runs in a worker process. Arrow in, Arrow out (cheap to pass)."""
-    out_dir, lexicons_dir, rubric_path, dates, calls, utterances, voice, verdicts = job
-    lexicons, rubric = load_rules_and_rubric(lexicons_dir, rubric_path)
+    lexicons, rubric = load_rules_and_rubric(job.lexicons_dir, job.rubric_path)
     engine = RuleEngine(lexicons)
-    tables = {"calls": calls.to_pylist(), "utterances": utterances.to_pylist(), "voice_activity": voice.to_pylist(),
-              "errors": []}
+    tables = {"calls": job.calls.to_pylist(), "utterances": job.utterances.to_pylist(),
+              "voice_activity": job.voice.to_pylist(), "errors": []}
     evaluated = {row["file"] for row in tables["calls"] if has_transcript(row)}
-    score_tables(engine, rubric, tables, verdicts=verdicts)
-    _time_hits_from_words(out_dir, tables, dates)
+    score_tables(engine, rubric, tables, verdicts=job.verdicts)
+    _time_hits_from_words(job.out_dir, tables, job.dates)
     result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
     for name in ("calls", "rule_results", "hits", "errors"):
         rows = tables[name]
@@ -110,11 +123,11 @@ def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSumma
     jobs = []
     for chunk in chunks:
         wanted, members = pa.array(chunk, pa.string()), set(chunk)
-        jobs.append((str(out_dir), lexicons.folder, rubric.source, dates,
-                     calls.filter(pc.is_in(calls["call_id"], value_set=wanted)),
-                     utterances.filter(pc.is_in(utterances["call_id"], value_set=wanted)),
-                     voice.filter(pc.is_in(voice["call_id"], value_set=wanted)),
-                     {key: v for key, v in verdicts.items() if key[0] in members}))
+        jobs.append(RescoreJob(str(out_dir), lexicons.folder, rubric.source, dates,
+                               calls.filter(pc.is_in(calls["call_id"], value_set=wanted)),
+                               utterances.filter(pc.is_in(utterances["call_id"], value_set=wanted)),
+                               voice.filter(pc.is_in(voice["call_id"], value_set=wanted)),
+                               {key: v for key, v in verdicts.items() if key[0] in members}))
     if workers == 1:
         parts = [_score_chunk(jobs[0])]
     else:

@@ -25,10 +25,11 @@ def config() -> CallqaConfig:
 
 @pytest.fixture(scope="session")
 def model(config):
-    """The bundled Whisper base, assembled from its packages on first use and loaded once."""
-    from pipeline.transcribe.model import load_model
+    """The bundled Whisper base, assembled from its packages on first use and loaded once, as the
+    speech model a night hands ``process_recording`` (:class:`pipeline.engines.whisper.WhisperSpeech`)."""
+    from pipeline.engines.whisper import load_whisper
 
-    return load_model(config.asr)
+    return load_whisper(config.asr)
 
 
 @pytest.fixture(scope="session")

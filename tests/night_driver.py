@@ -1,5 +1,5 @@
 """A night in a subprocess, for the fault suite: the real night code, with a stand-in for the speech
-model (deterministic words per turn, no model load) so that it runs in a second or two, and a kill
+model (:class:`StandInSpeech`: deterministic words per turn through the speech-model seam, no model load) so that it runs in a second or two, and a kill
 switch: ``--kill-at write:N`` (the N-th table file staged), ``replace:N`` (the N-th os.replace of the
 publication: the journal is the first) or ``transcribe:N`` (after N recordings transcribed) sends the
 process SIGKILL, as a power cut or the OOM killer would.
@@ -18,32 +18,56 @@ import json
 import os
 import signal
 import time
-from types import SimpleNamespace
 
 
-def fake_words(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None, echo_of=None):
+def scripted(turns) -> list[str]:
     """What the stand-in model 'hears' in each turn: a greeting first, a farewell last, words in between."""
-    from pipeline.records import TurnWord
-
-    said = {}
+    said = []
     agent = [i for i, t in enumerate(turns) if t.speaker != "customer"]
     for i, turn in enumerate(turns):
         if turn.speaker == "customer":
-            said[i] = "我想查一下话费。"
+            said.append("我想查一下话费。")
         elif i == agent[0]:
-            said[i] = "您好，星河通信，请讲。"
+            said.append("您好，星河通信，请讲。")
         elif i == agent[-1]:
-            said[i] = "感谢您的来电，再见。"
+            said.append("感谢您的来电，再见。")
         else:
-            said[i] = "好的，谢谢，请您稍候。"
-    words = []
-    for i, turn in enumerate(turns):
-        text = said[i]
-        step = (turn.end_s - turn.start_s) / len(text)
-        for k, ch in enumerate(text):
-            words.append(TurnWord(i, ch, round(turn.start_s + k * step, 3), round(turn.start_s + (k + 1) * step, 3),
-                                  0.9, 0, -0.2, 0.01, 1.2))
-    return words
+            said.append("好的，谢谢，请您稍候。")
+    return said
+
+
+class StandInSpeech:
+    """A speech model through callqa's seam (:class:`pipeline.transcribe.speech.SpeechModel`) that hears
+    ``hear(turns)`` (a text per turn), a character per word spread over the turn (or the whole text as one
+    word, ``per_char=False``); with Whisper-like
+    confidence figures when ``statistics``, else none."""
+
+    threads = 1
+
+    def __init__(self, hear=scripted, label: str = "stand-in cpu/int8", statistics: bool = True,
+                 per_char: bool = True):
+        self.hear, self.model_label, self.statistics, self.per_char = hear, label, statistics, per_char
+        self.turns_heard = 0
+
+    def transcribe_turns(self, audio, turns, segmentation, prompt="", language_probs=None, timings=None,
+                         echo_of=None):
+        from pipeline.records import TurnWord
+
+        figures = (0.9, 0, -0.2, 0.01, 1.2) if self.statistics else (None, 0, None, None, None)
+        words = []
+        for i, (turn, text) in enumerate(zip(turns, self.hear(turns))):
+            pieces = list(text) if self.per_char else [text]
+            step = (turn.end_s - turn.start_s) / len(pieces)
+            words += [TurnWord(i, piece, round(turn.start_s + k * step, 3), round(turn.start_s + (k + 1) * step, 3),
+                               *figures) for k, piece in enumerate(pieces)]
+        self.turns_heard += len(turns)
+        return words
+
+    def identify_language(self, audio, turns, candidates):
+        return None
+
+    def phrase_scorer(self, options):
+        return None
 
 
 def main() -> int:
@@ -59,7 +83,6 @@ def main() -> int:
     import pipeline.storage.parquet as parquet
     import pipeline.storage.transaction as transaction
     import pipeline.engines.whisper as whisper
-    import pipeline.transcribe.recording as recording
 
     kind, _, count = args.kill_at.partition(":")
     seen = {"write": 0, "replace": 0, "transcribe": 0}
@@ -88,16 +111,12 @@ def main() -> int:
         tick("transcribe")
         return result
 
-    def transcribe(*a, **k):
-        return fake_words(*a, **k)
-
     parquet.pq.write_table = write_table
     transaction.os.replace = replace
     whisper.process_recording = process
-    recording.transcribe_turns = transcribe
-    recording.identify_language = lambda *a, **k: None
-    whisper.load_model = lambda options, workers=1: SimpleNamespace(model_label="stand-in cpu/int8")
-    whisper.model_label = lambda options: "stand-in cpu/int8"
+    stand_in = StandInSpeech()
+    whisper.load_whisper = lambda options, workers=1: stand_in
+    whisper.model_label = lambda options: stand_in.model_label
     summary = night.run_night(args.input_dir, args.out_dir, run_id=args.run_id, workers=1).summary
     print(json.dumps({**summary.to_dict(), "counts": seen}))
     return 0

@@ -20,12 +20,13 @@ ALLOWED = {
     "pipeline.speakers": {"pipeline.storage.hashing", "pipeline.storage.install"},
     "pipeline.rules": set(),  # utterances -> findings: pure, nothing but the foundation
     # the second listening: the rules' phrase findings asked again of the audio, with the model
-    "pipeline.verify": {"pipeline.rules", "pipeline.transcribe.audio", "pipeline.transcribe.model"},
+    "pipeline.verify": {"pipeline.rules", "pipeline.transcribe.audio", "pipeline.transcribe.model",
+                        "pipeline.transcribe.speech"},
     # where transcripts come from: Whisper here (the first half and the second listening) or imported
     # files; and the results' transcripts written out for import
     "pipeline.engines": {"pipeline.transcribe", "pipeline.verify", "pipeline.storage"},
     "pipeline.storage": set(),  # the tables: knows rows, not how they were made
-    "pipeline.scoring": {"pipeline.rules", "pipeline.storage"},
+    "pipeline.scoring": {"pipeline.rules", "pipeline.storage.rows"},  # no file I/O: pipeline.publish reads and writes
     "pipeline.review": {"pipeline.rules", "pipeline.scoring", "pipeline.storage", "pipeline.transcribe.audio"},
 }
 
@@ -108,7 +109,7 @@ def test_every_error_class_lives_in_errors():
 
 # The README's reading order: within each package, a module imports only modules read before it.
 READING_ORDER = {
-    "pipeline.transcribe": ["discover", "audio", "roles", "turns", "model", "decode", "guard", "utterances",
+    "pipeline.transcribe": ["discover", "audio", "roles", "turns", "speech", "model", "decode", "guard", "utterances",
                             "privacy", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "install", "rows", "lock", "transaction", "parquet", "incremental", "staging"],

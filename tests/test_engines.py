@@ -221,3 +221,75 @@ def test_import_engine_reads_a_transcript_named_by_a_recording(tmp_path, import_
     result = engine.process(recording)
     assert result.ok and len(result.utterances) == 6
     assert any("cannot be read" in w for w in result.warnings)  # the broken recording is said, not fatal
+
+
+def test_another_speech_model_gets_callqas_voice_activity_turns_and_rules_without_confidence_figures(
+        tmp_path, monkeypatch):
+    """The speech-model seam: a model that is not Whisper and gives no confidence figures is handed the
+    turns callqa's voice activity found on each channel; its words become utterances and are checked
+    and scored; the rule that needs Whisper's figures says why it cannot judge."""
+    import shutil
+
+    from pipeline.engines import whisper
+    from tests.conftest import DATA
+    from tests.night_driver import StandInSpeech
+
+    model = StandInSpeech(statistics=False, label="other-asr cpu")
+    monkeypatch.setattr(whisper, "load_whisper", lambda options, workers=1: model)
+    monkeypatch.setattr(whisper, "model_label", lambda options: model.model_label)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(DATA / "long_hold_8k_stereo.flac", inputs / "stereo.flac")
+    write(inputs, "manifest.csv", "file,agent_id,call_id,started_at,agent_channel,company\n"
+                                  "stereo.flac,A1,c1,2026-11-20T09:00:00+08:00,left,星河通信\n")
+    night = run_night(inputs, tmp_path / "out")
+    assert (night.summary.processed, night.summary.scored) == (1, 1)
+    assert model.turns_heard >= 3
+    out = tmp_path / "out"
+    calls = read_table(out, "calls")
+    assert calls["model"].tolist() == ["other-asr cpu"]
+    utterances = read_table(out, "utterances")
+    assert set(utterances["speaker"]) == {"agent", "customer"}  # roles from the channels, not from the model
+    assert utterances["avg_logprob"].isna().all() and utterances["no_speech_prob"].isna().all()
+    assert all(w["prob"] is None for words in utterances["words"] for w in words)
+    assert len(read_table(out, "voice_activity")) >= len(utterances)
+    outcome = outcomes(out, "c1")
+    assert outcome["opening.greeting"] == "pass" and outcome["closing.farewell"] == "pass"
+    assert outcome["dialect.putonghua"] == "not_applicable"
+    evidence = read_table(out, "rule_results").set_index("rule_id").loc["dialect.putonghua", "evidence"]
+    assert "cannot be judged" in evidence
+
+
+@pytest.mark.model
+def test_imported_transcripts_with_their_recording_beside_are_checked_on_the_audio_when_asked(tmp_path):
+    """[verify] imported: the phrases an imported call's verdicts rest on are asked of the recording
+    beside it with the speech model, as a transcribing night asks them; without it, none is."""
+    import shutil
+
+    from tests.conftest import truth_transcripts
+
+    everything = truth_transcripts(tmp_path / "all")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("call01.flac", "call01.json"):
+        shutil.copy(everything / name, inputs / name)
+    lines = (everything / "manifest.csv").read_text(encoding="utf-8").splitlines()
+    write(inputs, "manifest.csv", "\n".join([lines[0]] + [l for l in lines if l.startswith("call01.flac")]) + "\n")
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[asr]\nengine = "import"\n', encoding="utf-8")
+    heard = tmp_path / "heard.toml"
+    heard.write_text('[asr]\nengine = "import"\n[verify]\nimported = true\n', encoding="utf-8")
+
+    run_night(inputs, tmp_path / "plain", load_config(plain))
+    assert all(len(c) == 0 for c in read_table(tmp_path / "plain", "utterances")["checks"])
+    night = run_night(inputs, tmp_path / "heard", load_config(heard))
+    assert night.summary.scored == 1
+    checks = [c for cs in read_table(tmp_path / "heard", "utterances")["checks"] for c in cs]
+    assert checks and {"您好", "再见"} & {c["phrase"] for c in checks}
+    assert all(len(c["options"]) == len(c["logprobs"]) >= 2 for c in checks)
+    hits = read_table(tmp_path / "heard", "hits")
+    assert hits["margin"].notna().any()  # findings carry what the audio said
+    # the checks are part of what is reused: the same night again reuses the call, a change of option does not
+    again = run_night(inputs, tmp_path / "heard", load_config(heard))
+    assert (again.summary.cached, again.summary.processed) == (1, 0)
+    assert run_night(inputs, tmp_path / "heard", load_config(plain)).summary.processed == 1

@@ -64,7 +64,7 @@ def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, 
     assert (library.inputs, library.scored, library.unscorable) == (4, 1, 1)  # notes.txt is not an input
     statuses = read_table(tmp_path / "library", "calls").set_index("call_id")["status"].to_dict()
     assert statuses == {"c-stereo": "ok", "c-mono": "unscorable", "c-corrupt": "error", "rejected:gone.wav": "error"}
-    timed = ("run_id", "wall_s", "speed_x_realtime", "stage_s")
+    timed = ("run_id", "wall_s", "speed_x_realtime", "stage_s", "task_s")
     assert {k: v for k, v in library.to_dict().items() if k not in timed} == \
         {k: v for k, v in flow.items() if k not in timed}
     # where the time went: every stage the night ran, in the same order, both ways

@@ -63,24 +63,17 @@ def test_no_table_stores_a_number_the_speech_model_heard(tmp_path, monkeypatch, 
     that hears a phone number in every turn: no stored text may carry its digits. The opening rule
     fails (no greeting) and quotes the agent's first line in its evidence, so a number left unmasked
     anywhere before the rules would be stored there too."""
-    from types import SimpleNamespace
-
+    from pipeline.engines import whisper
     from pipeline.night import run_night
-    from pipeline.records import TurnWord
     from pipeline.storage.parquet import read_table
     from pipeline.transcribe import recording
     from tests.conftest import DATA, ROOT
+    from tests.night_driver import StandInSpeech
 
     said = "我的号码是一三八零零一三八零零零"
-
-    def hears_a_number(model, channels, turns, segmentation, prompt="", language_probs=None, timings=None,
-                       echo_of=None):
-        return [TurnWord(i, said, t.start_s, t.end_s, 0.9, 0, -0.2, 0.01, 1.0) for i, t in enumerate(turns)]
-
-    monkeypatch.setattr(recording, "transcribe_turns", hears_a_number)
-    monkeypatch.setattr(recording, "identify_language", lambda *args, **kwargs: None)
-    heard = recording.process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav"),
-                                        SimpleNamespace(model_label="fake cpu/int8"), config)
+    hears_a_number = StandInSpeech(lambda turns: [said] * len(turns), label="fake cpu/int8", per_char=False)
+    monkeypatch.setattr(whisper, "load_whisper", lambda options, workers=1: hears_a_number)
+    heard = recording.process_recording(make_recording(DATA / "fmt_pcm16_8k_stereo.wav"), hears_a_number, config)
     assert heard.ok and len(heard.utterances) == 2
     # the fixture is 2.5 s: allow short calls to be scored, so that the rules quote what was said
     rubric = tmp_path / "rubric.toml"

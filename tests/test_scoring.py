@@ -166,7 +166,8 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path):
 
     from pipeline.rules.dialogue import parse_dialogue
     from pipeline.rules.engine import RuleEngine
-    from pipeline.scoring.tables import load_rules_and_rubric, refresh_agent_scores, score_tables
+    from pipeline.publish import refresh_agent_scores
+    from pipeline.scoring.tables import load_rules_and_rubric, score_tables
     from pipeline.storage.parquet import read_table, write_run
 
     out = tmp_path / "out"

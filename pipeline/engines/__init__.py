@@ -16,8 +16,9 @@ A night asks its engine six things, and nothing else about speech recognition:
 Everything after the transcript (masking, rules, scoring, review, notebooks, examples) reads the same
 ``CallResult`` whichever engine made it. Two engines exist, chosen by ``[asr] engine``:
 
-- ``whisper`` (:mod:`pipeline.engines.whisper`): recordings transcribed here by any CTranslate2 Whisper
-  model, with voice activity per channel, the hallucination guard and the second listening;
+- ``whisper`` (:mod:`pipeline.engines.whisper`): recordings transcribed here by a speech model (any
+  CTranslate2 Whisper; another model through :class:`~pipeline.transcribe.speech.SpeechModel`), with
+  voice activity per channel, turns, the hallucination guard and the second listening;
 - ``import`` (:mod:`pipeline.engines.imported`): transcripts another recogniser already wrote (callqa's
   own JSON format, or Alibaba Cloud's recording-file recognition result), one file per call.
 
@@ -35,7 +36,12 @@ from ..transcribe.discover import Discovery
 
 
 class Engine(Protocol):
-    """What a night needs of the thing that turns its inputs into transcripts."""
+    """What a night needs of the thing that turns its inputs into transcripts.
+
+    An engine may also say ``calls_per_task`` (an int): how many inputs share a task when one costs
+    next to nothing (imported transcripts: 500); without it, inputs are grouped by ``[run]
+    batch_audio_s`` of audio, at most ``[run] batch_max_calls``.
+    """
 
     name: str
 
@@ -74,6 +80,6 @@ def engine_for(config: CallqaConfig) -> Engine:
         from .imported import ImportEngine
 
         return ImportEngine(config)
-    from .whisper import WhisperEngine
+    from .whisper import TranscribingEngine
 
-    return WhisperEngine(config)
+    return TranscribingEngine(config)

@@ -32,6 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+
+import numpy as np
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -249,11 +252,22 @@ def read_transcript(path: Path, recording: Recording) -> Transcript:
                 "result (\"Result\" with \"Sentences\")")
 
 
-def companion_audio(transcript: Path, endings: tuple[str, ...]) -> Path | None:
-    """The recording beside a transcript (same name, an audio ending), if there is one."""
+def companion_audio(transcript: Path, endings: tuple[str, ...], listing: dict[Path, set[str]] | None = None) -> Path | None:
+    """The recording beside a transcript (same name, an audio ending), if there is one.
+
+    ``listing``: folder -> the names in it, filled as folders are first seen (one listing per folder
+    instead of a file check per ending and call: 100,000 transcripts are discovered in seconds)."""
+    listing = {} if listing is None else listing
+    folder = transcript.parent
+    if folder not in listing:
+        try:
+            listing[folder] = set(os.listdir(folder))
+        except OSError:
+            listing[folder] = set()
+    names = listing[folder]
     for ending in endings:
         for candidate in (transcript.with_suffix(ending), transcript.with_suffix(ending.upper())):
-            if candidate.is_file():
+            if candidate.name in names and candidate.is_file():
                 return candidate
     return None
 
@@ -262,6 +276,9 @@ class ImportEngine:
     """Transcripts in (``[asr] engine = "import"``): nothing is transcribed."""
 
     name = "import"
+    # a call costs a few milliseconds of rules here, and an orchestrator's task about 0.1 s: measured on
+    # 2 cores, 10,000 calls took 51 s in tasks of 32 and 26 s in tasks of 320 (benchmarks/scale_benchmark.py)
+    calls_per_task = 500
 
     def __init__(self, config: CallqaConfig):
         self.config = config
@@ -279,9 +296,10 @@ class ImportEngine:
         named = {Path(r.path).with_suffix(TRANSCRIPT_ENDING) for r in discovery.recordings}
         discovery.errors = [e for e in discovery.errors
                             if not (e.error_type == "NotInManifestError" and e.path and Path(e.path) in named)]
-        recordings = []
+        recordings, listing = [], {}
         for recording in discovery.recordings:
-            beside = companion_audio(Path(recording.path), audio) if Path(recording.path).suffix.lower() == TRANSCRIPT_ENDING else None
+            beside = (companion_audio(Path(recording.path), audio, listing)
+                      if Path(recording.path).suffix.lower() == TRANSCRIPT_ENDING else None)
             recordings.append(replace(recording, path=beside) if beside is not None else recording)
         discovery.recordings = recordings
         return discovery
@@ -291,14 +309,28 @@ class ImportEngine:
 
     def fingerprint(self, label: str) -> str:
         options = {"engine": label, "format_version": FORMAT_VERSION, "privacy": asdict(self.config.privacy)}
+        if self._listens:  # the checks stored with the utterances depend on the model and its options
+            from .whisper import model_label
+
+            options["verify"] = {**asdict(self.config.verify), "model": model_label(self.config.asr),
+                                 "prompt": self.config.asr.initial_prompt + self.config.asr.prompt_words}
         return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self, workers: int) -> None:
-        """Nothing to load."""
+        """Nothing to load, unless imported transcripts are checked on their audio (``[verify]
+        imported``): then ``[asr] model``, once, before the batches share it.
+
+        Raises:
+            ModelError: that model cannot be loaded.
+        """
+        if self._listens:
+            from .whisper import load_whisper
+
+            load_whisper(self.config.asr, workers)
 
     def duration(self, recording: Recording) -> float | None:
         # reading a transcript costs next to nothing: counted as a second, batches fill up to
-        # [run] batch_max_calls (None would make every call a task of its own)
+        # calls_per_task (None would make every call a task of its own)
         return 1.0
 
     def content_path(self, recording: Recording) -> Path:
@@ -325,6 +357,9 @@ class ImportEngine:
                 raise
             transcript = read_transcript(path, recording)
             self._fill(result, transcript, path)
+            stage = "verify"
+            if self._listens and result.utterances and Path(recording.path).suffix.lower() != TRANSCRIPT_ENDING:
+                self._listen(result, Path(recording.path), workers)
         except TransientInputError:
             raise
         except Exception as exc:  # one bad transcript never stops the others
@@ -378,6 +413,26 @@ class ImportEngine:
             result.warnings.append(f"the transcript runs to {spoken:.1f} s, past the call's {result.duration_s:.1f} s")
         mask_result(result, self.config.privacy)  # before anything is stored or checked
 
+    @property
+    def _listens(self) -> bool:
+        return self.config.verify.enabled and self.config.verify.imported
+
+    def _listen(self, result: CallResult, audio: Path, workers: int) -> None:
+        """The second listening on the recording beside the transcript (``[verify] imported``): the
+        phrases the rules' verdicts rest on checked with ``[asr] model``, as a transcribing night does.
+        A failure is a warning (the phrases are judged on the transcript), never the call's failure."""
+        from ..verify import verifier_for
+        from .whisper import load_whisper
+
+        listen = verifier_for(self.config, load_whisper(self.config.asr, workers))
+        if listen is None:
+            return
+        try:
+            listen(result, AudioClips(audio, result.recording))
+        except Exception as exc:  # the verdicts fall back to the transcript; the call is not lost
+            result.warnings.append(f"phrases not checked on the audio ({type(exc).__name__}: {exc}); "
+                                   "judged on the transcript alone")
+
     @staticmethod
     def _describe_audio(result: CallResult, audio: Path) -> None:
         """Format and length from the recording beside the transcript (its header only)."""
@@ -391,3 +446,26 @@ class ImportEngine:
             return
         result.channels, result.sample_rate, result.codec = stream.channels, stream.sample_rate, stream.codec
         result.duration_s = probe_duration(audio)
+
+
+class AudioClips:
+    """The recording beside a transcript, decoded once and cut into clips for the second listening: the
+    agent's and the customer's channels as the manifest says (a mono recording: its one row)."""
+
+    def __init__(self, audio: Path, recording: Recording):
+        from ..transcribe.audio import AudioStream
+        from ..transcribe.roles import assign_roles, rows_of
+
+        stream = AudioStream(audio)
+        roles = assign_roles(recording, stream.channels)
+        pieces = [rows_of(piece, roles) for piece in stream.pieces()]
+        self.rows = np.concatenate(pieces, axis=1) if pieces else np.zeros((1, 0), np.float32)
+        self.row = {speaker: i for i, speaker in enumerate(roles.speakers)}
+
+    def cut(self, spans) -> list[np.ndarray]:
+        """One clip per (speaker, start_s, end_s)."""
+        from ..transcribe.audio import TARGET_RATE
+
+        last = self.rows.shape[0] - 1
+        return [self.rows[min(self.row.get(speaker, 0), last), int(start * TARGET_RATE):int(end * TARGET_RATE)].copy()
+                for speaker, start, end in spans]

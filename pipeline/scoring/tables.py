@@ -1,4 +1,5 @@
-"""Rules and rubric over a set of calls' stored rows, and agent scores rebuilt from what is stored.
+"""Rules and rubric over a set of calls' rows, and agent scores from calls and rule results: no file
+I/O (what is read and written around them is :mod:`pipeline.publish`'s and the storage layer's).
 
 Both ways a night's tables are made call these: :mod:`pipeline.night` (tonight's transcripts) and
 :mod:`pipeline.rescore` (stored transcripts, after a lexicon or rubric change).
@@ -12,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, has_transcript
 from ..rules.engine import RuleEngine, evaluate_calls
 from ..config import LEXICONS_DIR
 from ..rules.lexicon import LexiconSet, load_lexicons
 from ..schemas import PARTITION_COLUMN
-from ..storage.parquet import read_arrow, replace_table
 from ..storage.rows import error_row
-from ..storage.transaction import Transaction
 from .rubric import DEFAULT_RUBRIC, Rubric, load_rubric, score_calls
 from .scorable import assess
 from .scores import agent_scores
@@ -103,7 +104,7 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
     Args:
         timings: where the seconds of the rules (``rules_s``) and of the assessment and scores
             (``scoring_s``) are added, when given.
-        verdicts: reviewers' verdicts (:func:`pipeline.scoring.verdicts.stored_verdicts`): the
+        verdicts: reviewers' verdicts (:func:`pipeline.publish.stored_verdicts`): the
             score follows each result's outcome after review.
 
     Returns:
@@ -145,19 +146,10 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
     return tables
 
 
-def refresh_agent_scores(out_dir: str | Path, rubric: Rubric, txn: Transaction | None = None) -> int:
-    """Recompute ``agent_scores`` from all stored calls and rule results and rewrite it (inside ``txn``:
-    from what the transaction has written, so that it is published with them).
-
-    Returns:
-        Rows written.
-    """
-    calls = read_arrow(out_dir, "calls", ["call_id", "agent_id", "status", "score", "passed", "red_line"],
-                       txn=txn).to_pandas()
-    results = read_arrow(out_dir, "rule_results", ["call_id", "rule_id", "outcome", "verdict", "final_outcome"],
-                         txn=txn).to_pandas()
+def agent_score_rows(calls: pd.DataFrame, results: pd.DataFrame, rubric: Rubric) -> list[dict]:
+    """``agent_scores`` rows from every stored call (call_id, agent_id, call_date, status, score, passed,
+    red_line) and rule result (call_id, rule_id, outcome, verdict, final_outcome)."""
     scores = agent_scores(calls, results)
     scores["rubric_version"] = rubric.version
     scores[PARTITION_COLUMN] = scores["period_start"]
-    rows = scores.astype(object).where(scores.notna(), None).to_dict("records")
-    return replace_table(out_dir, "agent_scores", rows, txn)
+    return scores.astype(object).where(scores.notna(), None).to_dict("records")

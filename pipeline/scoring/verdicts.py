@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 from ..records import CONFIRMED, FAIL, OVERTURNED, PASS, REVIEW, RuleResult
@@ -75,19 +74,6 @@ def latest_verdicts(reviews: Iterable[dict]) -> dict[tuple[str, str], Verdict]:
     return {key: Verdict(row["call_id"], row["rule_id"], row["verdict"], row.get("machine_outcome") or "",
                          row.get("reviewer") or "", row["recorded_at"], row.get("comment"))
             for key, (_, row) in latest.items()}
-
-
-def stored_verdicts(out_dir: str | Path) -> dict[tuple[str, str], Verdict]:
-    """The verdicts that count, from ``OUT_DIR/reviews`` (none when nobody has reviewed anything).
-
-    Raises:
-        StoreError: a reviews file cannot be read.
-    """
-    from ..storage.parquet import read_arrow
-
-    columns = ["review_id", "kind", "call_id", "rule_id", "machine_outcome", "verdict", "reviewer",
-               "recorded_at", "comment"]
-    return latest_verdicts(read_arrow(out_dir, "reviews", columns).to_pylist())
 
 
 def apply_verdicts(results: list[RuleResult], verdicts: dict[tuple[str, str], Verdict] | None) -> int:

@@ -115,8 +115,9 @@ class HallucinationGuard:
                                               normalise_text(raw), reason))
             words = [w for i, w in enumerate(words) if i not in indices]
 
-        drop({i for i, w in enumerate(words)
-              if w.no_speech_prob > opts.no_speech_prob and w.avg_logprob < opts.no_speech_logprob},
+        drop({i for i, w in enumerate(words)  # a model without confidence figures never says no speech
+              if w.no_speech_prob is not None and w.avg_logprob is not None
+              and w.no_speech_prob > opts.no_speech_prob and w.avg_logprob < opts.no_speech_logprob},
              "no_speech")
 
         patterns = list(self.patterns)
@@ -125,9 +126,11 @@ class HallucinationGuard:
             patterns.append(_Pattern("prompt_echo", re.compile(re.escape(prompt_key))))
             turn_key, _ = _char_index(words)
             # a short reading that is only a piece of the prompt ("录音" for a customer's 再见) is the
-            # prompt leaking in, unless the model is sure of it (someone may really say 星河通信)
-            if (len(turn_key) >= 2 and turn_key in prompt_key
-                    and sum(w.avg_logprob for w in words) / len(words) < opts.echo_logprob):
+            # prompt leaking in, unless the model is sure of it (someone may really say 星河通信); a model
+            # that gives no confidence is not taken for an echo on the text alone
+            sure = [w.avg_logprob for w in words if w.avg_logprob is not None]
+            if (len(turn_key) >= 2 and turn_key in prompt_key and len(sure) == len(words)
+                    and sum(sure) / len(words) < opts.echo_logprob):
                 drop(set(range(len(words))), "prompt_echo")
         for pattern in patterns:
             keys, owner = _char_index(words)
@@ -147,7 +150,7 @@ class HallucinationGuard:
             hits.update(_span(owner[match.start() + unit:match.end()]) - first_copy)
         drop(hits, "repetition")
 
-        if words:
+        if words and all(w.prob is not None for w in words):
             mean_prob = sum(w.prob for w in words) / len(words)
             if mean_prob < opts.min_word_prob:
                 drop(set(range(len(words))), f"low_confidence (mean word probability {mean_prob:.2f})")

@@ -36,10 +36,9 @@ from ..records import (MIN_ROLE_CONFIDENCE, ROLES_CHANNELS, ROLES_NONE, ROLES_WO
                        SpeechRegion, Turn)
 from ..storage.hashing import file_sha256
 from .audio import TARGET_RATE, AudioStream, detect_speech
-from .decode import (MutedAudio, TurnClips, WholeAudio, identify_language, render_prompt, transcribe_turns,
-                     turn_bounds)
+from .decode import MutedAudio, TurnClips, WholeAudio, render_prompt, turn_bounds
 from .guard import HallucinationGuard, read_phrase_text
-from .model import LoadedModel
+from .speech import SpeechModel
 from .privacy import mask_result
 from .roles import SAME_SIGNAL_WARNING, assign_roles, channel_difference, one_signal, rows_of
 from .turns import regions_to_turns
@@ -82,14 +81,15 @@ def _read_if_there(path: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def process_recording(recording: Recording, model: LoadedModel, config: CallqaConfig,
+def process_recording(recording: Recording, model: SpeechModel, config: CallqaConfig,
                       guard: HallucinationGuard | None = None,
                       listen: Callable[[CallResult, "RecordingClips"], None] | None = None) -> CallResult:
     """Transcribe one recording into utterances with voice activity and guard records.
 
     Args:
         recording: the file and its metadata.
-        model: the loaded speech model (shared by all recordings of a worker).
+        model: the loaded speech model (shared by all recordings of a worker; the seam:
+            :class:`~pipeline.transcribe.speech.SpeechModel`).
         config: run options.
         guard: a prepared hallucination guard (built from config if omitted).
         listen: the second listening (:class:`pipeline.verify.listen.PhraseVerifier`): called with the
@@ -160,12 +160,12 @@ def process_recording(recording: Recording, model: LoadedModel, config: CallqaCo
             if others:  # one voice of a mono recording at a time: the others silenced
                 audio = MutedAudio(audio, others)
             words.extend(replace(w, turn_index=indices[w.turn_index])
-                         for w in transcribe_turns(model, audio, group, config.segmentation, decoder_prompt, heard,
-                                                   timings=result.timings, echo_of=prompt))
+                         for w in model.transcribe_turns(audio, group, config.segmentation, decoder_prompt, heard,
+                                                         timings=result.timings, echo_of=prompt))
             release_memory()
             if identified is None:  # on the first agent speech, as the model hears 30 s of it
-                identified = identify_language(model, audio, [t for t in group if t.speaker == SPEAKER_AGENT],
-                                               config.asr.dialect_languages) or ()
+                identified = model.identify_language(audio, [t for t in group if t.speaker == SPEAKER_AGENT],
+                                                     config.asr.dialect_languages) or ()
         if identified:
             result.agent_language, result.agent_language_prob = identified[0], round(identified[1], 4)
         # what of the transcription stage was neither pass: cutting and packing the turns' audio

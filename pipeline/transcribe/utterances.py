@@ -48,15 +48,16 @@ def build_utterances(call_id: str, turns: list[Turn], words: list[TurnWord], gua
                                                  "no_words"))
             continue
         weights = [len(w.word.strip()) or 1 for w in kept]
-        avg_logprob = sum(w.avg_logprob * n for w, n in zip(kept, weights)) / sum(weights)
+        known = all(w.avg_logprob is not None and w.no_speech_prob is not None for w in kept)
+        avg_logprob = sum(w.avg_logprob * n for w, n in zip(kept, weights)) / sum(weights) if known else None
         utterances.append(Utterance(
             call_id=call_id, utterance_idx=-1, speaker=turn.speaker,
             start_s=round(float(min(turn.start_s, kept[0].start_s)), 3),
             end_s=round(float(max(turn.end_s, kept[-1].end_s)), 3),
-            text=text, raw_text=raw_text, avg_logprob=round(avg_logprob, 4),
-            no_speech_prob=round(max(w.no_speech_prob for w in kept), 4),
-            words=[Word(normalise_text(w.word), float(w.start_s), float(w.end_s), round(w.prob, 4)) for w in kept
-                   if normalise_text(w.word)]))
+            text=text, raw_text=raw_text, avg_logprob=round(avg_logprob, 4) if known else None,
+            no_speech_prob=round(max(w.no_speech_prob for w in kept), 4) if known else None,
+            words=[Word(normalise_text(w.word), float(w.start_s), float(w.end_s),
+                        round(w.prob, 4) if w.prob is not None else None) for w in kept if normalise_text(w.word)]))
     utterances.sort(key=lambda u: (u.start_s, u.speaker))
     for idx, utterance in enumerate(utterances):
         utterance.utterance_idx = idx

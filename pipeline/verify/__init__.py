@@ -21,16 +21,17 @@ from __future__ import annotations
 import threading
 
 from ..config import CallqaConfig
-from ..transcribe.model import LoadedModel
+from ..transcribe.speech import SpeechModel
 
 _verifiers: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
-def verifier_for(config: CallqaConfig, model: LoadedModel):
+def verifier_for(config: CallqaConfig, model: SpeechModel):
     """The process's :class:`~pipeline.verify.listen.PhraseVerifier` for these lexicons, options and
     model (built once per worker: the lexicons compiled, the prior cache shared), or None when nothing
-    is to be checked (``[verify] enabled = false``, or no rule says ``verify = true``).
+    is to be checked (``[verify] enabled = false``, no rule says ``verify = true``, or the model cannot
+    score given texts: its ``phrase_scorer`` gives None).
 
     Raises:
         LexiconError: the lexicons are invalid (a night checks them before it starts).
@@ -38,15 +39,18 @@ def verifier_for(config: CallqaConfig, model: LoadedModel):
     from ..rules.engine import RuleEngine
     from ..rules.lexicon import load_lexicons
     from .listen import make_verifier
-    from .scorer import PhraseScorer
 
-    if not config.verify.enabled:
+    scorer_for = getattr(model, "phrase_scorer", None)
+    if not config.verify.enabled or scorer_for is None:
         return None
     lexicons = load_lexicons(config.rules.lexicons)
-    key = (lexicons.folder, lexicons.version, id(getattr(model, "whisper", model)), config.verify, config.asr.initial_prompt,
+    key = (lexicons.folder, lexicons.version, id(model), config.verify, config.asr.initial_prompt,
            config.asr.prompt_words)
     with _lock:
         if key not in _verifiers:
-            _verifiers[key] = make_verifier(RuleEngine(lexicons), lambda: PhraseScorer(model, config.verify),
-                                            config.verify, config.asr.initial_prompt + config.asr.prompt_words)
+            verifier = make_verifier(RuleEngine(lexicons), lambda: scorer_for(config.verify), config.verify,
+                                     config.asr.initial_prompt + config.asr.prompt_words)
+            if verifier is not None and verifier.scorer is None:  # the model cannot score given texts
+                verifier = None
+            _verifiers[key] = verifier
         return _verifiers[key]

@@ -40,6 +40,7 @@ from ..rules.lexicon import COMPANY_PLACEHOLDER, Phrase, RuleSpec, phrase_parts
 from ..rules.matching import Finding, GroupMatcher, UtteranceView, word_offsets
 from ..rules.verification import SAID, decide
 from ..text import match_key
+from ..transcribe.speech import PhraseScorer as Scorer
 from .rivals import near, rivals, syllables
 
 logger = logging.getLogger("callqa.verify")
@@ -53,10 +54,6 @@ class Clips(Protocol):
     the other voices of a mono recording silenced."""
 
     def cut(self, spans: Sequence[tuple[str, float, float]]) -> list[np.ndarray]: ...
-
-
-class Scorer(Protocol):
-    def score(self, samples: np.ndarray, prefix: str, options: Sequence[str]) -> tuple[list[float], list[float]]: ...
 
 
 @dataclass
@@ -136,8 +133,9 @@ class PhraseVerifier:
         result.timings["verify_s"] = result.timings.get("verify_s", 0.0) + time.perf_counter() - clock
 
     @property
-    def scorer(self) -> Scorer:
-        if not hasattr(self._scorer, "score"):
+    def scorer(self) -> Scorer | None:
+        """The model's scorer, made on first use (None: the model cannot score given texts)."""
+        if callable(self._scorer) and not hasattr(self._scorer, "score"):
             self._scorer = self._scorer()
         return self._scorer
 
