@@ -182,7 +182,7 @@ def plan_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig,
         ModelError: the model cannot be resolved (its id is part of what is compared).
     """
     clock = time.perf_counter()
-    standards = check_standards(config)
+    standards = load_standards(config.rules.lexicons, config.rules.rubric)  # checked by drive_night; cached
     engine = engine_for(config)
     discovery = engine.discover(Path(input_dir))
     label, reused = "", StoredTranscripts()

@@ -168,7 +168,8 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path):
     from pipeline.rules.engine import RuleEngine
     from pipeline.publish import refresh_agent_scores
     from pipeline.scoring.tables import load_rules_and_rubric, score_tables
-    from pipeline.storage.parquet import read_table, write_run
+    from pipeline.storage.parquet import read_table
+    from pipeline.storage.staging import write_run
 
     out = tmp_path / "out"
     call, utterances, voice = parse_dialogue(textwrap.dedent("""

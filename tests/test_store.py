@@ -14,7 +14,8 @@ from pipeline.errors import SchemaMismatchError
 from pipeline.records import CallResult, ErrorRecord, Recording, SpeechRegion, SuppressedText, Utterance, Word
 from pipeline.schemas import SCHEMA_VERSION, TABLES
 from pipeline.schemas import appended, rewritten_whole
-from pipeline.storage.parquet import read_table, to_arrow, write_run
+from pipeline.storage.parquet import read_table, to_arrow
+from pipeline.storage.staging import write_run
 from pipeline.storage.rows import rows_for_run
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -225,37 +225,6 @@ def write_table(out_dir: str | Path, table: str, rows: list | pa.Table, replace:
     return sum(part.num_rows for part in partitions.values())
 
 
-def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | None = None) -> dict[str, int]:
-    """Write every table of a night. Rows of the night's calls replace earlier rows of the same calls;
-    a call stored under another id for the same recording (a rejected input processed since, a call id
-    the manifest changed) or under another call date (a changed start time) is removed.
-
-    Returns:
-        Rows written per table.
-    """
-    call_ids = {row["call_id"] for row in tables.get("calls", [])}
-    files = {row["file"] for row in tables.get("calls", [])} | {row["file"] for row in tables.get("errors", [])}
-    dates = {row[PARTITION_COLUMN] for row in tables.get("calls", [])}
-    written = {}
-    with _within(out_dir, txn) as t:
-        drop_replaced_calls(out_dir, {row["path"] for row in tables.get("calls", []) if row.get("path")},
-                            {row["call_id"]: row[PARTITION_COLUMN] for row in tables.get("calls", [])}, t)
-        for table in night_tables():
-            rows = tables.get(table, [])
-            replace = files if table == "errors" else call_ids
-            if rows:
-                written[table] = write_table(out_dir, table, rows, replace, t)
-            else:
-                written[table] = 0
-                remove_rows(out_dir, table, replace, t)
-            # every table of a night exists, even with no rows, so readers get its columns instead of an error
-            for date in dates:
-                target = part_path(out_dir, table, date)
-                if t.current(target) is None:
-                    _write(t, target, TABLES[table].empty_table())
-    return written
-
-
 def night_tables() -> list[str]:
     """The tables a night (or a rescore) writes rows into: all but the derived and the appended ones."""
     return [t for t in TABLES if not rewritten_whole(t) and not appended(t)]

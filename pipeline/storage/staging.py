@@ -173,6 +173,27 @@ def publish_staged(out_dir: str | Path, staging: Path, txn: Transaction) -> dict
     return written
 
 
+def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | None = None) -> dict[str, int]:
+    """Write a set of calls' rows (per table) as a night publishes them: staged, then merged by
+    :func:`publish_staged` (rows of these calls replace their earlier rows), in ``txn`` or a transaction
+    of its own.
+
+    Returns:
+        Rows written per table.
+    """
+    from .parquet import transaction
+
+    if txn is None:
+        with transaction(out_dir) as own:
+            return write_run(out_dir, tables, own)
+    staging = txn.root / "rows-of-run"
+    stage_rows(staging, "run", tables)
+    try:
+        return publish_staged(out_dir, staging, txn)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def clear(staging: Path) -> None:
     """Remove a night's staging area once its rows are published."""
     shutil.rmtree(staging, ignore_errors=True)
