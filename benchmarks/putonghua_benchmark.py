@@ -101,12 +101,13 @@ def agent_features(out: Path, label: str) -> list[dict]:
     import pandas as pd
 
     from pipeline.rules.putonghua import utterance_features
+    from pipeline.storage.rows import utterance_of
 
     utterances = pd.read_parquet(out / "utterances")
     rows = []
     for row in utterances[utterances["speaker"] == "agent"].to_dict("records"):
         rows.append({"set": label, "recording": row["call_id"], "start_s": row["start_s"], "end_s": row["end_s"],
-                     "text": row["text"], **utterance_features(row)})
+                     "text": row["text"], **utterance_features(utterance_of(row))})
     return rows
 
 

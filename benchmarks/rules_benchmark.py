@@ -21,6 +21,7 @@ Speed: replicates the stored utterances and voice activity of the corpus's calls
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ from pipeline.rules.lexicon import load_lexicons  # noqa: E402
 from pipeline.night import run_night  # noqa: E402
 from pipeline.rules.engine import RuleEngine, evaluate_calls  # noqa: E402
 from pipeline.storage.parquet import read_table  # noqa: E402
+from pipeline.storage.rows import transcripts_of  # noqa: E402
 from pipeline.text import match_key  # noqa: E402
 from benchmarks.verify.compare import COLUMNS as VERIFY_COLUMNS, before_after  # noqa: E402
 
@@ -92,7 +94,8 @@ def main() -> int:
     calls = read_table(out, "calls").to_dict("records")
     utterances = read_table(out, "utterances").to_dict("records")
     voice = read_table(out, "voice_activity").to_dict("records")
-    evaluation = evaluate_calls(engine, calls, utterances, voice)
+    transcripts = transcripts_of({"calls": calls, "utterances": utterances, "voice_activity": voice})
+    evaluation = evaluate_calls(engine, transcripts)
     hits, results = evaluation.hits, evaluation.results
 
     truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((corpus / "truth").glob("*.json"))}
@@ -198,23 +201,13 @@ def main() -> int:
     n = args.speed_calls
     if n <= 0:
         return 0
-    ok_calls = [c for c in calls if c["status"] == "ok"]
-    by_call = {}
-    for u in utterances:
-        by_call.setdefault(u["call_id"], []).append(u)
-    voice_by_call = {}
-    for v in voice:
-        voice_by_call.setdefault(v["call_id"], []).append(v)
-    big_calls, big_utts, big_voice = [], [], []
-    for i in range(n):
-        base = ok_calls[i % len(ok_calls)]
-        cid = f"{base['call_id']}-{i:06d}"
-        big_calls.append({**base, "call_id": cid})
-        big_utts.extend({**u, "call_id": cid} for u in by_call.get(base["call_id"], []))
-        big_voice.extend({**v, "call_id": cid} for v in voice_by_call.get(base["call_id"], []))
+    ok_calls = [t for t in transcripts if t.status == "ok"]
+    bases = [ok_calls[i % len(ok_calls)] for i in range(n)]
+    big_calls = [dataclasses.replace(base, call_id=f"{base.call_id}-{i:06d}") for i, base in enumerate(bases)]
+    big_utts = [u for t in big_calls for u in t.utterances]
     fresh = RuleEngine(lexicons)
     started = time.perf_counter()
-    speed = evaluate_calls(fresh, big_calls, big_utts, big_voice)
+    speed = evaluate_calls(fresh, big_calls)
     speed_hits, speed_results = speed.hits, speed.results
     elapsed = time.perf_counter() - started
     table_speed = Table(title="rule engine speed (one process, lexicons compiled once, jieba loaded on first use)")

@@ -308,20 +308,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from pipeline.rules.engine import RuleEngine, evaluate_calls
 
     if args.call is not None:  # a stored call: its transcript, and its phrases as checked on the audio
-        call, utterances, voice = _stored_call(args.results, args.call)
+        call = _stored_call(args.results, args.call)
         source = f"call {args.call} of {args.results}"
     elif args.dialogue is not None:
         from pipeline.rules.dialogue import read_dialogue
 
-        call, utterances, voice = read_dialogue(args.dialogue, company=args.company or config.input.company)
+        call = read_dialogue(args.dialogue, company=args.company or config.input.company)
         source = str(args.dialogue)
     else:
         raise UsageError("callqa rules test needs a dialogue file (agent: … / customer: … lines), "
                          "or --call ID [--results OUT_DIR] for a stored call")
-    evaluation = evaluate_calls(RuleEngine(lexicons), [call], utterances, voice)
+    evaluation = evaluate_calls(RuleEngine(lexicons), [call])
     if evaluation.crashed:
         raise RuleError(next(iter(evaluation.crashed.values())).message)
-    table = Table(title=f"rule results for {source} (company {call['company']})")
+    table = Table(title=f"rule results for {source} (company {call.company})")
     for column in ("rule id", "outcome", "hits", "evidence"):
         table.add_column(column, overflow="fold")
     style = {"pass": "green", "fail": "bold red", "not_applicable": "dim", "review": "yellow"}
@@ -340,7 +340,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
             found.add_row(h.rule_id, h.speaker, f"{h.start_s:.1f}-{h.end_s:.1f}s", escape(h.phrase),
                           h.matched_text, h.match_kind, heard, h.category or "", h.severity or "")
         console.print(found)
-    checks = [(u, c) for u in utterances for c in (u.get("checks") if u.get("checks") is not None else [])]
+    checks = [(u, c) for u in call.utterances for c in u.checks]
     if checks:
         from pipeline.rules.verification import decide
 
@@ -350,18 +350,19 @@ def cmd_rules(args: argparse.Namespace) -> int:
             heard.add_column(column, overflow="fold")
         biases = {p.text: p.bias for g in lexicons.groups.values() for p in g.phrases if p.kind == "phrase"}
         for u, c in checks:
-            verdict = decide(c, lexicons.verify, biases.get(c["phrase"]))
-            heard.add_row(f"{u['start_s']:.1f}s", u["speaker"], c["phrase"], c["heard"],
+            verdict = decide(c, lexicons.verify, biases.get(c.phrase))
+            heard.add_row(f"{u.start_s:.1f}s", u.speaker, c.phrase, c.heard,
                           "-" if verdict is None else f"{verdict.state}: {verdict.describe()}",
-                          ", ".join(list(c["options"])[1:]))
+                          ", ".join(c.options[1:]))
         console.print(heard)
     return 0
 
 
-def _stored_call(results: Path, call_id: str) -> tuple[dict, list[dict], list[dict]]:
-    """A stored call's rows, as the rules read them (``callqa rules test --call``)."""
+def _stored_call(results: Path, call_id: str):
+    """A stored call's transcript, as the rules read it (``callqa rules test --call``)."""
     from pipeline.errors import ResultsNotFoundError
     from pipeline.storage.parquet import read_table
+    from pipeline.storage.rows import transcript_of_rows
 
     if not (Path(results) / "calls").is_dir():
         raise ResultsNotFoundError(f"no results in {results}: run `callqa run` first, or name --results OUT_DIR")
@@ -371,8 +372,8 @@ def _stored_call(results: Path, call_id: str) -> tuple[dict, list[dict], list[di
         raise ResultsNotFoundError(f"no call {call_id!r} in {results} ({len(calls)} calls there)")
     utterances = read_table(results, "utterances")
     voice = read_table(results, "voice_activity")
-    return (rows[0], utterances[utterances["call_id"] == call_id].to_dict("records"),
-            voice[voice["call_id"] == call_id].to_dict("records"))
+    return transcript_of_rows(rows[0], utterances[utterances["call_id"] == call_id].to_dict("records"),
+                              voice[voice["call_id"] == call_id].to_dict("records"))
 
 
 def rules_report(args: argparse.Namespace) -> int:

@@ -58,12 +58,16 @@ _ENTRY_POINTS = {
     "install_bundled_model": "pipeline.transcribe.model",
     "process_recording": "pipeline.transcribe.recording",
     "verifier_for": "pipeline.verify",
+    # between the halves: a call's transcript, from a fresh result or from stored rows
+    "CallTranscript": "pipeline.records",
+    "transcripts_of": "pipeline.storage.rows",
     # the second half
     "load_lexicons": "pipeline.rules.lexicon",
     "RuleEngine": "pipeline.rules.engine",
     "evaluate_calls": "pipeline.rules.engine",
     "read_dialogue": "pipeline.rules.dialogue",
     "load_rubric": "pipeline.scoring.rubric",
+    "score_transcripts": "pipeline.scoring.tables",
     "agent_scores": "pipeline.scoring.scores",
     "rescore": "pipeline.rescore",
     # the tables

@@ -35,16 +35,16 @@ from zoneinfo import ZoneInfo
 
 from .config import CallqaConfig, load_config, resolve_concurrency
 from .errors import LexiconError, TransientInputError
-from .records import STATUS_ERROR, CallResult, ErrorRecord, Recording
+from .records import STATUS_ERROR, CallResult, CallTranscript, ErrorRecord, Recording
 from .engines import engine_for
 from .speakers.agent import role_cues
 from .publish import refresh_agent_scores, stored_verdicts
-from .scoring.tables import Standards, load_standards, score_tables
-from .scoring.verdicts import Verdict
+from .scoring.tables import Standards, load_standards, score_transcripts
+from .records import Verdict
 from .storage.incremental import StoredTranscripts, find_stored_transcripts, stored_rows
 from .storage.lock import OutputLock
 from .storage.parquet import transaction
-from .storage.rows import rows_for_run
+from .storage.rows import rows_for_run, transcript_of_result, transcripts_of, with_scores
 from .storage.staging import clear, load_batch, night_staging, publish_staged, save_batch, stage_rows
 from .storage.transaction import recover
 from .summary import RunSummary, Tally, summarise, summary_markdown
@@ -268,15 +268,20 @@ class BatchReport:
 
 def _score_and_stage(context: NightContext, name: str, results: list[CallResult], tables: dict[str, list],
                      verdicts: dict, unreadable: Sequence[Unreadable] = (), files: list[str] | None = None,
-                     started: float | None = None) -> BatchReport:
-    """Rules and scores on a batch's rows, staged; the batch's counts (``started``: when the task began)."""
+                     started: float | None = None, transcripts: list[CallTranscript] | None = None) -> BatchReport:
+    """Rules and scores on a batch's transcripts (``transcripts``, else those of ``results``), staged
+    with its rows (``tables``); the batch's counts (``started``: when the task began)."""
     config = context.config
     standards = load_standards(config.rules.lexicons, config.rules.rubric)
     if standards.version != context.standards:
         raise LexiconError([f"the lexicons or the rubric changed while the night was running (checked "
                             f"{context.standards}, now {standards.version}): run the night again"])
     stages: dict[str, float] = {}
-    score_tables(standards.engine, standards.rubric, tables, stages, verdicts)
+    if transcripts is None:
+        transcripts = [t for t in (transcript_of_result(r, context.tz, context.run_id) for r in results)
+                       if t is not None]
+    scoring = score_transcripts(standards.engine, standards.rubric, transcripts, stages, verdicts)
+    tables = with_scores(tables, scoring)
     clock = time.perf_counter()
     rows = stage_rows(context.staging, name, tables)
     stages["writing_s"] = time.perf_counter() - clock
@@ -304,9 +309,10 @@ def run_batch(context: NightContext, ref: BatchRef) -> BatchReport:
     if batch.reuse:
         stored = StoredTranscripts(batch.recordings, batch.dates)
         tables = stored_rows(context.out_dir, stored, context.tz)
-        for row in tables["calls"]:
-            row["run_id"] = context.run_id  # checked and scored by this run; processed_at keeps the transcription time
-        return _score_and_stage(context, batch.name, [], tables, batch.verdicts, files=stored.files, started=started)
+        # checked and scored by this run; processed_at keeps the transcription time
+        tables["calls"] = [{**row, "run_id": context.run_id} for row in tables["calls"]]
+        return _score_and_stage(context, batch.name, [], tables, batch.verdicts, files=stored.files, started=started,
+                                transcripts=transcripts_of(tables))
     engine = engine_for(context.config)
     results, unreadable = [], []
     for recording in batch.recordings:

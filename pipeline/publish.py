@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .scoring.rubric import Rubric
 from .scoring.tables import agent_score_rows
-from .scoring.verdicts import Verdict, latest_verdicts
+from .records import Verdict
+from .storage.rows import latest_verdicts
 from .storage.parquet import read_arrow, replace_table
 from .storage.transaction import Transaction
 

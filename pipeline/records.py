@@ -5,8 +5,12 @@ First half (audio -> transcript): a :class:`Recording` is decoded; voice activit
 normalisation turn them into :class:`Utterance`\\ s (with :class:`Word` timings) and
 :class:`SuppressedText`; all of it lands in one :class:`CallResult` (or an :class:`ErrorRecord`).
 
-Second half (transcript -> scores): the rule engine reads stored rows and writes one :class:`Hit` per
-finding and one :class:`RuleResult` per call and rule; the rubric fills in deductions and scores.
+Between the halves: a :class:`CallTranscript`, which the storage layer builds from a fresh result or
+from stored rows (``pipeline.storage.rows``); rows (dicts) live only in ``pipeline.storage``.
+
+Second half (transcript -> scores): the rule engine reads transcripts and returns one :class:`Hit` per
+finding and one :class:`RuleResult` per call and rule; the rubric returns them with their deductions,
+and a :class:`CallScore` per call. Nothing of the second half changes what it was given.
 
 They carry no behaviour beyond small conveniences; the Parquet layout of each is in ``schemas.py``
 (a record's fields that are not columns there are working data of the stage that made it, and say so).
@@ -227,6 +231,52 @@ class CallResult:
         return self.status == STATUS_OK
 
 
+@dataclass(frozen=True)
+class CallTranscript:
+    """One call as the second half reads it: what is known of the call, its utterances in time order
+    and its voice activity as (speaker, start_s, end_s). ``status``/``error_stage`` are the transcript's
+    (``ok``; ``unscorable`` from an earlier assessment; ``error`` at stage ``rules`` when a rule crashed
+    on it before), ``warnings`` those of transcription."""
+
+    call_id: str
+    agent_id: str
+    company: str
+    channels: int | None
+    duration_s: float | None
+    utterances: tuple[Utterance, ...] = ()
+    voice: tuple[tuple[str, float, float], ...] = ()
+    file: str | None = None
+    started_at: datetime | None = None
+    call_date: str | None = None
+    run_id: str | None = None
+    status: str = STATUS_OK
+    error_stage: str | None = None
+    truncated: bool | None = None
+    warnings: tuple[str, ...] = ()
+    agent_language: str | None = None
+    agent_language_prob: float | None = None
+    agent_zh_prob: float | None = None
+    roles_confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class CallScore:
+    """What the second half decided about one call: its status after the assessment and the rules
+    (ok, unscorable with its reason, or error at stage ``rules``), its warnings, and its score (None
+    unless ok)."""
+
+    call_id: str
+    status: str
+    status_reason: str | None = None
+    error_stage: str | None = None
+    warnings: tuple[str, ...] = ()
+    score: float | None = None
+    passed: bool | None = None
+    red_line: bool | None = None
+    rubric_version: str = ""
+    lexicon_version: str = ""
+
+
 @dataclass(slots=True)
 class Hit:
     """One finding of a rule: a phrase said (or a pattern matched) in one utterance; a ``hits`` row.
@@ -276,3 +326,30 @@ class RuleResult:
     call_date: str | None = None
     verdict: str | None = None  # a reviewer's latest verdict on this result (confirmed | overturned | unsure)
     final_outcome: str | None = None  # the outcome after review (the rubric deducts by it); outcome if unreviewed
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The second half's answer for a set of calls: a :class:`CallScore` per call with a transcript,
+    the hits and rule results, an :class:`ErrorRecord` per call a rule crashed on, and the versions of
+    the rubric and lexicons that decided (every call of the set is stamped with them)."""
+
+    calls: tuple[CallScore, ...]
+    hits: tuple[Hit, ...]
+    results: tuple[RuleResult, ...]
+    errors: tuple[ErrorRecord, ...]
+    rubric_version: str
+    lexicon_version: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict that counts on one rule result: the latest a reviewer saved."""
+
+    call_id: str
+    rule_id: str
+    verdict: str  # confirmed | overturned | unsure
+    machine_outcome: str  # the outcome the reviewer judged
+    reviewer: str
+    recorded_at: object  # a timestamp
+    comment: str | None = None

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,11 +22,12 @@ import pyarrow.compute as pc
 from .rules.engine import RuleEngine, moments_from_hits
 from .rules.matching import word_span_time
 from .schemas import PARTITION_COLUMN
-from .records import has_transcript
+from .records import Scoring, has_transcript
 from .publish import refresh_agent_scores, stored_verdicts
-from .scoring.tables import load_rules_and_rubric, score_tables
+from .scoring.tables import load_rules_and_rubric, score_transcripts
 from .storage.lock import OutputLock
 from .storage.parquet import read_arrow, remove_rows, to_arrow, transaction, write_table
+from .storage.rows import transcripts_of, with_scores, words_of
 from .storage.transaction import recover
 from .text import stored_key
 
@@ -72,8 +73,8 @@ def _score_chunk(job: RescoreJob) -> dict:
     tables = {"calls": job.calls.to_pylist(), "utterances": job.utterances.to_pylist(),
               "voice_activity": job.voice.to_pylist(), "errors": []}
     evaluated = {row["file"] for row in tables["calls"] if has_transcript(row)}
-    score_tables(engine, rubric, tables, verdicts=job.verdicts)
-    _time_hits_from_words(job.out_dir, tables, job.dates)
+    scoring = score_transcripts(engine, rubric, transcripts_of(tables), verdicts=job.verdicts)
+    tables = with_scores(tables, _time_hits_from_words(job.out_dir, scoring, job.dates))
     result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
     for name in ("calls", "rule_results", "hits", "errors"):
         rows = tables[name]
@@ -148,22 +149,23 @@ def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSumma
                           round(time.perf_counter() - started, 2), merged["errors"].num_rows)
 
 
-def _time_hits_from_words(out_dir, tables: dict, dates) -> None:
+def _time_hits_from_words(out_dir, scoring: Scoring, dates) -> Scoring:
     """Give hits their word-level times: the first pass read utterances without words (the biggest
     column); only the utterances that have findings are read again with them."""
-    if not tables["hits"]:
-        return
-    wanted = {f"{h.call_id}#{h.utterance_idx}" for h in tables["hits"]}
+    if not scoring.hits:
+        return scoring
+    wanted = {f"{h.call_id}#{h.utterance_idx}" for h in scoring.hits}
     stored = read_arrow(out_dir, "utterances", ["call_id", "utterance_idx", "start_s", "end_s", "text", "words"],
                         dates=dates)
     keys = pc.binary_join_element_wise(stored["call_id"], pc.cast(stored["utterance_idx"], pa.string()), "#")
     stored = stored.filter(pc.is_in(keys, value_set=pa.array(sorted(wanted), pa.string())))
     rows = {f"{r['call_id']}#{r['utterance_idx']}": r for r in stored.to_pylist()}
-    for hit in tables["hits"]:
+    hits = []
+    for hit in scoring.hits:
         row = rows.get(f"{hit.call_id}#{hit.utterance_idx}")
-        if row is None:
-            continue
-        start_s, end_s = word_span_time(row["words"], len(stored_key(row["text"])), hit.key_start, hit.key_end,
-                                        (hit.start_s, hit.end_s))
-        hit.start_s, hit.end_s = round(float(start_s), 3), round(float(end_s), 3)
-    moments_from_hits(tables["rule_results"], tables["hits"])
+        if row is not None:
+            start_s, end_s = word_span_time(words_of(row["words"]), len(stored_key(row["text"])), hit.key_start,
+                                            hit.key_end, (hit.start_s, hit.end_s))
+            hit = replace(hit, start_s=round(float(start_s), 3), end_s=round(float(end_s), 3))
+        hits.append(hit)
+    return replace(scoring, hits=tuple(hits), results=tuple(moments_from_hits(scoring.results, hits)))

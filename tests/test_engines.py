@@ -10,7 +10,6 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.engines import engine_for
-from pipeline.engines.export import export_transcripts
 from pipeline.engines.imported import ImportEngine
 from pipeline.errors import ConfigError
 from pipeline.night import run_night

@@ -4,8 +4,8 @@ crashes fails its call, never passes it."""
 
 import json
 import shutil
-import time
 import textwrap
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,12 +15,12 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import HallucinationListError, RuleError
 from pipeline.night import run_night
-from pipeline.records import NOT_APPLICABLE, Recording
+from pipeline.records import NOT_APPLICABLE
 from pipeline.rules import checks
 from pipeline.rules.dialogue import parse_dialogue
 from pipeline.schemas import TABLES, appended, table_key
 from pipeline.storage.parquet import read_table
-from pipeline.transcribe.discover import Discovery
+from pipeline.storage.rows import transcripts_of
 from tests.conftest import DATA, FlakyShare
 
 # columns that say when or by which run a row was made, not what it says
@@ -129,14 +129,15 @@ def test_a_broken_hallucination_list_stops_the_night_before_any_audio(tmp_path):
 
 def stored_dialogue(call_id: str, dialogue: str) -> dict[str, list[dict]]:
     """A call as the transcript tables store it, from a typed dialogue (no audio, no model)."""
-    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), call_id=call_id, agent_id="A1",
-                                             company="星河通信")
-    call.update(call_date="2026-11-20", file=f"{call_id}.wav", started_at=datetime(2026, 11, 20, 1, tzinfo=timezone.utc),
-                model="m", processed_at=datetime.now(timezone.utc), run_id="earlier", error_stage=None)
-    for row in utterances + voice:
-        row["call_date"] = "2026-11-20"
-    for row in utterances:
-        row["words"] = []
+    said = parse_dialogue(textwrap.dedent(dialogue), call_id=call_id, agent_id="A1", company="星河通信")
+    date = "2026-11-20"
+    call = {"call_id": call_id, "agent_id": "A1", "company": "星河通信", "status": "ok", "channels": said.channels,
+            "duration_s": said.duration_s, "call_date": date, "file": f"{call_id}.wav",
+            "started_at": datetime(2026, 11, 20, 1, tzinfo=timezone.utc), "model": "m",
+            "processed_at": datetime.now(timezone.utc), "run_id": "earlier", "error_stage": None}
+    utterances = [{**asdict(u), "call_date": date, "words": []} for u in said.utterances]
+    voice = [{"call_id": call_id, "speaker": who, "start_s": start, "end_s": end, "call_date": date}
+             for who, start, end in said.voice]
     return {"calls": [call], "utterances": utterances, "voice_activity": voice, "suppressed": []}
 
 
@@ -204,7 +205,7 @@ def test_the_engine_raises_for_a_crashing_rule_instead_of_reporting_it_not_appli
 
     monkeypatch.setitem(checks.CHECKS, "speech_rate", lambda *args: {}["missing"])
     rows = stored_dialogue("c", CALM)
-    evaluation = evaluate_calls(RuleEngine(load_lexicons()), rows["calls"], rows["utterances"], rows["voice_activity"])
+    evaluation = evaluate_calls(RuleEngine(load_lexicons()), transcripts_of(rows))
     assert evaluation.results == [] and list(evaluation.crashed) == ["c"]
     assert evaluation.crashed["c"].stage == RuleError.stage
     assert not any(r.outcome == NOT_APPLICABLE and "error" in r.evidence for r in evaluation.results)

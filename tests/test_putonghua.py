@@ -1,10 +1,12 @@
 """The per-utterance signals of "heard as Putonghua" (pipeline.rules.putonghua)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipeline.rules.putonghua import FEATURES, compression_ratio, coverage, lm_per_char, utterance_features
+from pipeline.storage.rows import transcript_of_rows, utterance_of
 
 
 def test_mandarin_is_dictionary_words_and_cantonese_written_in_characters_is_not():
@@ -16,14 +18,16 @@ def test_mandarin_is_dictionary_words_and_cantonese_written_in_characters_is_not
 
 
 def test_every_signal_of_a_stored_utterance():
-    row = {"text": "好的，请讲。", "start_s": 1.0, "end_s": 3.0, "avg_logprob": -0.2, "no_speech_prob": float("nan"),
-           "words": [{"word": "好的", "prob": 0.9}, {"word": "请讲", "prob": 0.5}]}
-    features = utterance_features(row)
+    row = {"call_id": "c1", "utterance_idx": 0, "speaker": "agent", "text": "好的，请讲。", "start_s": 1.0, "end_s": 3.0,
+           "avg_logprob": -0.2, "no_speech_prob": float("nan"),
+           "words": [{"word": "好的", "start_s": 1.0, "end_s": 2.0, "prob": 0.9},
+                     {"word": "请讲", "start_s": 2.0, "end_s": 3.0, "prob": 0.5}]}
+    features = utterance_features(utterance_of(row))
     assert set(features) == set(FEATURES)
     assert features["avg_logprob"] == -0.2 and features["no_speech_prob"] is None  # NaN is no value
     assert features["word_prob_mean"] == pytest.approx(0.7) and features["word_prob_min"] == 0.5
     assert features["chars_per_s"] == pytest.approx(2.0) and features["latin_share"] == 0.0
-    assert utterance_features({**row, "text": "hello 你好", "words": None})["latin_share"] == pytest.approx(5 / 7)
+    assert utterance_features(utterance_of({**row, "text": "hello 你好", "words": None}))["latin_share"] == pytest.approx(5 / 7)
     assert compression_ratio("谢谢" * 20) > 3 > compression_ratio("您好，星河通信，请问有什么可以帮您？")
 
 
@@ -44,7 +48,7 @@ FOREIGN = ("那个那个那个那个", -1.3, 0.15)  # repetition, low confidence
 
 def call_rows(*utterances, voice=None):
     """A stereo call whose agent says ``utterances`` (text, avg_logprob, word prob, start, end), as
-    stored by a night: decoder confidence and word probabilities included."""
+    stored by a night (decoder confidence and word probabilities included), read back as its transcript."""
     call = {"call_id": "c1", "agent_id": "A1", "company": "星河通信", "status": "ok", "channels": 2,
             "duration_s": 60.0}
     rows = []
@@ -55,12 +59,12 @@ def call_rows(*utterances, voice=None):
                      "text": text, "avg_logprob": logprob, "no_speech_prob": 0.05, "words": words})
     if voice is None:
         voice = [(u[3], u[4]) for u in utterances]
-    return call, rows, [{"call_id": "c1", "speaker": "agent", "start_s": s, "end_s": e} for s, e in voice]
+    return transcript_of_rows(call, rows, [{"call_id": "c1", "speaker": "agent", "start_s": s, "end_s": e}
+                                           for s, e in voice])
 
 
 def judge(engine, *utterances, voice=None):
-    call, rows, speech = call_rows(*utterances, voice=voice)
-    evaluation = evaluate_calls(engine, [call], rows, speech)
+    evaluation = evaluate_calls(engine, [call_rows(*utterances, voice=voice)])
     assert not evaluation.crashed
     return ({r.rule_id: r for r in evaluation.results}[RULE],
             [h for h in evaluation.hits if h.rule_id == RULE])
@@ -131,13 +135,13 @@ def test_review_instead_of_fail_takes_no_points(tmp_path):
 def test_typed_dialogues_are_not_scored_by_sound(engine):
     # a typed line (or an imported transcript) has no decoder confidence: only marker words can fail
     # it, and without them there is no verdict on how it sounded
-    call, rows, voice = call_rows((FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
-    for row in rows:
-        row["avg_logprob"], row["words"] = None, None
-    [result] = [r for r in evaluate_calls(engine, [call], rows, voice).results if r.rule_id == RULE]
+    call = call_rows((FOREIGN[0], FOREIGN[1], FOREIGN[2], 6.0, 12.0))
+    typed = replace(call, utterances=tuple(replace(u, avg_logprob=None, words=[]) for u in call.utterances))
+    [result] = [r for r in evaluate_calls(engine, [typed]).results if r.rule_id == RULE]
     assert result.outcome == "not_applicable" and "cannot be judged" in result.evidence
-    rows[0]["avg_logprob"] = -0.3  # one utterance the model heard: judged by sound
-    [result] = [r for r in evaluate_calls(engine, [call], rows, voice).results if r.rule_id == RULE]
+    first, *rest = typed.utterances
+    heard = replace(typed, utterances=(replace(first, avg_logprob=-0.3), *rest))  # one the model heard: judged by sound
+    [result] = [r for r in evaluate_calls(engine, [heard]).results if r.rule_id == RULE]
     assert result.outcome != "not_applicable"
 
 
@@ -174,13 +178,11 @@ def test_the_score_file_is_part_of_the_lexicon_version(tmp_path):
 
 
 def test_the_models_language_identification_below_the_floor_fails(engine):
-    call, rows, voice = call_rows((PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5))
+    call = call_rows((PUTONGHUA[0], PUTONGHUA[1], PUTONGHUA[2], 0.5, 4.5))
     for zh, outcome in ((0.04, "fail"), (0.9, "pass"), (None, "pass")):
-        [result] = [r for r in evaluate_calls(engine, [{**call, "agent_zh_prob": zh}], rows, voice).results
-                    if r.rule_id == RULE]
+        [result] = [r for r in evaluate_calls(engine, [replace(call, agent_zh_prob=zh)]).results if r.rule_id == RULE]
         assert result.outcome == outcome, (zh, result.evidence)
-    [result] = [r for r in evaluate_calls(engine, [{**call, "agent_zh_prob": 0.04}], rows, voice).results
-                if r.rule_id == RULE]
+    [result] = [r for r in evaluate_calls(engine, [replace(call, agent_zh_prob=0.04)]).results if r.rule_id == RULE]
     assert result.evidence.startswith("the speech model's language identification gives 4.0 s of agent speech "
                                       "p(zh)=0.04 (below 0.5)")
     assert (result.at_s, result.until_s) == (0.5, 4.5)

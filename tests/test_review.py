@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import ReviewError
-from pipeline.records import RuleResult
 from pipeline.review import precision, reviews
 from pipeline.review.server import ReviewApp
 from pipeline.scoring.rubric import load_rubric
-from pipeline.scoring.verdicts import Verdict, apply_verdicts, final_outcome
+from pipeline.records import RuleResult, Verdict
+from pipeline.scoring.verdicts import apply_verdicts, final_outcome
 from pipeline.storage.parquet import append_rows, read_table
 
 from browser import Browser, serving
@@ -57,8 +57,9 @@ def test_a_verdict_decides_the_outcome_the_score_follows():
     now = datetime.now(timezone.utc)
     verdicts = {("c1", "r1"): Verdict("c1", "r1", "overturned", "fail", "Li", now),
                 ("c1", "r2"): Verdict("c1", "r2", "overturned", "fail", "Li", now)}  # made on a fail: stale now
-    assert apply_verdicts(results, verdicts) == 1
-    assert [(r.verdict, r.final_outcome) for r in results] == [("overturned", "pass"), (None, "pass"), (None, "fail")]
+    judged = apply_verdicts(results, verdicts)
+    assert [(r.verdict, r.final_outcome) for r in judged] == [("overturned", "pass"), (None, "pass"), (None, "fail")]
+    assert all(r.verdict is None and r.final_outcome is None for r in results)  # new results; these unchanged
 
 
 def test_the_latest_verdict_counts():
@@ -68,7 +69,7 @@ def test_the_latest_verdict_counts():
             {"review_id": "a", "kind": "verdict", "call_id": "c", "rule_id": "r", "verdict": "confirmed",
              "machine_outcome": "fail", "recorded_at": t0},
             {"review_id": "z", "kind": "appeal", "call_id": "c", "rule_id": "r", "recorded_at": t0 + timedelta(days=1)}]
-    from pipeline.scoring.verdicts import latest_verdicts
+    from pipeline.storage.rows import latest_verdicts
 
     assert latest_verdicts(rows)[("c", "r")].verdict == "overturned"
 

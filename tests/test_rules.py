@@ -1,6 +1,7 @@
 """The rule engine: every rule type passing, failing and not applicable; matching that survives ASR."""
 
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -19,14 +20,13 @@ def outcomes(engine, dialogue: str, company: str = "星河通信", mono: bool = 
              roles_confidence: float | None = None):
     """The rules on a typed dialogue. ``mono``: one channel, voices not split (speaker unknown);
     ``roles_confidence``: one channel, voices split and named with this confidence."""
-    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company=company)
+    call = parse_dialogue(textwrap.dedent(dialogue), company=company)
     if mono:
-        call["channels"] = 1
-        for row in utterances + voice:
-            row["speaker"] = "unknown"
+        call = replace(call, channels=1, utterances=tuple(replace(u, speaker="unknown") for u in call.utterances),
+                       voice=tuple(("unknown", start, end) for _, start, end in call.voice))
     if roles_confidence is not None:
-        call["channels"], call["roles_confidence"] = 1, roles_confidence
-    evaluation = evaluate_calls(engine, [call], utterances, voice)
+        call = replace(call, channels=1, roles_confidence=roles_confidence)
+    evaluation = evaluate_calls(engine, [call])
     assert not evaluation.crashed, evaluation.crashed
     return {r.rule_id: r for r in evaluation.results}, evaluation.hits
 
@@ -226,21 +226,21 @@ def test_interruption_and_its_not_applicable_cases(engine):
 def test_interruption_on_mono_is_a_change_of_voice_without_a_pause(engine):
     """On a mono split, speech over speech shows as the customer's region running into the agent's
     (the split cuts at every pause; regions that touch were cut where the voice changed)."""
-    call, utterances, voice = parse_dialogue(textwrap.dedent(GOOD), company="星河通信")
-    call["channels"], call["roles_confidence"] = 1, 0.95
-    customer = next(v for v in voice if v["speaker"] == "customer" and v["start_s"] == 15.0)
-    agent = next(v for v in voice if v["speaker"] == "agent" and v["start_s"] == 19.0)
-    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    call = replace(parse_dialogue(textwrap.dedent(GOOD), company="星河通信"), channels=1, roles_confidence=0.95)
+    customer_end = next(end for who, start, end in call.voice if who == "customer" and start == 15.0)
+    evaluation = evaluate_calls(engine, [call])
     assert {r.rule_id: r for r in evaluation.results}["manner.interruption"].outcome == "pass"
-    agent["start_s"] = customer["end_s"]  # no pause between the customer's speech and the agent's
-    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    # no pause between the customer's speech and the agent's
+    call = replace(call, voice=tuple((who, customer_end if (who, start) == ("agent", 19.0) else start, end)
+                                     for who, start, end in call.voice))
+    evaluation = evaluate_calls(engine, [call])
     result = {r.rule_id: r for r in evaluation.results}["manner.interruption"]
     assert result.outcome == "fail", result.evidence
-    assert f"started at {customer['end_s']:.1f}s with no pause after customer speech from 15.0s" in result.evidence
-    assert result.at_s <= customer["end_s"] <= result.until_s
+    assert f"started at {customer_end:.1f}s with no pause after customer speech from 15.0s" in result.evidence
+    assert result.at_s <= customer_end <= result.until_s
     # the stereo rule is unchanged: touching without overlap is no interruption there
-    call["channels"], call["roles_confidence"] = 2, None
-    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    call = replace(call, channels=2, roles_confidence=None)
+    evaluation = evaluate_calls(engine, [call])
     assert {r.rule_id: r for r in evaluation.results}["manner.interruption"].outcome == "pass"
 
 
@@ -262,10 +262,10 @@ def test_speech_rate(engine):
     results, _ = outcomes(engine, GOOD)  # dialogue pace: 4.5 characters per second = 270 per minute
     assert results["pace.speech_rate"].outcome == "pass"
     assert "270 characters per minute" in results["pace.speech_rate"].evidence
-    call, utterances, voice = parse_dialogue(GOOD, company="星河通信")
-    for row in utterances:  # the same words in 70% of the time: about 386 characters per minute
-        row["end_s"] = row["start_s"] + (row["end_s"] - row["start_s"]) * 0.7
-    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    call = parse_dialogue(GOOD, company="星河通信")
+    # the same words in 70% of the time: about 386 characters per minute
+    faster = tuple(replace(u, end_s=u.start_s + (u.end_s - u.start_s) * 0.7) for u in call.utterances)
+    results = {r.rule_id: r for r in evaluate_calls(engine, [replace(call, utterances=faster)]).results}
     assert results["pace.speech_rate"].outcome == "fail"
     short = outcomes(engine, "[0.5s] agent: 您好。\n")[0]
     assert short["pace.speech_rate"].outcome == "not_applicable"
@@ -286,13 +286,13 @@ def test_dialect_markers(engine):
 
 
 def test_dialect_from_the_models_language_identification(engine):
-    call, utterances, voice = parse_dialogue("[0.5s] agent: 您好，星河通信，请讲。\n")
-    call.update(agent_language="yue", agent_language_prob=0.83)
-    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    call = parse_dialogue("[0.5s] agent: 您好，星河通信，请讲。\n")
+    said = replace(call, agent_language="yue", agent_language_prob=0.83)
+    results = {r.rule_id: r for r in evaluate_calls(engine, [said]).results}
     assert results["dialect.putonghua"].outcome == "fail"
     assert "identified the agent's speech as yue (p=0.83)" in results["dialect.putonghua"].evidence
-    call.update(agent_language="zh", agent_language_prob=0.98)
-    results = {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    said = replace(call, agent_language="zh", agent_language_prob=0.98)
+    results = {r.rule_id: r for r in evaluate_calls(engine, [said]).results}
     assert results["dialect.putonghua"].outcome == "pass"
 
 
@@ -304,8 +304,8 @@ def write_lexicons(folder, phrases: str, rules: str):
 
 
 def run(engine, dialogue):
-    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
-    return {r.rule_id: r for r in evaluate_calls(engine, [call], utterances, voice).results}
+    call = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
+    return {r.rule_id: r for r in evaluate_calls(engine, [call]).results}
 
 
 def test_keyword_all_and_position_windows(tmp_path):
@@ -426,9 +426,9 @@ def test_the_project_lexicons_are_valid():
 
 
 def test_dialogue_parsing():
-    call, utterances, _ = parse_dialogue("# comment\nagent: 您好\n[12.5s] customer: 你好\n坐席: [20s] 再见\n")
-    assert [(u["speaker"], u["start_s"]) for u in utterances] == [("agent", 0.0), ("customer", 12.5), ("agent", 20.0)]
-    assert call["channels"] == 2
+    call = parse_dialogue("# comment\nagent: 您好\n[12.5s] customer: 你好\n坐席: [20s] 再见\n")
+    assert [(u.speaker, u.start_s) for u in call.utterances] == [("agent", 0.0), ("customer", 12.5), ("agent", 20.0)]
+    assert call.channels == 2
     with pytest.raises(DialogueError, match="line 2"):
         parse_dialogue("agent: 您好\nthis is not a dialogue line\n")
 

@@ -2,13 +2,14 @@
 
 import shutil
 import textwrap
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
 
 from pipeline.errors import RubricError
-from pipeline.records import Hit, RuleResult
+from pipeline.records import CallScore, Hit, RuleResult
 from pipeline.scoring.rubric import deduction_for, load_rubric, score_calls
 from pipeline.scoring.scores import agent_scores, top_failing_rule
 from tests.conftest import ROOT
@@ -67,8 +68,7 @@ def test_deductions_caps_and_red_lines(rubric):
 
 
 def test_call_scores_floor_pass_mark_and_error_calls(rubric):
-    calls = [{"call_id": c, "status": "ok"} for c in ("good", "meh", "bad", "red")] + [
-        {"call_id": "broken", "status": "error"}]
+    calls = [CallScore(c, "ok") for c in ("good", "meh", "bad", "red")] + [CallScore("broken", "error")]
     results = [
         result("good", "a", "pass"),
         result("good", "b", "not_applicable"),
@@ -81,18 +81,18 @@ def test_call_scores_floor_pass_mark_and_error_calls(rubric):
         result("red", "fatal", "fail"),  # 99 but a red line
     ]
     hits = [hit("forbidden", "中", "bad")] * 6
-    score_calls(rubric, calls, results, hits, "lexv")
-    by = {c["call_id"]: c for c in calls}
-    assert (by["good"]["score"], by["good"]["passed"], by["good"]["red_line"]) == (100, True, False)
-    assert (by["meh"]["score"], by["meh"]["passed"]) == (86, True)
-    assert (by["bad"]["score"], by["bad"]["passed"]) == (61, False)
-    assert (by["red"]["score"], by["red"]["passed"], by["red"]["red_line"]) == (99, False, True)
-    assert by["broken"]["score"] is None and by["broken"]["passed"] is None  # never scored
-    assert {c["rubric_version"] for c in calls} == {rubric.version} and by["good"]["lexicon_version"] == "lexv"
-    assert [r.deduction for r in results if r.call_id == "bad"] == [10, 4, 25, 0]
-    floor_calls = [{"call_id": "x", "status": "ok"}]
-    score_calls(rubric, floor_calls, [result("x", "b", "fail") for _ in range(30)], [])
-    assert floor_calls[0]["score"] == 20  # 100 - 120 stops at the floor
+    scored, deducted = score_calls(rubric, calls, results, hits, "lexv")
+    by = {c.call_id: c for c in scored}
+    assert (by["good"].score, by["good"].passed, by["good"].red_line) == (100, True, False)
+    assert (by["meh"].score, by["meh"].passed) == (86, True)
+    assert (by["bad"].score, by["bad"].passed) == (61, False)
+    assert (by["red"].score, by["red"].passed, by["red"].red_line) == (99, False, True)
+    assert by["broken"].score is None and by["broken"].passed is None  # never scored
+    assert {c.rubric_version for c in scored} == {rubric.version} and by["good"].lexicon_version == "lexv"
+    assert [r.deduction for r in deducted if r.call_id == "bad"] == [10, 4, 25, 0]
+    assert all(r.deduction is None for r in results) and calls[0].score is None  # what it was given is unchanged
+    [floor] = score_calls(rubric, [CallScore("x", "ok")], [result("x", "b", "fail") for _ in range(30)], [])[0]
+    assert floor.score == 20  # 100 - 120 stops at the floor
 
 
 def test_rubric_validation_names_file_and_line(tmp_path):
@@ -167,27 +167,33 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path):
     from pipeline.rules.dialogue import parse_dialogue
     from pipeline.rules.engine import RuleEngine
     from pipeline.publish import refresh_agent_scores
-    from pipeline.scoring.tables import load_rules_and_rubric, score_tables
+    from pipeline.scoring.tables import load_rules_and_rubric, score_transcripts
     from pipeline.storage.parquet import read_table
+    from pipeline.storage.rows import transcripts_of, with_scores
     from pipeline.storage.staging import write_run
 
     out = tmp_path / "out"
-    call, utterances, voice = parse_dialogue(textwrap.dedent("""
+    said = parse_dialogue(textwrap.dedent("""
         [0.5s] agent: 您好，星河通信，请讲。
         [3s] customer: 我想查话费。
         [6s] agent: 好的，谢谢，您的话费是五十八元，这个价格很划算。
         [12s] agent: 感谢您的来电，再见。
     """), call_id="c1", agent_id="A1", company="星河通信")
-    call.update(call_date="2026-11-20", file="c1.wav", started_at=datetime(2026, 11, 20, 1, tzinfo=timezone.utc),
-                model="m", processed_at=datetime.now(timezone.utc), run_id="r")
-    for row in utterances + voice:
-        row["call_date"] = "2026-11-20"
-    for row in utterances:  # word timings, as Whisper gives them: one per character, 0.2 s each
-        row["words"] = [{"word": ch, "start_s": row["start_s"] + 0.2 * i, "end_s": row["start_s"] + 0.2 * (i + 1),
-                         "prob": 0.9} for i, ch in enumerate(row["text"])]
+    date = "2026-11-20"
+    call = {"call_id": "c1", "agent_id": "A1", "company": "星河通信", "status": "ok", "channels": 2,
+            "duration_s": said.duration_s, "call_date": date, "file": "c1.wav",
+            "started_at": datetime(2026, 11, 20, 1, tzinfo=timezone.utc), "model": "m",
+            "processed_at": datetime.now(timezone.utc), "run_id": "r"}
+    # word timings, as Whisper gives them: one per character, 0.2 s each
+    utterances = [{**asdict(u), "call_date": date, "words": [
+        {"word": ch, "start_s": u.start_s + 0.2 * i, "end_s": u.start_s + 0.2 * (i + 1), "prob": 0.9}
+        for i, ch in enumerate(u.text)]} for u in said.utterances]
+    voice = [{"call_id": "c1", "speaker": who, "start_s": start, "end_s": end, "call_date": date}
+             for who, start, end in said.voice]
+    rows = {"calls": [call], "utterances": utterances, "voice_activity": voice, "errors": []}
     lexicons, rubric = load_rules_and_rubric(None, None)
-    tables = score_tables(RuleEngine(lexicons), rubric, {"calls": [call], "utterances": utterances,
-                                                         "voice_activity": voice, "errors": []})
+    tables = with_scores(rows, score_transcripts(RuleEngine(lexicons), rubric, transcripts_of(rows)))
+    assert rows["calls"] == [call] and "score" not in call  # new rows; the ones given are unchanged
     write_run(out, tables)
     refresh_agent_scores(out, rubric)
     assert read_table(out, "calls")["score"].tolist() == [97.0]  # no 抱歉 (courtesy.baoqian, 3 points)

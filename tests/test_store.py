@@ -48,7 +48,7 @@ def test_every_table_round_trips_through_parquet(tmp_path):
     tables = rows_for_run(results, [manifest_error], "run-1", TZ)
     written = write_run(tmp_path, tables)
     assert written == {"calls": 4, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2,
-                       "hits": 0, "rule_results": 0}  # rules are added by scoring.tables.score_tables
+                       "hits": 0, "rule_results": 0}  # rules are added by scoring.tables.score_transcripts
     # every input has a calls row: the rejected manifest row too, under an id of its own
     rejected = read_table(tmp_path, "calls").set_index("call_id").loc["rejected:x.wav"]
     assert (rejected["status"], rejected["error_stage"], rejected["agent_id"]) == ("error", "manifest", "unknown")
@@ -182,3 +182,28 @@ def test_files_of_another_major_schema_version_are_refused(tmp_path):
     pq.write_table(older, target)
     frame = read_table(tmp_path, "calls")  # an older minor version reads, with the new columns empty
     assert frame["score"].isna().all() and frame["call_id"].tolist() == ["c1"]
+
+
+def test_a_transcript_is_the_same_from_a_fresh_result_and_from_the_stored_rows(tmp_path):
+    """What the second half reads (records.CallTranscript) does not depend on where it came from: the
+    night's result, or its rows read back from Parquet by pandas (arrays for lists, NaN for nulls) or
+    Arrow."""
+    from pipeline.storage.parquet import read_arrow
+    from pipeline.storage.rows import transcript_of_result, transcripts_of
+
+    fresh = result("c1", NIGHT, n_utts=3)
+    for u in fresh.utterances:  # figures float32 holds exactly (the tables store confidences as float32)
+        u.avg_logprob, u.no_speech_prob, u.words = -0.25, 0.125, [Word(w.word, w.start_s, w.end_s, 0.75) for w in u.words]
+    fresh.utterances[1].avg_logprob = None  # a value the engine did not give stays None
+    write_run(tmp_path, rows_for_run([fresh, result("bad", NIGHT, status="error")], [], "run-1", TZ))
+    made = transcript_of_result(fresh, TZ, "run-1")
+    names = ("calls", "utterances", "voice_activity")
+    by_pandas = transcripts_of({n: read_table(tmp_path, n).to_dict("records") for n in names})
+    by_arrow = transcripts_of({n: read_arrow(tmp_path, n).to_pylist() for n in names})
+    assert [t.call_id for t in by_pandas] == [t.call_id for t in by_arrow] == ["c1"]  # the failed call has none
+    for stored in (by_pandas[0], by_arrow[0]):
+        assert stored.utterances == made.utterances and stored.voice == made.voice
+        assert (stored.channels, stored.duration_s, stored.company, stored.call_date, stored.warnings) == \
+            (2, 61.5, "星河通信", "2026-11-20", ("a warning",))
+        assert stored.utterances[1].avg_logprob is None and stored.utterances[0].words[0].prob == 0.75
+    assert transcript_of_result(result("bad", NIGHT, status="error"), TZ) is None

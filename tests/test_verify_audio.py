@@ -21,7 +21,7 @@ from pipeline.records import FAIL, PASS, Recording
 from pipeline.rules.engine import RuleEngine, evaluate_calls
 from pipeline.rules.lexicon import load_lexicons
 from pipeline.rules.verification import NOT_SAID, SAID, decide
-from pipeline.storage.rows import rows_for_run
+from pipeline.storage.rows import rows_for_run, transcript_of_result
 from pipeline.transcribe.recording import process_recording
 from pipeline.verify import verifier_for
 from pipeline.verify.rivals import neighbours, rivals
@@ -46,8 +46,7 @@ def heard(model, config):
     for name in ("nihao", "ninhao", "weishenme", "wei"):
         result = process_recording(recording(name), model, config, listen=listen)
         assert result.ok, result.error
-        tables = rows_for_run([result], [], "test", ZoneInfo("Asia/Shanghai"))
-        evaluation = evaluate_calls(engine, tables["calls"], tables["utterances"], tables["voice_activity"])
+        evaluation = evaluate_calls(engine, [transcript_of_result(result, ZoneInfo("Asia/Shanghai"))])
         found[name] = (result, {r.rule_id: r for r in evaluation.results}, evaluation.hits)
     return found, lexicons
 
@@ -65,7 +64,7 @@ def test_an_agent_who_says_nihao_fails_the_greeting_whatever_the_transcript_says
     result, results, _ = found["nihao"]
     (check,) = checks_of(result, "您好")[:1]
     assert "你好" in check.options and check.key_start == 0
-    assert decide(check.__dict__, lexicons.verify, bias(lexicons, "您好")).state == NOT_SAID
+    assert decide(check, lexicons.verify, bias(lexicons, "您好")).state == NOT_SAID
     assert results["opening.greeting"].outcome == FAIL
     assert "你好 over 您好" in results["opening.greeting"].evidence
 
@@ -74,7 +73,7 @@ def test_an_agent_who_says_ninhao_passes_it_on_the_audio(heard):
     found, lexicons = heard
     result, results, hits = found["ninhao"]
     (check,) = checks_of(result, "您好")[:1]
-    assert decide(check.__dict__, lexicons.verify, bias(lexicons, "您好")).state == SAID
+    assert decide(check, lexicons.verify, bias(lexicons, "您好")).state == SAID
     assert results["opening.greeting"].outcome == PASS
     hit = next(h for h in hits if h.rule_id == "opening.greeting")
     assert hit.match_kind == "verified" and hit.rival and hit.margin > 0
@@ -84,7 +83,7 @@ def test_weishenme_is_no_bare_wei_and_a_bare_wei_is(heard):
     found, lexicons = heard
     result, results, _ = found["weishenme"]
     for check in checks_of(result, "喂"):  # 为 at the start of the turn is asked about, and loses
-        assert decide(check.__dict__, lexicons.verify, bias(lexicons, "喂")).state == NOT_SAID
+        assert decide(check, lexicons.verify, bias(lexicons, "喂")).state == NOT_SAID
     assert results["forbidden.phrase"].outcome == PASS
     result, results, hits = found["wei"]
     assert checks_of(result, "喂")

@@ -20,6 +20,7 @@ from pipeline.rules.lexicon import load_lexicons
 from pipeline.rules.verification import NOT_SAID, SAID, UNSURE, VerifyOptions, decide
 from pipeline.scoring.rubric import deduction_for, load_rubric
 from pipeline.config import LEXICONS_DIR
+from pipeline.storage.rows import check_of
 from pipeline.text import match_key
 
 
@@ -59,10 +60,10 @@ def scored(stored: dict, margin: float) -> dict:
 
 
 def outcomes(engine, dialogue: str, checks: dict[int, list[dict]]):
-    call, utterances, voice = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
-    for index, items in checks.items():
-        utterances[index]["checks"] = items
-    evaluation = evaluate_calls(engine, [call], utterances, voice)
+    call = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
+    utterances = tuple(dataclasses.replace(u, checks=[check_of(c) for c in checks.get(i, [])])
+                       for i, u in enumerate(call.utterances))
+    evaluation = evaluate_calls(engine, [dataclasses.replace(call, utterances=utterances)])
     assert not evaluation.crashed
     return {r.rule_id: r for r in evaluation.results}, evaluation.hits
 
@@ -80,18 +81,18 @@ CALL = f"""
 def test_a_check_decides_by_its_margin_the_band_and_the_bias():
     raw = {**check("您好", OPENING, "你好", 0.0), "logprobs": [0.0, -1.9]}  # 你 scored 1.9 below 您
     options = VerifyOptions(low=-1.0, high=0.0, prior_weight=0.0, default_bias=5.0)
-    verdict = decide(raw, options)
+    verdict = decide(check_of(raw), options)
     assert (verdict.state, verdict.margin, verdict.rival) == (SAID, 1.9, "你好")
     assert verdict.describe() == "您好 over 你好 by 1.9"
-    assert decide(raw, options, bias=None).margin == pytest.approx(6.9)  # no bias= of its own: default_bias
-    assert decide({**raw, "logprobs": [0.0, 2.3]}, options).state == NOT_SAID
-    assert decide({**raw, "logprobs": [0.0, 0.5]}, options).state == UNSURE
-    assert decide({**raw, "logprobs": [0.0, 2.3]}, options, bias=3.0).state == SAID  # the lexicon's bias=
-    assert "(not 您好)" in decide({**raw, "logprobs": [0.0, 2.3]}, options).describe()
+    assert decide(check_of(raw), options, bias=None).margin == pytest.approx(6.9)  # no bias= of its own: default_bias
+    assert decide(check_of({**raw, "logprobs": [0.0, 2.3]}), options).state == NOT_SAID
+    assert decide(check_of({**raw, "logprobs": [0.0, 0.5]}), options).state == UNSURE
+    assert decide(check_of({**raw, "logprobs": [0.0, 2.3]}), options, bias=3.0).state == SAID  # the lexicon's bias=
+    assert "(not 您好)" in decide(check_of({**raw, "logprobs": [0.0, 2.3]}), options).describe()
     # the prior: each option's score on silence, weighted, taken off
-    with_prior = {**raw, "priors": [0.0, -3.0]}
+    with_prior = check_of({**raw, "priors": [0.0, -3.0]})
     assert decide(with_prior, VerifyOptions(prior_weight=1.0)).margin == pytest.approx(-1.1)
-    assert decide({**raw, "options": ["您好"], "logprobs": [0.0]}, options) is None  # nothing compared
+    assert decide(check_of({**raw, "options": ["您好"], "logprobs": [0.0]}), options) is None  # nothing compared
 
 
 def test_the_greeting_follows_the_audio_not_the_transcript(engine):

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import LEXICONS_DIR, load_config  # noqa: E402
 from pipeline.rules.verification import VerifyOptions, decide  # noqa: E402
 from pipeline.storage.parquet import read_table  # noqa: E402
+from pipeline.storage.rows import check_of  # noqa: E402
 from pipeline.text import match_key  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -147,7 +148,7 @@ def main() -> int:
         margins = []
         per_phrase = defaultdict(lambda: ([], []))
         for check in checks:
-            verdict = decide(check, options)
+            verdict = decide(check_of(check), options)
             if verdict is None:
                 continue
             margins.append((verdict.margin, check["said"]))
@@ -161,7 +162,7 @@ def main() -> int:
     print(f"{'phrase':>8} {'said':>5} {'min':>6} {'p10':>6} {'median':>7} {'not':>4} {'max not':>8}")
     per = defaultdict(lambda: ([], []))
     for check in checks:
-        verdict = decide(check, VerifyOptions(low=-1e9, high=1e9, prior_weight=0.0))
+        verdict = decide(check_of(check), VerifyOptions(low=-1e9, high=1e9, prior_weight=0.0))
         if verdict is not None:
             per[check["phrase"]][0 if check["said"] else 1].append(verdict.margin)
     for phrase, (said, not_said) in sorted(per.items(), key=lambda kv: -len(kv[1][0])):
@@ -178,7 +179,7 @@ def main() -> int:
             bias.setdefault(match_key(phrase.text), phrase.bias)
     counts = defaultdict(lambda: [0, 0, 0, 0])  # right, wrong, unsure, checks
     for check in checks:
-        verdict = decide(check, lexicons.verify, bias.get(match_key(check["phrase"])))
+        verdict = decide(check_of(check), lexicons.verify, bias.get(match_key(check["phrase"])))
         if verdict is None:
             continue
         row = counts[check["phrase"]]
@@ -194,7 +195,7 @@ def main() -> int:
     print(f"{'all':>8} {total[0]:>5} {total[1]:>5} {total[2]:>5}   of {total[3]}")
     if args.show:
         for check in sorted(checks, key=lambda c: (c["phrase"], c["said"])):
-            verdict = decide(check, VerifyOptions(low=-1e9, high=1e9, prior_weight=0.0))
+            verdict = decide(check_of(check), VerifyOptions(low=-1e9, high=1e9, prior_weight=0.0))
             print(f"{check['corpus']} {check['call_id']} said={check['said']!s:5} {check['phrase']} heard {check['heard']}: "
                   f"{verdict.describe() if verdict else '-'} | {check['text'][:30]}")
     return 0

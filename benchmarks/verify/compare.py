@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.records import REVIEW
 from pipeline.rules.engine import RuleEngine, evaluate_calls
 from pipeline.storage.parquet import read_table
+from pipeline.storage.rows import transcripts_of
 
 COLUMNS = ["rule", "calls", "truth fails", "accuracy before", "accuracy after", "F1 before", "F1 after",
            "changed by the audio", "review", "decided accuracy after"]
@@ -32,9 +33,8 @@ def verdicts(out: Path, lexicons, verify: bool) -> dict[tuple[str, str], str]:
     """(call, rule) -> outcome of the stored night judged again, with or without its checks."""
     options = dataclasses.replace(lexicons.verify, enabled=verify and lexicons.verify.enabled)
     engine = RuleEngine(dataclasses.replace(lexicons, verify=options))
-    evaluation = evaluate_calls(engine, read_table(out, "calls").to_dict("records"),
-                                read_table(out, "utterances").to_dict("records"),
-                                read_table(out, "voice_activity").to_dict("records"))
+    evaluation = evaluate_calls(engine, transcripts_of({name: read_table(out, name).to_dict("records")
+                                                        for name in ("calls", "utterances", "voice_activity")}))
     return {(r.call_id, r.rule_id): r.outcome for r in evaluation.results}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..records import CONFIRMED, FAIL, OVERTURNED, UNSURE
-from ..scoring.verdicts import latest_verdicts
+from ..storage.rows import latest_verdicts
 from ..storage.parquet import read_arrow
 from .reviews import read_reviews
 

@@ -26,7 +26,8 @@ import pandas as pd
 
 from ..errors import ResultsNotFoundError, ReviewError
 from ..records import FAIL, PASS, REVIEW, STATUS_OK, VERDICTS
-from ..scoring.verdicts import REVIEWABLE, latest_verdicts
+from ..scoring.verdicts import REVIEWABLE
+from ..storage.rows import latest_verdicts
 from ..storage.parquet import append_rows, read_arrow, read_table
 
 APPEAL_OPEN, APPEAL_UPHELD, APPEAL_REJECTED = "open", "upheld", "rejected"

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from ..records import FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_UNKNOWN
+from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_UNKNOWN,
+                       PhraseCheck)
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
 from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
@@ -205,8 +206,8 @@ class Heard:
             [f"{v.describe()} at {f.utterance.start_s:.1f}s" for f, v in self.not_said])
 
 
-def _overlaps(check: dict, match: Match) -> bool:
-    return int(check["key_start"]) < match.end and match.start < int(check["key_end"])
+def _overlaps(check: PhraseCheck, match: Match) -> bool:
+    return check.key_start < match.end and match.start < check.key_end
 
 
 def hear(engine: PhraseFinder, call: CallData, scope: list[UtteranceView], patterns: Iterable[str],
@@ -228,10 +229,10 @@ def hear(engine: PhraseFinder, call: CallData, scope: list[UtteranceView], patte
                 return phrase, matcher.group
         return None
 
-    def sort(view: UtteranceView, check: dict, verdict: CheckVerdict, kind: str, fallback: Match | None) -> None:
+    def sort(view: UtteranceView, check: PhraseCheck, verdict: CheckVerdict, kind: str, fallback: Match | None) -> None:
         resolved = phrase_of(verdict.phrase)
         phrase, group = resolved if resolved else (fallback.phrase, fallback.group)
-        match = Match(phrase, group, int(check["key_start"]), int(check["key_end"]),
+        match = Match(phrase, group, check.key_start, check.key_end,
                       kind if verdict.state == SAID else "unsure" if verdict.state != NOT_SAID else kind,
                       verdict.margin, verdict.rival)
         if verdict.state == SAID:
@@ -243,8 +244,8 @@ def hear(engine: PhraseFinder, call: CallData, scope: list[UtteranceView], patte
 
     for finding in found:
         view, match = finding
-        check = next((c for c in view.checks if _overlaps(c, match) and phrase_of(str(c["phrase"])) is not None), None)
-        verdict = decide(check, options, phrase_of(str(check["phrase"]))[0].bias) if check is not None else None
+        check = next((c for c in view.checks if _overlaps(c, match) and phrase_of(c.phrase) is not None), None)
+        verdict = decide(check, options, phrase_of(check.phrase)[0].bias) if check is not None else None
         if verdict is None:  # never checked (no audio, a gapped phrase, a lexicon newer than the night)
             heard.said.append(finding)
             continue
@@ -252,7 +253,7 @@ def hear(engine: PhraseFinder, call: CallData, scope: list[UtteranceView], patte
         sort(view, check, verdict, "verified", match)
     for view in scope:
         for check in view.checks:
-            resolved = phrase_of(str(check["phrase"])) if id(check) not in used else None
+            resolved = phrase_of(check.phrase) if id(check) not in used else None
             if resolved is None:
                 continue
             verdict = decide(check, options, resolved[0].bias)
@@ -561,7 +562,7 @@ def _not_putonghua(model, spec: RuleSpec, spoken: list[UtteranceView],
                    threshold: float | None) -> tuple[list[Finding], int]:
     """The utterances scored as not Putonghua, each a finding whose phrase names its probability and
     the signal that pulled it down most, and how many utterances were scored."""
-    from .putonghua import view_features
+    from .putonghua import utterance_features
 
     limit = model.threshold if threshold is None else threshold
     group = Group(spec.rule_id, (), "非普通话", "中", None, 0, spec.source)
@@ -570,7 +571,7 @@ def _not_putonghua(model, spec: RuleSpec, spoken: list[UtteranceView],
         if not view.key or view.avg_logprob is None or not model.scorable(view.text):
             continue  # too short to judge, or never heard (a typed dialogue: no decoder signals)
         scored += 1
-        features = view_features(view, model.weights)
+        features = utterance_features(view, model.weights)
         p, contributions = model.probability(features)
         if p >= limit:
             continue

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..errors import DialogueError
-from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
+from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript, Utterance
 from ..text import match_key, normalise_text
 
 CHARS_PER_SECOND = 4.5
@@ -26,13 +26,13 @@ _LINE = re.compile(r"^(?:%s\s*)?(?P<speaker>[A-Za-z\u4e00-\u9fff]+)\s*[:：]\s*(
 
 
 def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialogue",
-                   company: str = "") -> tuple[dict, list[dict], list[dict]]:
-    """Turn a dialogue into the rows the rule engine reads: a call, its utterances, its voice activity.
+                   company: str = "") -> CallTranscript:
+    """Turn a dialogue into the transcript the rule engine reads: its utterances and voice activity.
 
     Raises:
         DialogueError: a line is neither blank, a comment, nor ``speaker: text``.
     """
-    utterances: list[dict] = []
+    said_lines: list[tuple[float, float, str, str, str]] = []  # start, end, speaker, text, raw
     cursor = 0.0
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -47,23 +47,18 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
         stamp = m.group("t1") or m.group("t2")
         start = float(stamp) if stamp else cursor
         duration = max(1.0, len(match_key(said)) / CHARS_PER_SECOND)
-        utterances.append({"call_id": call_id, "utterance_idx": len(utterances), "speaker": speaker,
-                           "start_s": round(start, 3), "end_s": round(start + duration, 3), "text": said,
-                           "raw_text": m.group("text"), "words": None})
+        said_lines.append((round(start, 3), round(start + duration, 3), speaker, said, m.group("text")))
         cursor = start + duration + GAP_S
-    utterances.sort(key=lambda u: u["start_s"])
-    for idx, row in enumerate(utterances):
-        row["utterance_idx"] = idx
-    speakers = {u["speaker"] for u in utterances}
-    call = {"call_id": call_id, "agent_id": agent_id, "company": company, "status": "ok",
-            "channels": 1 if speakers <= {SPEAKER_UNKNOWN} else 2,
-            "duration_s": max((u["end_s"] for u in utterances), default=0.0)}
-    voice = [{"call_id": call_id, "speaker": u["speaker"], "start_s": u["start_s"], "end_s": u["end_s"]}
-             for u in utterances]
-    return call, utterances, voice
+    said_lines.sort(key=lambda line: line[0])
+    utterances = tuple(Utterance(call_id, idx, speaker, start, end, said, raw, None, None)
+                       for idx, (start, end, speaker, said, raw) in enumerate(said_lines))
+    speakers = {u.speaker for u in utterances}
+    return CallTranscript(call_id, agent_id, company, 1 if speakers <= {SPEAKER_UNKNOWN} else 2,
+                          max((u.end_s for u in utterances), default=0.0), utterances,
+                          tuple((u.speaker, u.start_s, u.end_s) for u in utterances), file=call_id)
 
 
-def read_dialogue(path: str | Path, company: str = "") -> tuple[dict, list[dict], list[dict]]:
+def read_dialogue(path: str | Path, company: str = "") -> CallTranscript:
     """Read a dialogue file (UTF-8). Raises DialogueError for unreadable files or bad lines."""
     path = Path(path)
     try:

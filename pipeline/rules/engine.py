@@ -1,7 +1,8 @@
 """The rule engine: stored utterances and voice activity in, findings (hits) and rule results out.
 
-Pure and fast: no audio, no model, no Prefect. :func:`evaluate_calls` works on rows as stored in
-Parquet, so rescoring after a lexicon change never touches audio. Each rule of the lexicons runs as
+Pure and fast: no audio, no model, no Prefect, no files. :func:`evaluate_calls` reads typed transcripts
+(:class:`~pipeline.records.CallTranscript`, which the storage layer builds from a fresh result or from
+rows as stored), so rescoring after a lexicon change never touches audio. Each rule of the lexicons runs as
 its type's check (:mod:`pipeline.rules.checks`); its :class:`~pipeline.rules.checks.CheckResult`
 becomes one :class:`~pipeline.records.RuleResult` and a :class:`~pipeline.records.Hit` per finding.
 
@@ -13,11 +14,11 @@ score without one of its rules is wrong, and a crash must never pass as ``not_ap
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from ..errors import RuleError
-from ..records import NOT_APPLICABLE, STATUS_OK, ErrorRecord, Hit, RuleResult
+from ..records import NOT_APPLICABLE, STATUS_OK, CallTranscript, ErrorRecord, Hit, RuleResult
 from ..text import match_key
 from .checks import CHECKS, CallData, CheckResult
 from .lexicon import COMPANY_PLACEHOLDER, Group, LexiconSet, RuleSpec, phrase_parts
@@ -121,23 +122,25 @@ def _hit(call: CallData, spec: RuleSpec, finding: Finding) -> Hit:
                match.group.severity, match.start, match.end, margin=match.margin, rival=match.rival)
 
 
-def moments_from_hits(results: list[RuleResult], hits: list[Hit]) -> None:
-    """Reset the moment of results that point at a finding, after the hits were timed again."""
+def moments_from_hits(results: Iterable[RuleResult], hits: Iterable[Hit]) -> list[RuleResult]:
+    """The results, those that point at a finding moved to their earliest hit (after the hits were timed
+    again from their words): new results, the given ones unchanged."""
     earliest: dict[tuple[str, str], Hit] = {}
     for hit in hits:
         key = (hit.call_id, hit.rule_id)
         if key not in earliest or hit.start_s < earliest[key].start_s:
             earliest[key] = hit
+    moved = []
     for result in results:
         first = earliest.get((result.call_id, result.rule_id)) if result.moment_from_hits else None
-        if first is not None:
-            result.at_s, result.until_s = first.start_s, first.end_s
+        moved.append(replace(result, at_s=first.start_s, until_s=first.end_s) if first is not None else result)
+    return moved
 
 
-def evaluable(call: dict) -> bool:
-    """A stored call whose transcript the rules can read: transcribed fine, or failed only because a
-    rule crashed on it (evaluated again, as the rule may be fixed now)."""
-    return call.get("status", STATUS_OK) == STATUS_OK or call.get("error_stage") == RuleError.stage
+def evaluable(call: CallTranscript) -> bool:
+    """A transcript the rules can read: transcribed fine, or failed only because a rule crashed on it
+    (evaluated again, as the rule may be fixed now)."""
+    return call.status == STATUS_OK or call.error_stage == RuleError.stage
 
 
 @dataclass
@@ -155,52 +158,32 @@ class Evaluation:
     crashed: dict[str, ErrorRecord] = field(default_factory=dict)
 
 
-def call_data(engine: RuleEngine, call: dict, utterances: list[dict],
-              voice: list[tuple[str, float, float]]) -> CallData:
-    """What the rules see of one call, from its stored rows (a ``calls`` row, its ``utterances`` rows and
-    its voice activity as (speaker, start_s, end_s))."""
-    rows = sorted(utterances, key=lambda r: (r["start_s"], r["utterance_idx"]))
-    return CallData(call["call_id"], call.get("agent_id", ""), call.get("company") or "", call.get("channels"),
-                    call.get("duration_s"), [make_view(r, engine.sounds) for r in rows], voice,
-                    _present(call.get("agent_language")), _present(call.get("agent_language_prob")),
-                    _present(call.get("roles_confidence")), _present(call.get("agent_zh_prob")))
+def call_data(engine: RuleEngine, call: CallTranscript) -> CallData:
+    """What the rules see of one call: its transcript, each utterance prepared for matching."""
+    rows = sorted(call.utterances, key=lambda u: (u.start_s, u.utterance_idx))
+    return CallData(call.call_id, call.agent_id, call.company, call.channels, call.duration_s,
+                    [make_view(u, engine.sounds) for u in rows], list(call.voice), call.agent_language,
+                    call.agent_language_prob, call.roles_confidence, call.agent_zh_prob)
 
 
-def evaluate_calls(engine: RuleEngine, calls: Iterable[dict], utterances: Iterable[dict],
-                   voice_activity: Iterable[dict]) -> Evaluation:
-    """Evaluate every evaluable call from stored rows (as in the ``calls``, ``utterances`` and
-    ``voice_activity`` tables); other failed calls get no rule results.
+def evaluate_calls(engine: RuleEngine, calls: Iterable[CallTranscript]) -> Evaluation:
+    """Evaluate every evaluable call (:func:`evaluable`); other failed calls get no rule results.
 
     Returns:
-        The hits and results, each with the call's ``call_date`` when the call row has one, and the
-        calls a rule crashed on.
+        The hits and results, each with its call's ``call_date``, and the calls a rule crashed on.
     """
-    by_call: dict[str, list[dict]] = {}
-    for row in utterances:
-        by_call.setdefault(row["call_id"], []).append(row)
-    voice_by_call: dict[str, list[tuple[str, float, float]]] = {}
-    for row in voice_activity:
-        voice_by_call.setdefault(row["call_id"], []).append((row["speaker"], float(row["start_s"]), float(row["end_s"])))
     evaluation = Evaluation()
     for call in calls:
         if not evaluable(call):
             continue
-        data = call_data(engine, call, by_call.get(call["call_id"], []), voice_by_call.get(call["call_id"], []))
         try:
-            call_hits, call_results = engine.evaluate(data)
+            call_hits, call_results = engine.evaluate(call_data(engine, call))
         except RuleError as exc:
-            evaluation.crashed[call["call_id"]] = ErrorRecord(
-                call.get("file") or call["call_id"], call["call_id"], exc.stage, type(exc).__name__, str(exc),
-                call.get("started_at"))
+            evaluation.crashed[call.call_id] = ErrorRecord(call.file or call.call_id, call.call_id, exc.stage,
+                                                           type(exc).__name__, str(exc), call.started_at)
             continue
-        date = call.get("call_date")
         for item in (*call_hits, *call_results):
-            item.call_date = date
+            item.call_date = call.call_date
         evaluation.hits.extend(call_hits)
         evaluation.results.extend(call_results)
     return evaluation
-
-
-def _present(value):
-    """None for missing values as pandas reads them back (NaN, None)."""
-    return None if value is None or value != value else value

@@ -14,8 +14,9 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
+from ..records import PhraseCheck, Utterance, Word
 from ..text import match_key, stored_key
 from .lexicon import COMPANY_PLACEHOLDER, GAP_CHARS, Group, Phrase, phrase_parts
 
@@ -86,10 +87,10 @@ class UtteranceView:
     key: str  # letters and digits of text, lower case
     key_pos: list[int]  # text index of each key character
     sound: str
-    words: Any = None
+    words: list[Word] = field(default_factory=list)
     avg_logprob: float | None = None  # the speech model's confidence, as stored (for "heard as Putonghua")
     no_speech_prob: float | None = None
-    checks: list[dict] = field(default_factory=list)  # phrases checked on its audio (utterances.checks)
+    checks: list[PhraseCheck] = field(default_factory=list)  # phrases checked on its audio (utterances.checks)
     _bounds: list[tuple[int, int]] | None = None  # multi-character jieba words, computed on demand
 
     def span_text(self, start: int, end: int) -> str:
@@ -100,17 +101,17 @@ class UtteranceView:
         return word_span_time(self.words, len(self.key), start, end, (self.start_s, self.end_s))
 
 
-def word_offsets(words) -> list[tuple[int, int, float, float]]:
+def word_offsets(words: Sequence[Word]) -> list[tuple[int, int, float, float]]:
     """(first key char, last key char + 1, start_s, end_s) of each word."""
     offsets, cursor = [], 0
     for word in words:
-        n = len(stored_key(word["word"]))
-        offsets.append((cursor, cursor + n, word["start_s"], word["end_s"]))
+        n = len(stored_key(word.word))
+        offsets.append((cursor, cursor + n, word.start_s, word.end_s))
         cursor += n
     return offsets
 
 
-def word_span_time(words, key_length: int, start: int, end: int,
+def word_span_time(words: Sequence[Word] | None, key_length: int, start: int, end: int,
                    default: tuple[float, float]) -> tuple[float, float]:
     """The time the words covering key characters ``start:end`` were said, else ``default``."""
     if words is None or len(words) == 0:
@@ -122,20 +123,14 @@ def word_span_time(words, key_length: int, start: int, end: int,
     return (min(s for s, _ in inside), max(e for _, e in inside)) if inside else default
 
 
-def make_view(row: dict, sounds: SoundKeys) -> UtteranceView:
-    """An utterance row (as stored) prepared for matching."""
-    text = row["text"]
+def make_view(utterance: Utterance, sounds: SoundKeys) -> UtteranceView:
+    """An utterance prepared for matching."""
+    text = utterance.text
     key_pos = [i for i, ch in enumerate(text) if unicodedata.category(ch)[0] in "LN"]
     key = "".join(text[i] for i in key_pos).lower()
-    checks = row.get("checks")
-    return UtteranceView(int(row["utterance_idx"]), row["speaker"], float(row["start_s"]), float(row["end_s"]), text,
-                         key, key_pos, sounds.of(key), row.get("words"), stored_number(row.get("avg_logprob")),
-                         stored_number(row.get("no_speech_prob")), [dict(c) for c in checks] if checks is not None else [])
-
-
-def stored_number(value) -> float | None:
-    """A stored number, None when missing (pandas reads nulls back as NaN)."""
-    return None if value is None or value != value else float(value)
+    return UtteranceView(utterance.utterance_idx, utterance.speaker, utterance.start_s, utterance.end_s, text, key,
+                         key_pos, sounds.of(key), list(utterance.words), utterance.avg_logprob,
+                         utterance.no_speech_prob, list(utterance.checks))
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,7 +26,8 @@ import re
 import zlib
 from typing import Iterable
 
-from .matching import _jieba, stored_number
+from ..records import Utterance
+from .matching import UtteranceView, _jieba
 from .scorefile import FEATURES
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -69,37 +70,30 @@ def compression_ratio(text: str) -> float | None:
     return len(data) / len(zlib.compress(data)) if data else None
 
 
-def utterance_features(row: dict, names: Iterable[str] = FEATURES) -> dict[str, float | None]:
-    """The signals ``names`` (default: all) of one stored utterance (a row of the ``utterances``
-    table, or a dict like it). Only those asked for are computed: a score reads the ones it weighs,
-    and ``coverage`` and ``lm_per_char`` segment the text with jieba."""
-    text = str(row.get("text") or "")
+def utterance_features(utterance: Utterance | UtteranceView,
+                       names: Iterable[str] = FEATURES) -> dict[str, float | None]:
+    """The signals ``names`` (default: all) of one utterance (as transcribed, or prepared for
+    matching). Only those asked for are computed: a score reads the ones it weighs, and ``coverage``
+    and ``lm_per_char`` segment the text with jieba."""
+    text = utterance.text or ""
 
     @functools.cache
     def probs() -> list[float]:
-        words = row.get("words")
-        return [float(w["prob"]) for w in (words if words is not None else []) if w.get("prob") is not None]
+        return [float(w.prob) for w in utterance.words or () if w.prob is not None]
 
     def latin_share() -> float | None:
         letters = [ch for ch in text if ch.isalpha()]
         return sum(ch.isascii() for ch in letters) / len(letters) if letters else None
 
     signals = {
-        "avg_logprob": lambda: stored_number(row.get("avg_logprob")),
-        "no_speech_prob": lambda: stored_number(row.get("no_speech_prob")),
+        "avg_logprob": lambda: utterance.avg_logprob,
+        "no_speech_prob": lambda: utterance.no_speech_prob,
         "word_prob_mean": lambda: sum(probs()) / len(probs()) if probs() else None,
         "word_prob_min": lambda: min(probs()) if probs() else None,
         "coverage": lambda: coverage(text),
         "lm_per_char": lambda: lm_per_char(text),
         "compression_ratio": lambda: compression_ratio(text),
         "latin_share": latin_share,
-        "chars_per_s": lambda: len(_CJK.findall(text)) / max(float(row["end_s"]) - float(row["start_s"]), 1e-3),
+        "chars_per_s": lambda: len(_CJK.findall(text)) / max(utterance.end_s - utterance.start_s, 1e-3),
     }
     return {name: signals[name]() for name in names}
-
-
-def view_features(view, names: Iterable[str] = FEATURES) -> dict[str, float | None]:
-    """The signals ``names`` of an utterance prepared for matching (:class:`~.matching.UtteranceView`)."""
-    return utterance_features({"text": view.text, "words": view.words, "start_s": view.start_s,
-                               "end_s": view.end_s, "avg_logprob": view.avg_logprob,
-                               "no_speech_prob": view.no_speech_prob}, names)

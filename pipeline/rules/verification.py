@@ -20,7 +20,8 @@ At ``high`` or more the phrase was said (``said``); at ``low`` or less it was no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+
+from ..records import PhraseCheck
 
 SAID, NOT_SAID, UNSURE = "said", "not_said", "unsure"
 
@@ -76,17 +77,12 @@ class CheckVerdict:
         return text + {SAID: "", NOT_SAID: f" (not {self.phrase})", UNSURE: " (unsure)"}[self.state]
 
 
-def _floats(values) -> list[float]:
-    return [float(v) for v in (values if values is not None else [])]
-
-
-def decide(check: Mapping[str, Any], options: VerifyOptions, bias: float | None = 0.0) -> CheckVerdict | None:
+def decide(check: PhraseCheck, options: VerifyOptions, bias: float | None = 0.0) -> CheckVerdict | None:
     """The verdict of one stored check (a ``utterances.checks`` entry), its margin raised by the phrase's
     ``bias`` (the lexicon's ``bias=``; None: ``default_bias``); None when it compared nothing (no rival
     was scored)."""
     bias = options.default_bias if bias is None else bias
-    names = list(check.get("options") if check.get("options") is not None else [])
-    logprobs, priors = _floats(check.get("logprobs")), _floats(check.get("priors"))
+    names, logprobs, priors = list(check.options), list(check.logprobs), list(check.priors)
     if len(names) < 2 or len(logprobs) != len(names):
         return None
     priors = priors if len(priors) == len(names) else [0.0] * len(names)

@@ -16,7 +16,7 @@ from typing import Iterable, Literal
 
 from ..config import LEXICONS_DIR
 from ..errors import RubricError
-from ..records import FAIL, STATUS_OK, Hit, RuleResult
+from ..records import FAIL, STATUS_OK, CallScore, Hit, RuleResult
 from ..rules.lexicon import SEVERITIES
 from ..validation import build_options, read_toml
 
@@ -175,36 +175,39 @@ def deduction_for(rubric: Rubric, rule_id: str, outcome: str, hits: list[Hit]) -
     return float(points), red
 
 
-def score_calls(rubric: Rubric, calls: list[dict], rule_results: list[RuleResult], hits: list[Hit],
-                lexicon_version: str = "") -> None:
-    """Fill in each call's score, passed and red_line, and each rule result's deduction (in place).
+def score_calls(rubric: Rubric, calls: Iterable[CallScore], rule_results: Iterable[RuleResult], hits: list[Hit],
+                lexicon_version: str = "") -> tuple[list[CallScore], list[RuleResult]]:
+    """Each call's score, passed and red_line, and each rule result's deduction.
 
     Deductions follow each result's ``final_outcome`` (after a reviewer's verdict,
     :mod:`pipeline.scoring.verdicts`), which is its ``outcome`` when nobody reviewed it.
 
-    Calls with status ``error`` are never scored (their score columns stay empty).
+    Calls whose status is not ``ok`` are never scored (their score stays None).
+
+    Returns:
+        New call scores and rule results (the given ones unchanged).
     """
     hits_by: dict[tuple[str, str], list[Hit]] = {}
     for hit in hits:
         hits_by.setdefault((hit.call_id, hit.rule_id), []).append(hit)
     totals: dict[str, list] = {}
+    results = []
     for result in rule_results:
-        result.final_outcome = result.final_outcome or result.outcome
+        final = result.final_outcome or result.outcome
         # the outcome after review: an overturned finding costs nothing, a miss a reviewer found costs
-        points, red = deduction_for(rubric, result.rule_id, result.final_outcome,
-                                    hits_by.get((result.call_id, result.rule_id), []))
-        result.deduction = points
+        points, red = deduction_for(rubric, result.rule_id, final, hits_by.get((result.call_id, result.rule_id), []))
+        results.append(replace(result, final_outcome=final, deduction=points))
         total = totals.setdefault(result.call_id, [0.0, False])
         total[0] += points
         total[1] = total[1] or red
+    scored = []
     for call in calls:
-        call["rubric_version"] = rubric.version
-        call["lexicon_version"] = lexicon_version or call.get("lexicon_version")
-        if call.get("status") != STATUS_OK:
-            call["score"] = call["passed"] = call["red_line"] = None
+        versions = {"rubric_version": rubric.version, "lexicon_version": lexicon_version or call.lexicon_version}
+        if call.status != STATUS_OK:
+            scored.append(replace(call, score=None, passed=None, red_line=None, **versions))
             continue
-        deducted, red = totals.get(call["call_id"], (0.0, False))
+        deducted, red = totals.get(call.call_id, (0.0, False))
         score = max(rubric.floor, rubric.start - deducted)
-        call["score"] = round(score, 2)
-        call["red_line"] = red
-        call["passed"] = (not red) and score >= rubric.pass_mark
+        scored.append(replace(call, score=round(score, 2), red_line=red,
+                              passed=(not red) and score >= rubric.pass_mark, **versions))
+    return scored, results

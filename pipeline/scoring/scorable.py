@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import MIN_ROLE_CONFIDENCE, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN
+from ..records import MIN_ROLE_CONFIDENCE, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript
 from .rubric import ScoreOptions
 
 # Less than this much voice on a stereo call's customer channel is a dead line, not a quiet customer.
@@ -35,23 +35,23 @@ def speech_seconds(voice: list[tuple[str, float, float]], speakers: set[str]) ->
     return sum(end - start for who, start, end in voice if who in speakers)
 
 
-def assess(call: dict, voice: list[tuple[str, float, float]], policy: ScoreOptions) -> Assessment:
-    """Decide whether ``call`` (a ``calls`` row with a transcript) can be scored.
+def assess(call: CallTranscript, policy: ScoreOptions) -> Assessment:
+    """Decide whether ``call`` can be scored.
 
     Args:
-        call: the stored row (``truncated``, ``channels``, ``duration_s`` are read).
-        voice: its voice activity as (speaker, start_s, end_s).
+        call: its transcript (``truncated``, ``channels``, ``duration_s`` and its voice activity are read).
         policy: the rubric's ``[score]`` table.
 
     Returns:
         The assessment: unscorable with its reason, or scorable with any warnings.
     """
+    voice = list(call.voice)
     speakers = {who for who, _, _ in voice}
-    stereo = call.get("channels") == 2 and bool(speakers & {SPEAKER_AGENT, SPEAKER_CUSTOMER})
+    stereo = call.channels == 2 and bool(speakers & {SPEAKER_AGENT, SPEAKER_CUSTOMER})
     roles = stereo or SPEAKER_AGENT in speakers
     agent_s = speech_seconds(voice, {SPEAKER_AGENT}) if roles else speech_seconds(voice, speakers)
-    duration = call.get("duration_s") or 0.0
-    if call.get("truncated") and not policy.score_truncated:
+    duration = call.duration_s or 0.0
+    if call.truncated and not policy.score_truncated:
         return Assessment(False, f"the recording is cut off after {duration:.1f} s (decoding stopped early, or the "
                                  "file holds less audio than its header declares): the rest of the "
                                  "conversation is missing, so it is not scored ([score] score_truncated)")
@@ -64,7 +64,7 @@ def assess(call: dict, voice: list[tuple[str, float, float]], policy: ScoreOptio
         return Assessment(False, "mono recording whose voices were not split (the speaker model is not installed, "
                                  "or [diarisation] enabled = false): the agent's words cannot be told from the "
                                  "customer's, so it is not scored")
-    confidence = call.get("roles_confidence")
+    confidence = call.roles_confidence
     if not stereo and confidence is not None and confidence < MIN_ROLE_CONFIDENCE:
         return Assessment(False, f"mono recording: which voice is the agent's was found with confidence "
                                  f"{confidence:.2f} (below {MIN_ROLE_CONFIDENCE:g}), so it is not scored; "

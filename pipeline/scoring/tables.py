@@ -1,5 +1,6 @@
-"""Rules and rubric over a set of calls' rows, and agent scores from calls and rule results: no file
-I/O (what is read and written around them is :mod:`pipeline.publish`'s and the storage layer's).
+"""Rules and rubric over a set of calls' transcripts, and agent scores from calls and rule results: no
+file I/O and no rows (the storage layer builds the transcripts and turns the answer into rows; what is
+read and written around them is :mod:`pipeline.publish`'s).
 
 Both ways a night's tables are made call these: :mod:`pipeline.night` (tonight's transcripts) and
 :mod:`pipeline.rescore` (stored transcripts, after a lexicon or rubric change).
@@ -9,22 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
-from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, has_transcript
-from ..rules.engine import RuleEngine, evaluate_calls
 from ..config import LEXICONS_DIR
+from ..records import STATUS_ERROR, STATUS_OK, STATUS_UNSCORABLE, CallScore, CallTranscript, Scoring, Verdict
+from ..rules.engine import RuleEngine, evaluate_calls
 from ..rules.lexicon import LexiconSet, load_lexicons
 from ..schemas import PARTITION_COLUMN
-from ..storage.rows import error_row
 from .rubric import DEFAULT_RUBRIC, Rubric, load_rubric, score_calls
 from .scorable import assess
 from .scores import agent_scores
-from .verdicts import Verdict, apply_verdicts
+from .verdicts import apply_verdicts
 
 
 def load_rules_and_rubric(lexicons_dir: str | Path | None, rubric_path: str | Path | None) -> tuple[LexiconSet, Rubric]:
@@ -90,16 +90,15 @@ def load_standards(lexicons_dir: str | Path | None, rubric_path: str | Path | No
         return _loaded[key]
 
 
-def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
-                 timings: dict[str, float] | None = None,
-                 verdicts: dict[tuple[str, str], Verdict] | None = None) -> dict[str, list]:
-    """Rules and scores for a set of calls' rows (as stored), in place.
+def score_transcripts(engine: RuleEngine, rubric: Rubric, transcripts: Iterable[CallTranscript],
+                      timings: dict[str, float] | None = None,
+                      verdicts: dict[tuple[str, str], Verdict] | None = None) -> Scoring:
+    """Rules and scores for a set of calls' transcripts.
 
-    Every call with a transcript is first assessed (:mod:`pipeline.scoring.scorable`): ``ok`` or
-    ``unscorable`` with its reason, under the rubric's current policy. The rules then run on the ``ok``
-    calls only, adding the ``hits`` and ``rule_results`` tables, and the rubric fills the score columns
-    of ``calls``. A call a rule crashed on becomes status ``error`` at stage ``rules``, unscored, with an
-    ``errors`` row; a call that failed that way before is assessed and checked again.
+    Every call is first assessed (:mod:`pipeline.scoring.scorable`): ``ok`` or ``unscorable`` with its
+    reason, under the rubric's current policy. The rules then run on the ``ok`` calls only, and the
+    rubric scores them. A call a rule crashed on becomes status ``error`` at stage ``rules``, unscored,
+    with its error; a call that failed that way before is assessed and checked again.
 
     Args:
         timings: where the seconds of the rules (``rules_s``) and of the assessment and scores
@@ -108,42 +107,31 @@ def score_tables(engine: RuleEngine, rubric: Rubric, tables: dict[str, list],
             score follows each result's outcome after review.
 
     Returns:
-        ``tables``.
+        A :class:`~pipeline.records.CallScore` per transcript, the hits and rule results, the crashes.
     """
     timings = {} if timings is None else timings
     clock = time.perf_counter()
-    calls = tables["calls"]
-    voice: dict[str, list[tuple[str, float, float]]] = {}
-    for row in tables.get("voice_activity", []):
-        voice.setdefault(row["call_id"], []).append((row["speaker"], float(row["start_s"]), float(row["end_s"])))
-    for call in calls:
-        if not has_transcript(call):
-            continue
-        assessment = assess(call, voice.get(call["call_id"], []), rubric.score)
-        call["status"] = STATUS_OK if assessment.scorable else STATUS_UNSCORABLE
-        call["status_reason"], call["error_stage"] = assessment.reason, None
-        call["warnings"] = list(call.get("warnings") or []) + [w for w in assessment.warnings
-                                                                if w not in (call.get("warnings") or [])]
+    transcripts = list(transcripts)
+    assessed: dict[str, CallScore] = {}
+    for call in transcripts:
+        assessment = assess(call, rubric.score)
+        warnings = tuple(call.warnings) + tuple(w for w in assessment.warnings if w not in call.warnings)
+        assessed[call.call_id] = CallScore(call.call_id, STATUS_OK if assessment.scorable else STATUS_UNSCORABLE,
+                                           assessment.reason, None, warnings)
     timings["scoring_s"] = timings.get("scoring_s", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    evaluation = evaluate_calls(engine, [c for c in calls if c["status"] == STATUS_OK],
-                                tables.get("utterances", []), tables.get("voice_activity", []))
+    evaluation = evaluate_calls(engine, [replace(c, status=STATUS_OK, error_stage=None) for c in transcripts
+                                         if assessed[c.call_id].status == STATUS_OK])
     timings["rules_s"] = timings.get("rules_s", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    if evaluation.crashed:
-        now = datetime.now(timezone.utc)
-        errors = tables.setdefault("errors", [])
-        for call in calls:
-            error = evaluation.crashed.get(call["call_id"])
-            if error is not None:
-                call["status"], call["error_stage"] = STATUS_ERROR, error.stage
-                call["status_reason"] = f"{error.error_type}: {error.message}"
-                errors.append(error_row(error, call.get("run_id") or "", call[PARTITION_COLUMN], now))
-    tables["hits"], tables["rule_results"] = evaluation.hits, evaluation.results
-    apply_verdicts(evaluation.results, verdicts)
-    score_calls(rubric, calls, evaluation.results, evaluation.hits, engine.lexicons.version)
+    for call_id, error in evaluation.crashed.items():
+        assessed[call_id] = replace(assessed[call_id], status=STATUS_ERROR, error_stage=error.stage,
+                                    status_reason=f"{error.error_type}: {error.message}")
+    judged = apply_verdicts(evaluation.results, verdicts)
+    calls, results = score_calls(rubric, assessed.values(), judged, evaluation.hits, engine.lexicons.version)
     timings["scoring_s"] += time.perf_counter() - clock
-    return tables
+    return Scoring(tuple(calls), tuple(evaluation.hits), tuple(results), tuple(evaluation.crashed.values()),
+                   rubric.version, engine.lexicons.version)
 
 
 def agent_score_rows(calls: pd.DataFrame, results: pd.DataFrame, rubric: Rubric) -> list[dict]:

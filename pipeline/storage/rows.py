@@ -8,6 +8,10 @@ an audio file the manifest lacks), whose row says what is known of it, with stat
 
 Every row carries its ``call_date`` (the partition), the call's start in the contact centre's
 timezone. The rows are plain dicts with exactly the schema's columns (``schemas.py``).
+
+The second half reads no rows: :func:`transcript_of_result` and :func:`transcripts_of` build the
+typed :class:`~pipeline.records.CallTranscript` it reads (from a fresh result, or from rows as
+stored), and :func:`with_scores` turns what it returns back into rows.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from ..records import STATUS_ERROR, CallResult, ErrorRecord
+from ..records import (STATUS_ERROR, STATUS_OK, CallResult, CallTranscript, ErrorRecord, PhraseCheck, Scoring,
+                       Utterance, Verdict, Word, has_transcript)
 from ..schemas import PARTITION_COLUMN, TABLES, appended
 
 
@@ -106,3 +111,156 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
             errors.append(result.error)
     tables["errors"] = [error_row(e, run_id, call_date(e.started_at, tz), now) for e in errors]
     return tables
+
+
+# -- between the halves: typed transcripts in, scores out --------------------------------------------
+
+def _number(value) -> float | None:
+    """A stored number, None when missing (pandas reads nulls back as NaN)."""
+    return None if value is None or value != value else float(value)
+
+
+def _present(value):
+    return None if value is None or value != value else value
+
+
+def word_of(row: Mapping[str, Any] | Word) -> Word:
+    """A stored word (``utterances.words`` entry) as a :class:`~pipeline.records.Word`."""
+    if isinstance(row, Word):
+        return row
+    return Word(str(row["word"]), float(row["start_s"]), float(row["end_s"]), _number(row.get("prob")))
+
+
+def words_of(rows) -> list[Word]:
+    """An utterance's stored words (None: none stored)."""
+    return [word_of(w) for w in rows] if rows is not None else []
+
+
+def check_of(row: Mapping[str, Any] | PhraseCheck) -> PhraseCheck:
+    """A stored phrase check (``utterances.checks`` entry) as a :class:`~pipeline.records.PhraseCheck`."""
+    if isinstance(row, PhraseCheck):
+        return row
+
+    def floats(key: str) -> list[float]:
+        values = row.get(key)
+        return [float(v) for v in values] if values is not None else []
+
+    options = row.get("options")
+    return PhraseCheck(str(row["phrase"]), int(row["key_start"]), int(row["key_end"]), str(row.get("heard") or ""),
+                       [str(o) for o in options] if options is not None else [], floats("logprobs"),
+                       floats("priors"), str(row.get("prefix") or ""), float(row.get("clip_start_s") or 0.0),
+                       float(row.get("clip_end_s") or 0.0))
+
+
+def utterance_of(row: Mapping[str, Any]) -> Utterance:
+    """A stored ``utterances`` row (all columns, or the ones a reader chose) as an
+    :class:`~pipeline.records.Utterance`."""
+    checks = row.get("checks")
+    return Utterance(str(row["call_id"]), int(row["utterance_idx"]), str(row["speaker"]), float(row["start_s"]),
+                     float(row["end_s"]), str(row["text"]), str(row.get("raw_text") or row["text"]),
+                     _number(row.get("avg_logprob")), _number(row.get("no_speech_prob")), words_of(row.get("words")),
+                     _number(row.get("role_confidence")), [check_of(c) for c in checks] if checks is not None else [])
+
+
+def _strings(values) -> tuple[str, ...]:
+    """A stored list of strings (pandas reads one back as an array; a missing one as None or NaN)."""
+    return tuple(str(v) for v in values) if values is not None and not isinstance(values, float) else ()
+
+
+def _voice(row) -> tuple[str, float, float]:
+    if isinstance(row, tuple):
+        return row
+    return (str(row["speaker"]), float(row["start_s"]), float(row["end_s"]))
+
+
+def transcript_of_rows(call: Mapping[str, Any], utterances: Iterable[Mapping[str, Any]],
+                       voice: Iterable[Mapping[str, Any] | tuple[str, float, float]] = ()) -> CallTranscript:
+    """One call's transcript from its rows as stored: its ``calls`` row, its ``utterances`` rows and
+    its ``voice_activity`` rows (or (speaker, start_s, end_s))."""
+    ordered = sorted((utterance_of(r) for r in utterances), key=lambda u: (u.start_s, u.utterance_idx))
+    truncated = _present(call.get("truncated"))
+    return CallTranscript(
+        str(call["call_id"]), str(call.get("agent_id") or ""), str(call.get("company") or ""),
+        int(call["channels"]) if _present(call.get("channels")) is not None else None,
+        _number(call.get("duration_s")), tuple(ordered), tuple(_voice(v) for v in voice),
+        _present(call.get("file")), _present(call.get("started_at")), _present(call.get(PARTITION_COLUMN)),
+        _present(call.get("run_id")), str(call.get("status") or STATUS_OK), _present(call.get("error_stage")),
+        bool(truncated) if truncated is not None else None, _strings(call.get("warnings")),
+        _present(call.get("agent_language")), _number(call.get("agent_language_prob")),
+        _number(call.get("agent_zh_prob")), _number(call.get("roles_confidence")))
+
+
+def transcripts_of(tables: Mapping[str, list[dict]]) -> list[CallTranscript]:
+    """The transcripts of every call of ``tables`` (rows per table, as :func:`rows_for_run` makes them or
+    as read back) that has one (:func:`~pipeline.records.has_transcript`), in the order of ``calls``."""
+    utterances: dict[str, list[dict]] = {}
+    for row in tables.get("utterances", []):
+        utterances.setdefault(row["call_id"], []).append(row)
+    voice: dict[str, list[dict]] = {}
+    for row in tables.get("voice_activity", []):
+        voice.setdefault(row["call_id"], []).append(row)
+    return [transcript_of_rows(call, utterances.get(call["call_id"], []), voice.get(call["call_id"], []))
+            for call in tables["calls"] if has_transcript(call)]
+
+
+def transcript_of_result(result: CallResult, tz: ZoneInfo, run_id: str | None = None) -> CallTranscript | None:
+    """A fresh result's transcript (None: it failed, it has none)."""
+    if result.status != STATUS_OK:
+        return None
+    rec = result.recording
+    return CallTranscript(
+        rec.call_id, rec.agent_id, rec.company or "", result.channels, result.duration_s,
+        tuple(sorted(result.utterances, key=lambda u: (u.start_s, u.utterance_idx))),
+        tuple((v.speaker, v.start_s, v.end_s) for v in result.voice_activity), rec.file, rec.started_at,
+        call_date(rec.started_at, tz), run_id, result.status, None, result.truncated, tuple(result.warnings),
+        result.agent_language, result.agent_language_prob, result.agent_zh_prob, result.roles_confidence)
+
+
+SCORE_COLUMNS = ("status", "status_reason", "error_stage", "score", "passed", "red_line")
+
+
+def with_scores(tables: Mapping[str, list], scoring: Scoring) -> dict[str, list]:
+    """New tables: ``tables`` with each call's row carrying its :class:`~pipeline.records.CallScore` (a
+    call without one, failed before the rules, is left unscored), every call stamped with the rubric's
+    and lexicons' versions, the hits and rule results of ``scoring``, and an ``errors`` row for each
+    call a rule crashed on."""
+    by_call = {s.call_id: s for s in scoring.calls}
+    calls = []
+    for row in tables["calls"]:
+        score = by_call.get(row["call_id"])
+        values = ({c: getattr(score, c) for c in SCORE_COLUMNS} | {"warnings": list(score.warnings)}
+                  if score is not None else {"score": None, "passed": None, "red_line": None})
+        calls.append({**row, **values, "rubric_version": scoring.rubric_version,
+                      "lexicon_version": scoring.lexicon_version or row.get("lexicon_version")})
+    known = {row["call_id"]: row for row in calls}
+    now = datetime.now(timezone.utc)
+    added = []
+    for error in scoring.errors:
+        row = known.get(error.call_id, {})
+        added.append(error_row(error, row.get("run_id") or "", row.get(PARTITION_COLUMN)
+                               or call_date(error.started_at, timezone.utc), now))
+    return {**tables, "calls": calls, "hits": list(scoring.hits), "rule_results": list(scoring.results),
+            "errors": list(tables.get("errors", [])) + added}
+
+
+def latest_verdicts(reviews: Iterable[dict]) -> dict[tuple[str, str], Verdict]:
+    """The verdict that counts per (call_id, rule_id): the latest ``kind = verdict`` row.
+
+    Args:
+        reviews: rows of the ``reviews`` table (dicts), in any order.
+
+    Returns:
+        (call_id, rule_id) -> its latest verdict; ties in time go to the larger review id, so every
+        reader picks the same row.
+    """
+    latest: dict[tuple[str, str], tuple] = {}
+    for row in reviews:
+        if row.get("kind") != "verdict" or not row.get("verdict"):
+            continue
+        key = (row["call_id"], row["rule_id"])
+        order = (row["recorded_at"], row["review_id"])
+        if key not in latest or order > latest[key][0]:
+            latest[key] = (order, row)
+    return {key: Verdict(row["call_id"], row["rule_id"], row["verdict"], row.get("machine_outcome") or "",
+                         row.get("reviewer") or "", row["recorded_at"], row.get("comment"))
+            for key, (_, row) in latest.items()}

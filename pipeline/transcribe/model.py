@@ -17,7 +17,6 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..config import AsrOptions, models_dir
 from ..errors import ModelChecksumError, ModelError

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..config import VerifyOptions
-from ..records import CallResult, PhraseCheck
+from ..records import CallResult, CallTranscript, PhraseCheck
 from ..rules.checks import CallData, find_holds, hold_context, scope_of
 from ..rules.engine import RuleEngine, call_data
 from ..rules.lexicon import COMPANY_PLACEHOLDER, Phrase, RuleSpec, phrase_parts
@@ -122,7 +122,7 @@ class PhraseVerifier:
                         skipped += 1
                         continue
                     check = answers[ask.key] = self._check(ask, audio[ask.key])
-                verdict = decide(asdict(check), self.engine.verify_options, ask.bias)
+                verdict = decide(check, self.engine.verify_options, ask.bias)
                 said += verdict is not None and verdict.state == SAID
         by_index = {u.utterance_idx: u for u in result.utterances}
         for (index, *_), check in answers.items():
@@ -148,10 +148,10 @@ class PhraseVerifier:
 
     def _call(self, result: CallResult) -> CallData:
         rec = result.recording
-        row = {"call_id": rec.call_id, "agent_id": rec.agent_id, "company": rec.company, "channels": result.channels,
-               "duration_s": result.duration_s, "roles_confidence": result.roles_confidence}
-        return call_data(self.engine, row, [asdict(u) for u in result.utterances],
-                         [(v.speaker, v.start_s, v.end_s) for v in result.voice_activity])
+        return call_data(self.engine, CallTranscript(
+            rec.call_id, rec.agent_id, rec.company or "", result.channels, result.duration_s, tuple(result.utterances),
+            tuple((v.speaker, v.start_s, v.end_s) for v in result.voice_activity),
+            roles_confidence=result.roles_confidence))
 
     # -- what each rule's verdict needs heard ---------------------------------------------------------
 
