@@ -109,8 +109,8 @@ def test_every_error_class_lives_in_errors():
 
 # The README's reading order: within each package, a module imports only modules read before it.
 READING_ORDER = {
-    "pipeline.transcribe": ["discover", "audio", "roles", "turns", "speech", "model", "decode", "guard", "utterances",
-                            "privacy", "recording"],
+    "pipeline.transcribe": ["discover", "audio", "roles", "turns", "speech", "model", "decode", "guard", "privacy",
+                            "streaming", "mono", "recording"],
     "pipeline.speakers": ["embedding", "model", "diarize", "agent"],
     "pipeline.storage": ["hashing", "install", "rows", "lock", "transaction", "parquet", "incremental", "staging"],
     "pipeline.rules": ["options", "scorefile", "verification", "lexicon", "matching", "putonghua", "checks", "engine",

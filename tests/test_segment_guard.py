@@ -9,7 +9,7 @@ from pipeline.config import GuardOptions, SegmentationOptions
 from pipeline.errors import HallucinationListError
 from pipeline.transcribe.guard import HallucinationGuard, load_phrases
 from pipeline.transcribe.turns import regions_to_turns
-from pipeline.transcribe.utterances import build_utterances
+from pipeline.transcribe.guard import build_utterances
 
 SEG = SegmentationOptions(split_pause_s=0.8, max_utterance_s=10.0, pack_gap_s=0.3)
 
@@ -198,7 +198,7 @@ def test_a_turn_read_as_punctuation_only_is_no_utterance_but_is_on_record(guard)
 
 
 def test_voice_activity_found_in_overlapping_runs_is_stitched_at_the_boundaries():
-    from pipeline.transcribe.recording import _stitched
+    from pipeline.transcribe.streaming import _stitched
 
     runs = [  # (run start, run end, regions found reading from 2 s before the run start)
         (0.0, 10.0, [(1.0, 3.0), (8.5, 10.0)]),  # the second region is cut by the end of the run

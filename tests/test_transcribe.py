@@ -144,7 +144,7 @@ def test_guard_stops_what_whisper_invents_on_silence_and_noise(name, prompt, mod
     from pipeline.transcribe.decode import transcribe_turns
     from pipeline.transcribe.audio import decode_audio
     from pipeline.transcribe.guard import HallucinationGuard
-    from pipeline.transcribe.utterances import build_utterances
+    from pipeline.transcribe.guard import build_utterances
 
     audio = decode_audio(DATA / name)
     turns = [Turn("agent", 0, 0.0, 9.9, 9.9)]
