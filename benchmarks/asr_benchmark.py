@@ -75,7 +75,7 @@ def main() -> int:
     load_s = time.perf_counter() - t0
     console = Console(width=140)
     table = Table(title=f"ASR on the demo corpus: {model.model_label}, beam {config.asr.beam_size}, "
-                        f"batch {config.asr.batch_size}, {workers} call(s) in flight")
+                        f"batch {config.asr.decode_batch}, {workers} call(s) in flight")
     for column in ("call", "format", "audio s", "agent CER", "customer CER", "latency s", "x real time"):
         table.add_column(column, justify="right" if column not in ("call", "format") else "left")
     if args.baseline:

@@ -50,7 +50,18 @@ class AsrOptions:
         language: spoken language; fixed to Chinese by default (language detection on 8 kHz speech
             is unreliable and costs a decoder pass).
         beam_size: 1 is greedy decoding (fast); 5 is Whisper's default.
-        batch_size: how many 30-second windows are decoded together.
+        customer_beam_size: the beam for the customer's channel of a stereo call; 0 (the default):
+            ``beam_size``. The customer's words feed fewer rules (``service.answer``,
+            ``service.complaint_ack``) than the agent's: greedy (1) took the 64-call speed corpus from
+            24.3x to 27.7x real time and the short-call one from 22.1x to 30.0x with those rules as
+            accurate (one call less on one corpus, more on the other), but the customer's CER rose
+            by 0.027 (docs/benchmarks.md).
+        batch_size: how many 30-second windows are decoded together; 0 (the default): 1 on a CPU, 8 on
+            a GPU. On a CPU a worker decodes on one core, where a bigger batch only costs more: full
+            windows of speech took 1.23 s each one at a time and 1.51 s in batches of 8 (one thread,
+            beam 5, word timing; ``benchmarks/speed/batch_cost.py``). With ``encode_min_s``, the
+            nights of the speed corpora took 342 s instead of 364 s (64 calls) and 144 s instead of
+            159 s (60 short calls), peak memory 1.56 GB instead of 2.08 (docs/benchmarks.md).
         window_s: the longest stretch of packed speech given to the model at once (Whisper's limit is 30 s).
         dialect_languages: languages that mean "not Putonghua" when the model identifies them in the
             agent's speech (``yue``, Cantonese, is known to Whisper large-v3, not to base: with a model
@@ -65,6 +76,11 @@ class AsrOptions:
             pass (one turn a window) took 17 s instead of 76 s on the speed corpus, and the demo's
             short calls went from 16.7x to 19.1x with the same CER; a batch with one full window is
             encoded whole. ``full``: every window padded to 30 s, as Whisper was trained.
+        encode_min_s: with ``trim``, the encoder still reads at least this much (the speech, then
+            Whisper's padding): an encoder given much less than the 30 s it was trained on reads short
+            turns worse. Measured on the short-call corpus, one window a batch: customer CER 0.281
+            padded to 30 s, 0.304 trimmed to the speech, 0.290 with 10 s at least, 0.287 with 20 s (as
+            costly as padding); 0.289 in batches of 8. 0: trim to the speech.
         encode_batch: on CPU, windows the encoder reads at once (the decoder still decodes
             ``batch_size`` together): one at a time needs about 500 MB less working memory per worker
             than 8 and is faster (0.425 against 0.553 s a 30 s window, two workers on 2 cores); on a
@@ -89,14 +105,21 @@ class AsrOptions:
     cpu_threads: int = 0
     language: str = "zh"
     beam_size: int = 5
-    batch_size: int = 8
+    customer_beam_size: int = 0
+    batch_size: int = 0
     window_s: float = 30.0
     dialect_languages: tuple[str, ...] = ("yue",)
     agent_language_id: bool = True
     encode_padding: Literal["trim", "full"] = "trim"
+    encode_min_s: float = 10.0
     encode_batch: int = 1
     initial_prompt: str = "以下是{company}客服中心的电话录音。"
     prompt_words: str = "您好，请讲。"
+
+    @property
+    def decode_batch(self) -> int:
+        """Windows decoded together: ``batch_size``, or automatic (1 on a CPU, 8 on a GPU)."""
+        return self.batch_size or (8 if self.device == "cuda" else 1)
 
     def validate(self) -> list[tuple[str, str]]:
         problems = []
@@ -104,10 +127,14 @@ class AsrOptions:
             problems.append(("window_s", "window_s must be between 1 and 30 seconds (Whisper's window)"))
         if self.beam_size < 1:
             problems.append(("beam_size", "beam_size must be at least 1"))
-        if self.batch_size < 1:
-            problems.append(("batch_size", "batch_size must be at least 1"))
+        if self.customer_beam_size < 0:
+            problems.append(("customer_beam_size", "customer_beam_size must be 0 (beam_size) or more"))
+        if self.batch_size < 0:
+            problems.append(("batch_size", "batch_size must be 0 (automatic) or more"))
         if self.encode_batch < 1:
             problems.append(("encode_batch", "encode_batch must be at least 1"))
+        if not 0 <= self.encode_min_s <= 30:
+            problems.append(("encode_min_s", "encode_min_s must be between 0 and 30 seconds"))
         if self.cpu_threads < 0:
             problems.append(("cpu_threads", "cpu_threads must be 0 (share the cores) or more"))
         return problems

@@ -32,6 +32,9 @@ class RunSummary:
             staged writing of each batch, are summed over what ran side by side (``[run]
             concurrency``), so they can add up to more than the wall time; ``plan`` and ``publish``
             (the staged rows merged into the tables, agent scores rebuilt) run once for the night.
+        windows: what the speech model was given (``WINDOW_FIGURES``): windows of each pass, the
+            seconds of audio in them and the seconds of those that are turns (empty for imported
+            transcripts).
         tasks, task_s: batch tasks run, and their seconds summed: ``wall_s - plan - publish -
             task_s / workers`` is what orchestration cost.
     """
@@ -54,6 +57,7 @@ class RunSummary:
     ignored_files: list[str] = field(default_factory=list)
     rows_written: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, float] = field(default_factory=dict)
     tasks: int = 0
     task_s: float = 0.0
 
@@ -68,6 +72,11 @@ class RunSummary:
 # What a night's time is spent on, in order (RunSummary.stage_s): per recording, then per night.
 STAGES = ("plan_s", "decode_s", "vad_s", "diarise_s", "transcribe_s", "second_pass_s", "guard_s", "utterances_s",
           "verify_s", "rules_s", "scoring_s", "writing_s", "publish_s")
+# What the speech model was given (RunSummary.windows, counted where the turns are packed,
+# pipeline.transcribe.decode.count_windows): windows of the first pass and of the second look at
+# skipped turns, the seconds of audio in them, and the seconds of those that are the recordings' (the
+# turns with their context; the rest is the gaps between them)
+WINDOW_FIGURES = ("windows", "second_pass_windows", "window_audio_s", "window_turns_s")
 
 
 @dataclass
@@ -128,7 +137,8 @@ class Tally:
             calls_by_agent=Counter(row["agent_id"] for row in calls if row["status"] == STATUS_OK),
             stage_s=timings,
             rule_fails=Counter(r.rule_id for r in tables.get("rule_results", []) if r.outcome == FAIL),
-            slowest=sorted(((r.recording.call_id, r.duration_s or 0.0, sum(r.timings.values()))
+            slowest=sorted(((r.recording.call_id, r.duration_s or 0.0,
+                             sum(r.timings.get(stage, 0.0) for stage in STAGES))
                             for r in results if r.ok and r.timings), key=lambda s: -s[2])[:SLOWEST_KEPT],
             failures=[(e["file"], e["stage"], e["error_type"], e["message"]) for e in errors[:FAILURES_KEPT]],
             failure_count=len(errors))
@@ -180,6 +190,7 @@ def summarise(run_id: str, tally: Tally, recordings: int, rejected: int, ignored
         suppressed=tally.suppressed, errors_by_stage=dict(tally.errors_by_stage),
         calls_by_agent=dict(tally.calls_by_agent), ignored_files=list(ignored), rows_written=rows_written,
         stage_s={stage: round(tally.stage_s[stage], 3) for stage in STAGES if stage in tally.stage_s},
+        windows={name: round(tally.stage_s[name], 3) for name in WINDOW_FIGURES if name in tally.stage_s},
         tasks=tally.tasks, task_s=round(tally.task_s, 3))
     accounted = summary.scored + summary.unscorable + summary.failed
     if accounted != inputs or tally.calls != inputs:

@@ -12,6 +12,15 @@ def test_defaults_are_valid():
     assert config.input.agent_channel == "left"
 
 
+def test_windows_decoded_together_default_to_one_on_a_cpu_and_eight_on_a_gpu(tmp_path):
+    from dataclasses import replace
+
+    asr = load_config().asr
+    assert (asr.batch_size, asr.decode_batch) == (0, 1)  # one worker decodes on one core: batches cost more
+    assert replace(asr, device="cuda").decode_batch == 8
+    assert replace(asr, batch_size=4, device="cuda").decode_batch == 4  # a value set is kept
+
+
 def test_toml_file_sets_options(tmp_path):
     path = tmp_path / "callqa.toml"
     path.write_text('[asr]\nbeam_size = 5\nmodel = "/models/x"\n[input]\nagent_channel = "right"\n'
@@ -36,6 +45,8 @@ def test_environment_overrides_file(tmp_path, monkeypatch):
      r"callqa.toml:3: \[input\]: agent_channel must be one of left, right, mono, not 'middle'"),
     ("[input]\ntimezone = 'Mars/Olympus'\n", r"callqa.toml:2: \[input\]: timezone 'Mars/Olympus' is not a known"),
     ("[asr]\nwindow_s = 45\n", r"callqa.toml:2: \[asr\]: window_s must be between 1 and 30"),
+    ("[asr]\nbatch_size = -1\n", r"callqa.toml:2: \[asr\]: batch_size must be 0 \(automatic\) or more"),
+    ("[asr]\nencode_min_s = 31\n", r"callqa.toml:2: \[asr\]: encode_min_s must be between 0 and 30"),
     ("[run]\nrunner = 'celery'\n", r"callqa.toml:2: \[run\]: runner must be one of threads, dask"),
     ("[privacy]\nmask = 'yes'\n", r"callqa.toml:2: \[privacy\]: mask = 'yes' is not a valid true or false"),
     ("[segmentation]\nmax_utterance_s = 29.5\n", r"callqa.toml:2: \[segmentation\] max_utterance_s must be"),
@@ -75,3 +86,17 @@ def test_a_bad_environment_variable_is_named(monkeypatch):
 def test_an_unreadable_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path)  # a folder, not a file
+
+
+def test_the_customers_channel_can_be_decoded_with_a_beam_of_its_own():
+    from dataclasses import replace
+
+    from pipeline.records import Turn
+    from pipeline.transcribe.decode import beam_for
+
+    asr = load_config().asr
+    customer, agent, voice = (Turn(speaker, channel, 0.0, 2.0, 2.0) for speaker, channel in
+                              (("customer", 1), ("agent", 0), ("voice1", 0)))
+    assert [beam_for(asr, t) for t in (customer, agent, voice)] == [5, 5, 5]  # 0: the same beam for all
+    cheap = replace(asr, customer_beam_size=1)
+    assert [beam_for(cheap, t) for t in (customer, agent, voice)] == [1, 5, 5]  # mono voices: not known yet

@@ -72,6 +72,10 @@ def test_the_library_night_writes_the_same_tables_as_the_prefect_flow(tmp_path, 
     assert {"decode_s", "vad_s", "transcribe_s", "second_pass_s", "guard_s", "rules_s", "scoring_s",
             "writing_s"} <= set(library.stage_s)
     assert all(seconds >= 0 for seconds in library.stage_s.values()) and library.stage_s["transcribe_s"] > 0
+    # what the model was given (the same both ways: compared above): a stereo call's two voices never
+    # share a window, so at least two; the turns (with their context) are part of the audio in them
+    windows = library.windows
+    assert windows["windows"] >= 2 and 0 < windows["window_turns_s"] <= windows["window_audio_s"]
     for table in TABLES:
         lib, flo = comparable(tmp_path / "library", table), comparable(tmp_path / "flow", table)
         if appended(table):  # reviewers write these, a night never does

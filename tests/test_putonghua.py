@@ -251,7 +251,10 @@ def test_the_encoder_tap_reads_a_batch_only_as_far_as_its_longest_window():
     whisper.encode = lambda features: seen.append(features.shape) or features
     EncoderTap(whisper).encode(batch)
     EncoderTap(whisper, trim=False).encode(batch)
-    assert seen == [(2, 80, 1300), (2, 80, 3000)]  # "full" encodes the padding as Whisper was trained
+    EncoderTap(whisper, minimum_s=20.0).encode(batch)  # [asr] encode_min_s: at least 20 s of it
+    EncoderTap(whisper, minimum_s=10.0).encode(batch)  # a floor below the speech changes nothing
+    assert seen == [(2, 80, 1300), (2, 80, 3000), (2, 80, 2000), (2, 80, 1300)]  # "full": as Whisper was trained
+    assert trimmed(batch, 100, minimum=4000).shape == (2, 80, 3000)  # never past the window
 
 
 def test_the_encoder_tap_encodes_a_batch_a_window_at_a_time_and_joins_the_outputs():

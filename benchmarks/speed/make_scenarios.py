@@ -1,7 +1,14 @@
-"""Write the call scripts of the speed-and-accuracy benchmark corpus (issue 15): benchmarks/speed/scenarios.json.
+"""Write the call scripts of the speed-and-accuracy benchmark corpora: the 64-call one (issue 15) and
+the short-call one (issue 27).
 
     python benchmarks/speed/make_scenarios.py /tmp/speed_scenarios.json
     /tmp/ttsvenv/bin/python demo/make_corpus.py --scenarios /tmp/speed_scenarios.json --out /tmp/speed_corpus
+    python benchmarks/speed/make_scenarios.py --short /tmp/short_scenarios.json   # 60 calls of 20-90 s
+
+The short-call corpus is what most contact-centre traffic looks like: 60 stereo calls of 20 to 90 s,
+telephone band only (8 kHz FLAC, G.711 mu-law and A-law), the same four agent voices and customer
+voices, one to seven exchanges, holds of 8 to 15 s, and the same flaws at the same rates. Its call
+ids (``t01``…) and seed differ from the 64-call corpus, so no script repeats one of those calls.
 
 (the TTS environment: see demo/make_corpus.py; 64 calls, 144 minutes, 160 MB, synthesised in about
 90 s on a 2-core machine). The scripts are not committed: this file is their source.
@@ -86,10 +93,15 @@ HOLDS = ((8.0, True, True), (15.0, True, True), (25.0, False, False), (45.0, Tru
          (12.0, False, True))
 
 
-def call_script(i: int, rnd: random.Random) -> dict:
+SHORT_SEED = 27
+SHORT_FORMATS = ("flac8k", "ulaw8k", "alaw8k")
+SHORT_HOLDS = tuple(h for h in HOLDS if h[0] <= 15.0)
+
+
+def call_script(i: int, rnd: random.Random, short: bool = False) -> dict:
     agent_id = sorted(AGENTS)[i % len(AGENTS)]
-    long_call = i % 4 == 0  # 16 of 64: 3-8 minutes
-    exchanges = rnd.randint(18, 48) if long_call else rnd.randint(3, 7)
+    long_call = not short and i % 4 == 0  # 16 of 64: 3-8 minutes
+    exchanges = rnd.randint(1, 7) if short else rnd.randint(18, 48) if long_call else rnd.randint(3, 7)
     number = "二零零" + "一二三四"[i % 4]
     flaws = []
     turns = []
@@ -99,7 +111,8 @@ def call_script(i: int, rnd: random.Random) -> dict:
     else:
         turns.append({"speaker": "agent", "text": OPENINGS[i % len(OPENINGS)].format(company=COMPANY, number=number)})
     start = rnd.randrange(len(EXCHANGES))
-    hold = HOLDS[(i // 3) % len(HOLDS)] if i % 3 == 1 else None
+    holds = SHORT_HOLDS if short else HOLDS
+    hold = holds[(i // 3) % len(holds)] if i % 3 == 1 and exchanges > 1 else None
     hold_at = rnd.randint(1, exchanges - 1) if hold else None
     forbidden = FORBIDDEN[i % len(FORBIDDEN)] if i % 5 == 2 else None
     near_miss = NEAR_MISSES[i % len(NEAR_MISSES)] if i % 5 == 3 else None
@@ -142,14 +155,15 @@ def call_script(i: int, rnd: random.Random) -> dict:
     else:
         turns.append({"speaker": "customer", "text": "好的，没有别的问题了。"})
         turns.append({"speaker": "agent", "text": CLOSINGS[i % len(CLOSINGS)]})
+    formats = SHORT_FORMATS if short else FORMATS
     call = {
-        "call_id": f"s{i + 1:02d}", "agent_id": agent_id, "format": FORMATS[i % len(FORMATS)],
+        "call_id": f"{'t' if short else 's'}{i + 1:02d}", "agent_id": agent_id, "format": formats[i % len(formats)],
         "started_at": f"2026-11-{16 + i % 5:02d}T{9 + i % 9:02d}:{(i * 7) % 60:02d}:00+08:00",
         "scenario": "long" if long_call else "short",
-        "description": f"{'long' if long_call else 'short'} call, {exchanges} exchanges"
+        "description": f"{'long' if long_call else 'short'} call, {exchanges} exchange{'s' if exchanges > 1 else ''}"
                        + (f"; {', '.join(flaws)}" if flaws else ""),
         "lead_s": round(rnd.uniform(0.4, 1.2), 2),
-        "noise_dbfs": NOISE_DBFS[(i // len(FORMATS)) % len(NOISE_DBFS)],
+        "noise_dbfs": NOISE_DBFS[(i // len(formats)) % len(NOISE_DBFS)],
     }
     if i % 3 == 2:
         call.update(customer_voice="espeak", customer_espeak=ESPEAK_CUSTOMERS[i % len(ESPEAK_CUSTOMERS)])
@@ -163,14 +177,36 @@ def call_script(i: int, rnd: random.Random) -> dict:
     return call
 
 
+def estimated_s(call: dict) -> float:
+    """About how long a script lasts once spoken (the synthetic voices read about 4.8 characters a
+    second, with about 0.45 s between turns: fitted on the first calls synthesised), holds included."""
+    turns = call["turns"]
+    return (sum(len(t["text"]) for t in turns) / 4.8 + 0.45 * len(turns) + call["lead_s"]
+            + sum(t.get("hold", {}).get("seconds", 0.0) for t in turns))
+
+
+def short_script(i: int, rnd: random.Random) -> dict:
+    """A short-corpus call that lasts 20-90 s once spoken: drawn again (the next draw of the same
+    generator) until its estimate is 25-78 s."""
+    while True:
+        call = call_script(i, rnd, short=True)
+        if 25.0 <= estimated_s(call) <= 78.0:
+            return call
+
+
 def main(argv: list[str] | None = None) -> int:
-    out = Path((argv if argv is not None else sys.argv[1:] or [str(HERE / "scenarios.json")])[0])
-    rnd = random.Random(SEED)
-    calls = [call_script(i, rnd) for i in range(64)]
+    args = list(argv if argv is not None else sys.argv[1:])
+    short = "--short" in args
+    args = [a for a in args if a != "--short"]
+    out = Path(args[0] if args else str(HERE / ("short_scenarios.json" if short else "scenarios.json")))
+    seed = SHORT_SEED if short else SEED
+    rnd = random.Random(seed)
+    calls = [short_script(i, rnd) for i in range(60)] if short else [call_script(i, rnd) for i in range(64)]
     scenarios = {
-        "_comment": "Generated by benchmarks/speed/make_scenarios.py (issue 15): do not edit by hand.",
-        "company": COMPANY, "date": "2026-11-20", "seed": SEED, "min_call_s": 20.0, "max_call_s": 540.0,
-        "agents": AGENTS, "calls": calls,
+        "_comment": f"Generated by benchmarks/speed/make_scenarios.py{' --short (issue 27)' if short else ' (issue 15)'}: "
+                    "do not edit by hand.",
+        "company": COMPANY, "date": "2026-11-20", "seed": seed, "min_call_s": 20.0,
+        "max_call_s": 90.0 if short else 540.0, "agents": AGENTS, "calls": calls,
     }
     out.write_text(json.dumps(scenarios, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{out}: {len(calls)} calls, {sum(c['scenario'] == 'long' for c in calls)} long")

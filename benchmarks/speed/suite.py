@@ -1,15 +1,19 @@
 """The speed and accuracy suite: `callqa run` end to end against the script a user would write, in one run.
 
 Usage:
-    python benchmarks/speed/suite.py [--corpus DIR] [--calls N] [--reuse OUT_DIR] [--skip-plain]
+    python benchmarks/speed/suite.py [--corpus DIR]... [--calls N] [--reuse OUT_DIR] [--skip-plain]
                                      [--config callqa.toml] [--report FILE]
 
-On a corpus with ``recordings/`` and ``truth/`` (default ``benchmarks/speed/corpus``, built by
-``make bench-corpus``: 64 stereo calls, 144 min), one after the other, nothing cached:
+First, what the model alone costs for a full 30-s window of speech with the night's decoding options
+(the bound's unit). Then on each corpus with ``recordings/`` and ``truth/`` (default
+``benchmarks/speed/corpus``; ``make bench`` names it and ``benchmarks/speed/short``, both built by
+``make bench-corpus``: 64 stereo calls of 0.5-8 min, and 60 telephone-band calls of 20-90 s), one
+after the other, nothing cached:
 
 1. ``callqa run`` end to end as a user starts it (a subprocess: the local Prefect server's start, the
    model load and the writing of every table included), its peak memory sampled every 0.2 s over the
-   whole process tree (the Prefect server included), and its own summary's seconds per stage.
+   whole process tree (the Prefect server included), and its own summary's seconds per stage and the
+   windows it gave the model.
 2. The plain script (``benchmarks/speed/plain_script.py``: faster-whisper beam 5, VAD on, both channels,
    one call after the other, threads pinned to the same cores as the night), then plain substring
    search of the same lexicon phrases in the channel texts (traditional -> simplified first, as anyone
@@ -17,8 +21,9 @@ On a corpus with ``recordings/`` and ``truth/`` (default ``benchmarks/speed/corp
 
 Printed (and written to ``--report``, markdown): per rule precision, recall and F1 of ``fail`` (the
 finding) and accuracy of every outcome, for callqa and, on the rules a substring can judge, for the
-plain script; agent and customer CER of both; seconds and x real time per stage; end to end for both
-and their ratio; peak memory.
+plain script; agent and customer CER of both; seconds and x real time per stage and the bound (the
+windows used x the cost of a window); end to end for both and their ratio; peak memory; and the corpora
+side by side.
 
 ``--reuse OUT_DIR`` reads a night already run by this suite (its ``summary.json`` beside the tables)
 instead of running one; ``--skip-plain`` leaves the plain script out.
@@ -227,24 +232,57 @@ class Report:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, action="append", default=None,
+                        help="a corpus (recordings/ and truth/); repeat for several, run one after the other "
+                             "(default: the 64-call corpus)")
     parser.add_argument("--calls", type=int, default=0, help="only the first N recordings (default: all)")
     parser.add_argument("--config", type=Path, default=None, help="callqa.toml for the night (default: defaults)")
-    parser.add_argument("--reuse", type=Path, default=None, help="a night this suite ran before (its output folder)")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="a night this suite ran before (its output folder; one corpus only)")
     parser.add_argument("--skip-plain", action="store_true", help="leave the plain script out")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the night and the plain texts in this folder")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the nights and the plain texts in this folder")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "speed" / "report.md")
     args = parser.parse_args()
-    if not (args.corpus / "recordings").is_dir() or not (args.corpus / "truth").is_dir():
-        parser.error(f"{args.corpus}: no recordings/ and truth/ there (make bench-corpus builds the default)")
+    corpora = args.corpus or [DEFAULT_CORPUS]
+    for corpus in corpora:
+        if not (corpus / "recordings").is_dir() or not (corpus / "truth").is_dir():
+            parser.error(f"{corpus}: no recordings/ and truth/ there (make bench-corpus builds the corpora)")
+    if args.reuse and len(corpora) > 1:
+        parser.error("--reuse reads one night: name one --corpus")
     console = Console(width=150)
     report = Report(console)
     work = Path(tempfile.mkdtemp(prefix="callqa-speed-"))
     keep = args.keep or work
-    keep.mkdir(parents=True, exist_ok=True)
-    corpus = subset(args.corpus, args.calls, work / "corpus")
-    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((corpus / "truth").glob("*.json"))}
     config = load_config(args.config)
+    cores = os.cpu_count() or 1
+    console.print("the model alone on full windows of speech (the bound's cost per window)…")
+    workers = resolve_concurrency(config)
+    per_window = window_cost(config, corpora[0], config.asr.cpu_threads or max(1, cores // workers), workers)
+    headlines = [run_corpus(corpus, args, report, config, work / corpus.name, keep / corpus.name, per_window)
+                 for corpus in corpora]
+    if any(h is None for h in headlines):
+        return 1
+    side_by_side(report, headlines, per_window)
+    header = [f"# Speed and accuracy suite: {', '.join(str(c) for c in corpora)}", "",
+              f"{time.strftime('%Y-%m-%d %H:%M')}, {cores} cores, model {model_label(config.asr)}, "
+              f"`{' '.join(sys.argv)}`", ""]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text("\n".join(header + report.lines), encoding="utf-8")
+    console.print(f"report written to {args.report}" + (f"; nights and plain texts in {keep}" if args.keep else ""))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run_corpus(corpus_dir: Path, args, report: "Report", config, work: Path, keep: Path,
+               per_window: dict) -> dict | None:
+    """One corpus: the night, the plain script, the tables; the headline figures (None: a run failed)."""
+    console = report.console
+    keep.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    name = corpus_dir.name
+    corpus = subset(corpus_dir, args.calls, work / "corpus")
+    truth = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((corpus / "truth").glob("*.json"))}
     lexicons = load_lexicons(config.rules.lexicons)
     workers = resolve_concurrency(config)
     cores = os.cpu_count() or 1
@@ -264,11 +302,11 @@ def main() -> int:
         command = [callqa, "run", str(corpus / "recordings"), "--out", str(out), "--summary-json", str(work / "s.json")]
         if args.config:
             command += ["--config", str(args.config)]
-        console.print(f"callqa run on {len(truth)} calls ({workers} in flight, {threads} cores)…")
+        console.print(f"{name}: callqa run on {len(truth)} calls ({workers} in flight, {threads} cores)…")
         wall, cpu, memory, code = timed_process(command, keep / "callqa-run.log", env)
         if code not in (0, 2):
             console.print(f"callqa run failed with exit status {code}: see {keep / 'callqa-run.log'}")
-            return 1
+            return None
         summary = json.loads((work / "s.json").read_text(encoding="utf-8"))
         if summary["failed"]:
             console.print(f"[bold red]{summary['failed']} of {summary['inputs']} inputs failed[/]: see the errors "
@@ -281,7 +319,7 @@ def main() -> int:
     plain = None
     if not args.skip_plain:
         location = resolve_model(config.asr.model).location
-        console.print(f"the plain script on the same calls ({threads} cores)…")
+        console.print(f"{name}: the plain script on the same calls ({threads} cores)…")
         calls = ",".join(sorted(truth))
         wall, cpu, memory, code = timed_process(
             [python, str(ROOT / "benchmarks" / "speed" / "plain_script.py"), str(corpus / "recordings"),
@@ -289,7 +327,7 @@ def main() -> int:
             keep / "plain.log")
         if code != 0:
             console.print(f"the plain script failed with exit status {code}: see {keep / 'plain.log'}")
-            return 1
+            return None
         plain = json.loads((keep / "plain.json").read_text(encoding="utf-8"))
         clock = time.perf_counter()
         plain_pairs = substring_verdicts(plain["calls"], truth, lexicons)
@@ -323,13 +361,13 @@ def main() -> int:
     metric_rows.append(last)
     columns = ["rule", "judges", "calls", "truth fails", "precision", "recall", "F1", "accuracy",
                "false alarms", "misses"] + (["plain F1", "plain accuracy"] if plain is not None else [])
-    report.table(f"Per rule, {len(truth)} calls (precision, recall, F1: of fail, the finding)", columns, metric_rows,
+    report.table(f"{name}: per rule, {len(truth)} calls (precision, recall, F1: of fail, the finding)", columns, metric_rows,
                  "F1 '-': no call fails the rule and none was failed. Plain: substring search of the rule's lexicon "
                  "phrases in the agent channel's text (simplified), on the rules a substring can judge; ALL of "
                  "plain is over those rules only, with callqa's figure on the same rules beside it.")
 
     verify_rows, _totals = before_after(out, truth, lexicons)
-    report.table("Phrase rules: the transcript alone (before) and checked on the audio (after), same night",
+    report.table(f"{name}: phrase rules: the transcript alone (before) and checked on the audio (after), same night",
                  VERIFY_COLUMNS, verify_rows,
                  "before: the stored night judged again with [verify] enabled = false; changed: verdicts the checks "
                  "changed; review: left to a person (no points taken); decided accuracy: over the verdicts not in "
@@ -341,15 +379,18 @@ def main() -> int:
     for u in utterances.sort_values(["call_id", "start_s"]).itertuples():
         ours.setdefault(u.call_id, {}).setdefault(u.speaker, "")
         ours[u.call_id][u.speaker] += u.text
-    cer_rows = [["callqa", *(f"{v:.3f}" for v in cer(ours, truth, mask).values())]]
+    our_cer = cer(ours, truth, mask)
+    cer_rows = [["callqa", *(f"{v:.3f}" for v in our_cer.values())]]
+    plain_cer = None
     if plain is not None:
         theirs = {}
         for call_id, c in plain["calls"].items():
             left, right = c["texts"][0], c["texts"][1] if len(c["texts"]) > 1 else ""
             agent_left = truth[call_id].get("agent_channel", "left") == "left"
             theirs[call_id] = {"agent": left if agent_left else right, "customer": right if agent_left else left}
-        cer_rows.append(["plain script", *(f"{v:.3f}" for v in cer(theirs, truth, mask).values())])
-    report.table("Character error rate (against the scripts, simplified, punctuation out, numbers masked)",
+        plain_cer = cer(theirs, truth, mask)
+        cer_rows.append(["plain script", *(f"{v:.3f}" for v in plain_cer.values())])
+    report.table(f"{name}: character error rate (against the scripts, simplified, punctuation out, numbers masked)",
                  ["", "agent CER", "customer CER"], cer_rows)
 
     stages = summary.get("stage_s", {})
@@ -362,17 +403,31 @@ def main() -> int:
     verify_share = (f" The phrase checks on the audio (verify) took {stages['verify_s']:.1f} s, "
                     f"{stages['verify_s'] / transcription:.1%} of the transcription's {transcription:.1f} s "
                     "(transcribe + second pass)." if stages.get("verify_s") and transcription else "")
-    report.table(f"callqa: where the time went ({audio_s / 60:.1f} min of audio, {workers} recordings in flight)",
+    windows = summary.get("windows", {})
+    bound = bound_s(windows, per_window)
+    if bound is not None:
+        used = windows.get("windows", 0) + windows.get("second_pass_windows", 0)
+        audio_in = windows.get("window_audio_s", 0.0)
+        stage_table.append([f"the bound: {used:.0f} windows ({windows.get('windows', 0):.0f} + "
+                            f"{windows.get('second_pass_windows', 0):.0f} second pass) x "
+                            f"{per_window['encode_s']:.2f} s to encode, {windows.get('window_turns_s', 0.0):.0f} s "
+                            f"of turns ({audio_in / max(used, 1):.1f} s a window) x "
+                            f"{per_window['decode_s'] / 30:.3f} s a second to decode", f"{bound:.1f}",
+                            f"{audio_s / max(bound, 1e-9):.1f}"])
+    report.table(f"{name}: callqa: where the time went ({audio_s / 60:.1f} min of audio, {workers} recordings in flight)",
                  ["stage", "seconds", "x real time"], stage_table,
                  "Recording stages (decode to verify) are summed over the recordings in flight, so they add up to "
-                 "more than the wall time; rules, scoring and writing run once for the night." + verify_share)
+                 "more than the wall time; rules, scoring and writing run once for the night. The bound: what the "
+                 "model alone costs for the windows the night gave it: each window encoded, and the speech in them "
+                 "decoded (beam search and word timing), at the costs measured on full windows at the start of "
+                 "this run." + verify_share)
 
     gib = 1024 ** 3
     end_rows = []
-    for name, label in (("callqa", "callqa run, end to end (Prefect server start, model load, writing)"),
-                        ("plain", "plain faster-whisper beam 5 + VAD, both channels, then substring search")):
-        if name in rows and rows[name]:
-            r = rows[name]
+    for who, label in (("callqa", "callqa run, end to end (Prefect server start, model load, writing)"),
+                       ("plain", "plain faster-whisper beam 5 + VAD, both channels, then substring search")):
+        if who in rows and rows[who]:
+            r = rows[who]
             cpu = r.get("cpu_s")
             end_rows.append([label, f"{r['wall_s']:.1f}", f"{audio_s / r['wall_s']:.1f}",
                              f"{cpu:.0f}" if cpu else "-", f"{r['peak_total'] / gib:.2f}", f"{r['peak_largest'] / gib:.2f}"])
@@ -380,18 +435,81 @@ def main() -> int:
         ours, theirs = rows["callqa"], rows["plain"]
         cpu_ratio = (f"{theirs['cpu_s'] / ours['cpu_s']:.2f}x less" if ours.get("cpu_s") and theirs.get("cpu_s") else "-")
         end_rows.append(["callqa / plain", f"{theirs['wall_s'] / ours['wall_s']:.2f}x faster", "", cpu_ratio, "", ""])
-    report.table(f"End to end, {len(truth)} calls, {audio_s / 60:.1f} min, {threads} cores",
+    report.table(f"{name}: end to end, {len(truth)} calls, {audio_s / 60:.1f} min, {threads} cores",
                  ["", "wall s", "x real time", "CPU s", "peak memory GiB (process tree)", "largest process GiB"],
                  end_rows)
-    header = [f"# Speed and accuracy suite: {args.corpus} ({len(truth)} calls)", "",
-              f"{time.strftime('%Y-%m-%d %H:%M')}, {cores} cores, model {model_label(config.asr)}, "
-              f"`{' '.join(sys.argv)}`", ""]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text("\n".join(header + report.lines), encoding="utf-8")
-    console.print(f"report written to {args.report}" + (f"; night and plain texts in {keep}" if args.keep else ""))
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return {"name": name, "calls": len(truth), "audio_s": audio_s, "callqa": rows.get("callqa") or {},
+            "plain": rows.get("plain"), "cer": our_cer, "plain_cer": plain_cer, "accuracy": total["accuracy"],
+            "f1": total["f1"], "bound_s": bound, "stages": stages}
+
+
+def bound_s(windows: dict, per_window: dict) -> float | None:
+    """What the model alone costs for a night's windows (``RunSummary.windows``): each window encoded,
+    and the turns' seconds in them decoded, at the costs per full 30-s window of :func:`window_cost`
+    (the encoder reads only as far as a short batch's audio, the decoder's work follows the speech)."""
+    if not windows:
+        return None
+    used = windows.get("windows", 0) + windows.get("second_pass_windows", 0)
+    return used * per_window["encode_s"] + windows.get("window_turns_s", 0.0) / 30.0 * per_window["decode_s"]
+
+
+def side_by_side(report: "Report", headlines: list[dict], per_window: dict) -> None:
+    """The corpora next to each other: speed against the plain script and the bound, CER, accuracy."""
+    rows = []
+    for h in headlines:
+        ours, plain, audio = h["callqa"], h["plain"], h["audio_s"]
+        bound = h["bound_s"]
+        rows.append([h["name"], str(h["calls"]), f"{audio / 60:.1f}",
+                     f"{ours['wall_s']:.1f} ({audio / ours['wall_s']:.1f}x)" if ours else "-",
+                     f"{plain['wall_s']:.1f} ({audio / plain['wall_s']:.1f}x)" if plain else "-",
+                     f"{plain['wall_s'] / ours['wall_s']:.2f}x" if plain and ours else "-",
+                     f"{bound:.1f} ({audio / bound:.1f}x)" if bound else "-",
+                     f"{h['cer']['agent']:.3f} / {h['cer']['customer']:.3f}",
+                     f"{h['plain_cer']['agent']:.3f} / {h['plain_cer']['customer']:.3f}" if h["plain_cer"] else "-",
+                     fmt(h["accuracy"]), fmt(h["f1"])])
+    report.table("Both corpora: end to end against the plain script and the bound",
+                 ["corpus", "calls", "minutes", "callqa s (x real time)", "plain s (x real time)", "callqa / plain",
+                  "bound s (x real time)", "CER agent / customer", "plain CER", "accuracy, all rules", "F1, all rules"],
+                 rows, f"The bound: each window the night gave the model encoded ({per_window['encode_s']:.2f} s) "
+                       f"and the speech in them decoded with the night's options, beam search and word timing "
+                       f"({per_window['decode_s']:.2f} s a full 30-s window): one worker's costs ("
+                       f"{per_window['threads']} thread(s)) on {per_window['windows']} full windows of the first "
+                       f"corpus's agent speech at the start of the run, divided by the {per_window['workers']} "
+                       f"workers that run side by side.")
+
+
+def window_cost(config, corpus: Path, threads: int, workers: int, count: int = 16) -> dict:
+    """What the model alone costs for one full 30-s window of speech, with the night's decoding options:
+    the truth's agent turns of the corpus packed back to back into ``count`` windows, encoded one at a
+    time, then transcribed as the night does (beam, batch, word timing, prompt), by one worker with its
+    ``threads``; divided by the ``workers`` that run side by side in a night (as if they shared the
+    machine perfectly)."""
+    from dataclasses import replace as swap
+
+    from benchmarks.speed.batch_cost import agent_speech
+    from pipeline.transcribe.audio import TARGET_RATE
+    from pipeline.transcribe.model import load_model
+
+    asr = swap(config.asr, cpu_threads=threads)
+    model = load_model(asr)
+    window = int(asr.window_s * TARGET_RATE)
+    speech = agent_speech(corpus, count * asr.window_s)
+    packed = speech[: count * window]
+    windows = [{"start": k * asr.window_s, "end": (k + 1) * asr.window_s} for k in range(packed.size // window)]
+    clock = time.perf_counter()
+    for k in range(len(windows)):
+        model.whisper.encode(model.whisper.feature_extractor(packed[k * window:(k + 1) * window])[:, :3000])
+    encode_s = (time.perf_counter() - clock) / len(windows)
+    clock = time.perf_counter()
+    segments, _ = model.batched.transcribe(packed, language=asr.language or None, beam_size=asr.beam_size,
+                                           batch_size=asr.decode_batch, clip_timestamps=windows, word_timestamps=True,
+                                           without_timestamps=True, initial_prompt=asr.initial_prompt or None,
+                                           temperature=0.0, log_progress=False)
+    list(segments)
+    total = (time.perf_counter() - clock) / len(windows)
+    return {"window_s": total / workers, "encode_s": encode_s / workers,
+            "decode_s": max(total - encode_s, 0.0) / workers, "windows": len(windows), "threads": threads,
+            "workers": workers}
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Transcription does not hand Whisper the raw channel. Voice activity has already cut each channel into
 turns; the turns of both channels are packed back to back (with a short gap) into windows of at most
-30 s, one voice per window, the windows are decoded as one batch, and every word is mapped back to its
-turn and its time in the recording. So a turn never spans a hold, no model time is spent on silence,
-and a stereo call costs about one window per 30 s of speech.
+30 s, one voice per window, the windows are decoded (``[asr] batch_size`` at a time: one on a CPU, where
+a batch only costs more; the customer's with ``customer_beam_size`` when set), and every word is mapped
+back to its turn and its time in the recording. So a turn never spans a hold, no model time is spent on
+silence, and a stereo call costs about one window per 30 s of speech.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..config import SegmentationOptions
 from ..errors import TranscriptionError
-from ..records import SPEAKER_AGENT, Turn, TurnWord
+from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER, Turn, TurnWord
 from ..text import match_key
 from .audio import TARGET_RATE
 from .model import LoadedModel
@@ -169,17 +170,59 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
     return min(pieces, key=lambda p: min(abs(mid - p.packed_start), abs(mid - p.packed_end)))
 
 
+def count_windows(timings: dict[str, float], windows: list[dict], pieces: list[_Piece], second: bool) -> None:
+    """Add a pass's windows to ``timings`` (``WINDOW_FIGURES``): how many, and how much audio and how
+    much of the recordings' audio (the turns with their context) they hold."""
+    timings["second_pass_windows" if second else "windows"] = (
+        timings.get("second_pass_windows" if second else "windows", 0.0) + len(windows))
+    timings["window_audio_s"] = timings.get("window_audio_s", 0.0) + sum(w["end"] - w["start"] for w in windows)
+    timings["window_turns_s"] = timings.get("window_turns_s", 0.0) + sum(p.packed_end - p.packed_start
+                                                                           for p in pieces)
+
+
+def beam_for(options, turn: Turn) -> int:
+    """The beam a turn is decoded with: ``[asr] customer_beam_size`` for the customer's channel of a
+    stereo call when set, else ``beam_size`` (a mono recording's voices are not known at this point)."""
+    if turn.speaker == SPEAKER_CUSTOMER and getattr(options, "customer_beam_size", 0):
+        return options.customer_beam_size
+    return options.beam_size
+
+
 def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentation: SegmentationOptions,
             one_per_window: bool, prompt: str,
-            language_probs: dict[str, float | None] | None = None) -> list[TurnWord]:
-    """One batched decoding pass over packed turns; words come back in recording time.
+            language_probs: dict[str, float | None] | None = None,
+            timings: dict[str, float] | None = None) -> list[TurnWord]:
+    """One decoding pass over packed turns, the turns of each beam (:func:`beam_for`) on their own;
+    words come back in recording time, with their index in ``turns``."""
+    by_beam: dict[int, list[int]] = {}
+    for i, turn in enumerate(turns):
+        by_beam.setdefault(beam_for(model.options, turn), []).append(i)
+    if len(by_beam) == 1:
+        return _decode_beam(model, audio, turns, segmentation, one_per_window, prompt, next(iter(by_beam)),
+                            language_probs, timings)
+    words: list[TurnWord] = []
+    for beam, indices in by_beam.items():
+        words.extend(replace(w, turn_index=indices[w.turn_index]) for w in _decode_beam(
+            model, audio, [turns[i] for i in indices], segmentation, one_per_window, prompt, beam, language_probs,
+            timings))
+    return words
+
+
+def _decode_beam(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentation: SegmentationOptions,
+                 one_per_window: bool, prompt: str, beam_size: int,
+                 language_probs: dict[str, float | None] | None = None,
+                 timings: dict[str, float] | None = None) -> list[TurnWord]:
+    """One batched decoding pass over packed turns with one beam; words come back in recording time.
     ``language_probs``: each speaker it names whose value is still None gets the model's probability
-    that the speaker's first window is in the decoding language (a window never mixes two voices)."""
+    that the speaker's first window is in the decoding language (a window never mixes two voices).
+    ``timings``: where the windows are counted (:func:`count_windows`)."""
     opts = model.options
     packed, windows, pieces = pack_turns(turns, audio, opts.window_s, segmentation.pack_gap_s,
                                          segmentation.asr_pad_s, one_per_window)
     if not windows:
         return []
+    if timings is not None:
+        count_windows(timings, windows, pieces, one_per_window)
     batched = model.batched
     tap = getattr(batched, "model", None)
     speaker_of = [next((turns[p.turn_index].speaker for p in pieces if w["start"] <= p.packed_start < w["end"]), None)
@@ -191,8 +234,8 @@ def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentat
         tap.listen(wanted, opts.language)
     try:
         segments, _info = batched.transcribe(
-            packed, language=opts.language or None, task="transcribe", beam_size=opts.beam_size,
-            batch_size=opts.batch_size, clip_timestamps=windows, word_timestamps=True,
+            packed, language=opts.language or None, task="transcribe", beam_size=beam_size,
+            batch_size=opts.decode_batch, clip_timestamps=windows, word_timestamps=True,
             without_timestamps=True, initial_prompt=prompt or None, temperature=0.0,
             log_progress=False)
         segments = list(segments)  # the windows are encoded as the generator runs
@@ -284,7 +327,7 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
     clock = time.perf_counter()
     try:
         words = _decode(model, audio, turns, segmentation, one_per_window=False, prompt=prompt,
-                        language_probs=language_probs)
+                        language_probs=language_probs, timings=timings)
         timings["transcribe_s"] = timings.get("transcribe_s", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
         by_turn: dict[int, list[TurnWord]] = {i: [] for i in range(len(turns))}
@@ -302,7 +345,7 @@ def transcribe_turns(model: LoadedModel, audio: SpeechAudio | np.ndarray, turns:
             logger.debug("second pass on %d of %d turns", len(indices), len(turns))
             again: dict[int, list[TurnWord]] = {i: [] for i in indices}
             for w in _decode(model, audio, [turns[i] for i in indices], segmentation,
-                             one_per_window=True, prompt=second_prompt):
+                             one_per_window=True, prompt=second_prompt, timings=timings):
                 index = indices[w.turn_index]
                 again[index].append(replace(w, turn_index=index))
             for index, second in again.items():

@@ -154,11 +154,13 @@ class LoadedModel:
         pipelines = _per_thread.__dict__.setdefault("pipelines", {})
         trim = self.options.encode_padding == "trim"
         chunk = self.options.encode_batch if self.options.device == "cpu" else 0  # a GPU encodes the whole batch
-        key = (id(self.whisper), trim, chunk)
+        minimum = self.options.encode_min_s
+        key = (id(self.whisper), trim, chunk, minimum)
         if key not in pipelines:
             from faster_whisper import BatchedInferencePipeline
 
-            pipelines[key] = BatchedInferencePipeline(EncoderTap(self.whisper, trim=trim, chunk=chunk))
+            pipelines[key] = BatchedInferencePipeline(EncoderTap(self.whisper, trim=trim, chunk=chunk,
+                                                                 minimum_s=minimum))
         return pipelines[key]
 
 
@@ -187,9 +189,10 @@ class EncoderTap:
 
     FRAMES_PER_SECOND = 100
 
-    def __init__(self, whisper, trim: bool = True, chunk: int = 0):
+    def __init__(self, whisper, trim: bool = True, chunk: int = 0, minimum_s: float = 0.0):
         self._whisper = whisper
         self.trim = trim
+        self.minimum = int(round(minimum_s * self.FRAMES_PER_SECOND))  # frames the encoder reads at least
         self.chunk = chunk  # windows encoded at once; 0: the whole batch
         self.wanted: set[int] = set()
         self.heard: dict[int, float] = {}
@@ -204,7 +207,7 @@ class EncoderTap:
 
     def encode(self, features):
         if self.trim:
-            features = trimmed(features, self.FRAMES_PER_SECOND)
+            features = trimmed(features, self.FRAMES_PER_SECOND, self.minimum)
         output = self._encoded(features)
         count = len(features)
         mine = [i for i in range(count) if self._seen + i in self.wanted]
@@ -227,9 +230,10 @@ class EncoderTap:
         return ctranslate2.StorageView.from_array(np.concatenate(parts))
 
 
-def trimmed(features, step: int):
+def trimmed(features, step: int, minimum: int = 0):
     """A batch of features (windows, mel bins, frames) without the frames that are zero padding in every
-    window, kept to a whole number of ``step`` frames; the batch itself when nothing can go."""
+    window, kept to a whole number of ``step`` frames and at least ``minimum`` frames; the batch itself
+    when nothing can go."""
     import numpy as np
 
     if not isinstance(features, np.ndarray) or features.ndim != 3:
@@ -237,6 +241,7 @@ def trimmed(features, step: int):
     used = np.flatnonzero(np.any(features != 0, axis=(0, 1)))
     frames = features.shape[-1]
     keep = min(frames, -(-(int(used[-1]) + 1) // step) * step) if used.size else min(frames, step)
+    keep = min(frames, max(keep, minimum))
     return features[..., :keep] if keep < frames else features
 
 
