@@ -35,12 +35,11 @@ from zoneinfo import ZoneInfo
 
 from .config import CallqaConfig, load_config, resolve_concurrency
 from .errors import LexiconError, TransientInputError
-from .records import STATUS_ERROR, CallResult, CallTranscript, ErrorRecord, Recording
+from .records import STATUS_ERROR, CallResult, CallTranscript, ErrorRecord, Recording, Verdict
 from .engines import engine_for
 from .speakers.agent import role_cues
 from .publish import refresh_agent_scores, stored_verdicts
 from .scoring.tables import Standards, load_standards, score_transcripts
-from .records import Verdict
 from .storage.incremental import StoredTranscripts, find_stored_transcripts, stored_rows
 from .storage.lock import OutputLock
 from .storage.parquet import transaction

@@ -89,7 +89,8 @@ class Tally:
         status: those rows by status.
         processed: transcribed tonight and not failed; ``cached``: reused and not failed.
         audio_s, utterances, suppressed: of tonight's transcriptions.
-        stage_s: seconds per stage, summed over recordings and batches.
+        stage_s: seconds per stage, summed over recordings and batches (and, under their own names,
+            the window counts of ``WINDOW_FIGURES``, which come with the recordings' timings).
         rule_fails: calls failing, per rule.
         slowest: the five slowest recordings, as (call id, audio s, processing s).
         failures: the first :data:`FAILURES_KEPT` ``errors`` rows, as (file, stage, error type, message);

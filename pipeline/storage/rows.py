@@ -115,19 +115,18 @@ def rows_for_run(results: Iterable[CallResult], errors: Iterable[ErrorRecord], r
 
 # -- between the halves: typed transcripts in, scores out --------------------------------------------
 
-def _number(value) -> float | None:
-    """A stored number, None when missing (pandas reads nulls back as NaN)."""
-    return None if value is None or value != value else float(value)
-
-
 def _present(value):
+    """A stored value, None when missing (pandas reads nulls back as NaN)."""
     return None if value is None or value != value else value
 
 
-def word_of(row: Mapping[str, Any] | Word) -> Word:
+def _number(value) -> float | None:
+    value = _present(value)
+    return None if value is None else float(value)
+
+
+def word_of(row: Mapping[str, Any]) -> Word:
     """A stored word (``utterances.words`` entry) as a :class:`~pipeline.records.Word`."""
-    if isinstance(row, Word):
-        return row
     return Word(str(row["word"]), float(row["start_s"]), float(row["end_s"]), _number(row.get("prob")))
 
 
@@ -136,10 +135,8 @@ def words_of(rows) -> list[Word]:
     return [word_of(w) for w in rows] if rows is not None else []
 
 
-def check_of(row: Mapping[str, Any] | PhraseCheck) -> PhraseCheck:
+def check_of(row: Mapping[str, Any]) -> PhraseCheck:
     """A stored phrase check (``utterances.checks`` entry) as a :class:`~pipeline.records.PhraseCheck`."""
-    if isinstance(row, PhraseCheck):
-        return row
 
     def floats(key: str) -> list[float]:
         values = row.get(key)
@@ -167,22 +164,17 @@ def _strings(values) -> tuple[str, ...]:
     return tuple(str(v) for v in values) if values is not None and not isinstance(values, float) else ()
 
 
-def _voice(row) -> tuple[str, float, float]:
-    if isinstance(row, tuple):
-        return row
-    return (str(row["speaker"]), float(row["start_s"]), float(row["end_s"]))
-
-
 def transcript_of_rows(call: Mapping[str, Any], utterances: Iterable[Mapping[str, Any]],
-                       voice: Iterable[Mapping[str, Any] | tuple[str, float, float]] = ()) -> CallTranscript:
+                       voice: Iterable[Mapping[str, Any]] = ()) -> CallTranscript:
     """One call's transcript from its rows as stored: its ``calls`` row, its ``utterances`` rows and
-    its ``voice_activity`` rows (or (speaker, start_s, end_s))."""
+    its ``voice_activity`` rows."""
     ordered = sorted((utterance_of(r) for r in utterances), key=lambda u: (u.start_s, u.utterance_idx))
     truncated = _present(call.get("truncated"))
     return CallTranscript(
         str(call["call_id"]), str(call.get("agent_id") or ""), str(call.get("company") or ""),
         int(call["channels"]) if _present(call.get("channels")) is not None else None,
-        _number(call.get("duration_s")), tuple(ordered), tuple(_voice(v) for v in voice),
+        _number(call.get("duration_s")), tuple(ordered),
+        tuple((str(v["speaker"]), float(v["start_s"]), float(v["end_s"])) for v in voice),
         _present(call.get("file")), _present(call.get("started_at")), _present(call.get(PARTITION_COLUMN)),
         _present(call.get("run_id")), str(call.get("status") or STATUS_OK), _present(call.get("error_stage")),
         bool(truncated) if truncated is not None else None, _strings(call.get("warnings")),

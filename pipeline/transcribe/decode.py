@@ -173,8 +173,8 @@ def _piece_for(start: float, end: float, pieces: list[_Piece]) -> _Piece:
 def count_windows(timings: dict[str, float], windows: list[dict], pieces: list[_Piece], second: bool) -> None:
     """Add a pass's windows to ``timings`` (``WINDOW_FIGURES``): how many, and how much audio and how
     much of the recordings' audio (the turns with their context) they hold."""
-    timings["second_pass_windows" if second else "windows"] = (
-        timings.get("second_pass_windows" if second else "windows", 0.0) + len(windows))
+    key = "second_pass_windows" if second else "windows"
+    timings[key] = timings.get(key, 0.0) + len(windows)
     timings["window_audio_s"] = timings.get("window_audio_s", 0.0) + sum(w["end"] - w["start"] for w in windows)
     timings["window_turns_s"] = timings.get("window_turns_s", 0.0) + sum(p.packed_end - p.packed_start
                                                                            for p in pieces)
@@ -183,7 +183,7 @@ def count_windows(timings: dict[str, float], windows: list[dict], pieces: list[_
 def beam_for(options, turn: Turn) -> int:
     """The beam a turn is decoded with: ``[asr] customer_beam_size`` for the customer's channel of a
     stereo call when set, else ``beam_size`` (a mono recording's voices are not known at this point)."""
-    if turn.speaker == SPEAKER_CUSTOMER and getattr(options, "customer_beam_size", 0):
+    if turn.speaker == SPEAKER_CUSTOMER and options.customer_beam_size:
         return options.customer_beam_size
     return options.beam_size
 
@@ -197,9 +197,6 @@ def _decode(model: LoadedModel, audio: SpeechAudio, turns: list[Turn], segmentat
     by_beam: dict[int, list[int]] = {}
     for i, turn in enumerate(turns):
         by_beam.setdefault(beam_for(model.options, turn), []).append(i)
-    if len(by_beam) == 1:
-        return _decode_beam(model, audio, turns, segmentation, one_per_window, prompt, next(iter(by_beam)),
-                            language_probs, timings)
     words: list[TurnWord] = []
     for beam, indices in by_beam.items():
         words.extend(replace(w, turn_index=indices[w.turn_index]) for w in _decode_beam(
