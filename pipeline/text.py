@@ -47,8 +47,10 @@ def strip_punctuation(text: str) -> str:
     return "".join(ch for ch in text if ch == "*" or unicodedata.category(ch)[0] in "LN")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def match_key(text: str) -> str:
-    """Text reduced to what was said, for comparing: simplified, no punctuation or spaces, lower case."""
+    """Text reduced to what was said, for comparing: simplified, no punctuation or spaces, lower case.
+    Cached: the guard asks it of every word, and most words are words it has seen."""
     return strip_punctuation(normalise_text(text)).lower()
 
 

@@ -10,6 +10,7 @@ chosen with margins far from the [verify] band (measured: 你好 -4.8 before its
 
 import re
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -145,3 +146,22 @@ def test_rescore_decides_again_from_the_stored_checks_without_the_audio(model, c
     assert greeting() == PASS  # the same stored check, decided with another bias
     rescore(out)
     assert greeting() == FAIL
+
+
+def test_a_workers_recordings_share_one_model_and_verifier_until_the_lexicons_change(config, model, tmp_path):
+    """Asked for every recording, the loader and the verifier give the same objects (they were built
+    again, and kept, for every recording); a lexicon folder that changed is read again."""
+    from pipeline.engines.whisper import load_whisper
+
+    assert load_whisper(config.asr) is load_whisper(config.asr) is model
+    assert verifier_for(config, model) is verifier_for(config, model)
+    folder = tmp_path / "lexicons"
+    shutil.copytree(LEXICONS_DIR, folder)
+    own = replace(config, rules=replace(config.rules, lexicons=str(folder)))
+    first = verifier_for(own, model)
+    assert first is verifier_for(own, model)
+    rules = folder / "rules.toml"
+    rules.write_text(rules.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    changed = verifier_for(own, model)
+    assert changed is not first
+    assert changed.engine.lexicons.version != first.engine.lexicons.version

@@ -67,16 +67,18 @@ class WhisperSpeech:
         return WhisperPhraseScorer(self.loaded, options)
 
 
-_speech: dict[int, WhisperSpeech] = {}
+_speech: dict[LoadedModel, WhisperSpeech] = {}
 _speech_lock = threading.Lock()
 
 
 def load_whisper(options: AsrOptions, workers: int = 1) -> WhisperSpeech:
     """The process's Whisper model (loaded once, :func:`pipeline.transcribe.model.load_model`) as a
-    speech model (one wrapper per loaded model, so the second listening's cache is shared)."""
-    loaded = load_model(options, workers)
+    speech model: one wrapper per model, options and threads, so every recording of a worker gets the same
+    one and the second listening's verifier, scorer and caches are built once (keyed by the wrapper's
+    identity, they were built again for every recording, and kept)."""
+    loaded = load_model(options, workers)  # a new LoadedModel each call, equal to the last one
     with _speech_lock:
-        return _speech.setdefault(id(loaded), WhisperSpeech(loaded))
+        return _speech.setdefault(loaded, WhisperSpeech(loaded))
 
 
 class TranscribingEngine:

@@ -19,12 +19,32 @@ Modules, in reading order:
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from ..config import CallqaConfig
+from ..config import LEXICONS_DIR, CallqaConfig
 from ..transcribe.speech import SpeechModel
 
 _verifiers: dict[tuple, object] = {}
 _lock = threading.Lock()
+_loaded: dict[str, tuple[tuple, object]] = {}
+
+
+def _lexicons(folder, load):
+    """The lexicons of ``folder``, read again only when a file in it changed (name, size or time):
+    a worker asks for every recording, and reading and checking them cost 50 ms each time."""
+    where = Path(folder) if folder else LEXICONS_DIR
+    try:
+        stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in where.iterdir() if p.is_file()))
+    except OSError:
+        return load(folder)  # the loader says what is wrong
+    with _lock:
+        cached = _loaded.get(str(where))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    lexicons = load(folder)
+    with _lock:
+        _loaded[str(where)] = (stamp, lexicons)
+    return lexicons
 
 
 def verifier_for(config: CallqaConfig, model: SpeechModel):
@@ -43,7 +63,7 @@ def verifier_for(config: CallqaConfig, model: SpeechModel):
     scorer_for = getattr(model, "phrase_scorer", None)
     if not config.verify.enabled or scorer_for is None:
         return None
-    lexicons = load_lexicons(config.rules.lexicons)
+    lexicons = _lexicons(config.rules.lexicons, load_lexicons)
     key = (lexicons.folder, lexicons.version, id(model), config.verify, config.asr.initial_prompt,
            config.asr.prompt_words)
     with _lock:
