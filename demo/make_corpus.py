@@ -574,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             fname = f"{call['call_id']}.{ext}"
             encode(channels, call["format"], recordings_dir / fname, workdir)
             expected, measures = derive_expected(call, turns, holds, n_channels, notes)
+            # the switch's record of who released the line decides closing.hangup_order (synthetic, as the ratings)
+            expected["closing.hangup_order"] = {"customer": "pass", "agent": "fail"}.get(call.get("hangup_by"),
+                                                                                         "not_applicable")
             agent_channel = "left" if n_channels == 2 else "mono"
             truth = {
                 "call_id": call["call_id"], "agent_id": call["agent_id"], "file": fname, "company": company,
@@ -584,19 +587,20 @@ def main(argv: list[str] | None = None) -> int:
                 "forbidden_phrases": call.get("forbidden_phrases", []),
                 "near_misses": call.get("near_misses", []),
                 "dialect_markers": call.get("dialect_markers", []),
-                "measures": measures,
+                "measures": measures, "hangup_by": call.get("hangup_by"), "satisfaction": call.get("satisfaction"),
             }
             (truth_dir / f"{call['call_id']}.json").write_text(
                 json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
             manifest.append({"file": fname, "agent_id": call["agent_id"], "call_id": call["call_id"],
-                             "started_at": call["started_at"], "agent_channel": agent_channel, "company": company})
+                             "started_at": call["started_at"], "agent_channel": agent_channel, "company": company,
+                             "hangup_by": call.get("hangup_by") or "", "satisfaction": call.get("satisfaction") or ""})
             check = (verify_channels(recordings_dir / fname, rate, turns, call.get("noise_dbfs", NOISE_RMS_DBFS))
                      if n_channels == 2 else "mono")
             fails = [r for r, v in expected.items() if v == "fail"]
             print(f"{fname:12s} {duration:5.1f}s {call['scenario']:28s} fail={','.join(fails) or '-'} | {check}")
     with open(recordings_dir / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company"],
-                                lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=["file", "agent_id", "call_id", "started_at", "agent_channel", "company",
+                                               "hangup_by", "satisfaction"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(manifest)
     total = sum(p.stat().st_size for p in recordings_dir.iterdir())

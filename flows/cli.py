@@ -278,9 +278,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from pipeline.rules.lexicon import load_lexicons
 
     config = load_config(args.config)
+    folder = args.lexicons or config.rules.lexicons
+    if args.action == "report" and args.satisfaction:
+        return satisfaction_report(args, folder)
     if args.action == "report":
         return rules_report(args)
-    folder = args.lexicons or config.rules.lexicons
     lexicons = load_lexicons(folder)  # LexiconError lists every problem with file and line
     console = _console()
     if args.action == "check":
@@ -425,6 +427,74 @@ def rules_report(args: argparse.Namespace) -> int:
                       + (" (their most overturned phrases are candidates for an except= in the lexicon)" if phrases
                          else " (their overturned fails name no phrase: a missing phrase or timing; open them in "
                               "`callqa review` with the state filter on overturned)"))
+    return 0
+
+
+def satisfaction_report(args: argparse.Namespace, lexicons_folder) -> int:
+    """``callqa rules report --satisfaction``: the customers' ratings against each rule and each agent."""
+    import math
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pipeline.errors import ResultsNotFoundError
+    from pipeline.review.satisfaction import agent_satisfaction, rule_satisfaction, score_rating_correlation
+    from pipeline.rules.lexicon import load_lexicons
+
+    if not (args.results / "calls").is_dir():
+        raise ResultsNotFoundError(f"{args.results} holds no callqa output (no calls table)")
+    names = {spec.rule_id: spec.name for spec in load_lexicons(lexicons_folder).rules}
+    rules = rule_satisfaction(args.results, names=names)
+    console = _console()
+    if rules.empty:
+        console.print(f"no call in {args.results} has a customer rating: give the manifest a satisfaction column "
+                      "(1-5, or 非常满意 … 很不满意; docs/inputs-and-outputs.md) and run the night again (stored "
+                      "transcripts are reused)")
+        return 0
+
+    def mean(m, low, high, n):
+        if n == 0:
+            return "-"
+        return f"{m:.2f} [{low:.2f}, {high:.2f}] n={n}" if not math.isnan(low) else f"{m:.2f} n={n}"
+
+    out = Table(title=f"the customers' rating (1-5) of calls that fail each rule against calls that pass it "
+                      f"({args.results})")
+    out.caption = ("[95% interval] (Student's t; the difference: Welch's) n=rated calls. no effect: failing the rule does not "
+                   "measurably lower the rating; underweighted: it does, yet costs no more points than the median "
+                   "rule. review and not_applicable results are left out.")
+    out.add_column("rule", no_wrap=True)
+    for column in ("fail: mean rating", "pass: mean rating", "pass - fail", "points"):
+        out.add_column(column, no_wrap=True)
+    out.add_column("note")
+    for r in rules.itertuples():
+        note = ("[bold red]underweighted[/]" if r.underweighted else "[yellow]no effect[/]" if r.no_effect else "")
+        difference = ("-" if math.isnan(r.difference) else f"{r.difference:+.2f}" if math.isnan(r.difference_low)
+                      else f"{r.difference:+.2f} [{r.difference_low:+.2f}, {r.difference_high:+.2f}]")
+        out.add_row(escape(f"{r.rule_id} {r.name}" if r.name != r.rule_id else r.rule_id),
+                    mean(r.fail_mean, r.fail_low, r.fail_high, r.fail_n),
+                    mean(r.pass_mean, r.pass_low, r.pass_high, r.pass_n), difference,
+                    "-" if math.isnan(r.points) else f"{r.points:g}", note)
+    console.print(out)
+    agents = agent_satisfaction(args.results)
+    table = Table(title="per agent: the QA score beside the customers' rating")
+    for column in ("agent", "scored calls", "QA mean score", "customers' mean rating [95% interval]"):
+        table.add_column(column, no_wrap=True)
+    for a in agents.itertuples():
+        table.add_row(escape(str(a.agent_id)), str(a.calls), "-" if math.isnan(a.qa_mean) else f"{a.qa_mean:.1f}",
+                      mean(a.rating_mean, a.rating_low, a.rating_high, a.rated))
+    console.print(table)
+    r = score_rating_correlation(args.results)
+    if not math.isnan(r["r"]):
+        console.print(f"QA score and rating over {r['n']} rated calls: Pearson r = {r['r']:.2f} "
+                      f"(95% CI {r['low']:.2f} to {r['high']:.2f})")
+    flagged = rules[rules["underweighted"]]
+    if not flagged.empty:
+        console.print("[bold red]rules that predict unhappy customers but cost few points:[/] "
+                      + ", ".join(flagged["rule_id"]) + " (candidates for a larger deduction in the rubric)")
+    quiet = rules[rules["no_effect"]]
+    if not quiet.empty:
+        console.print("[yellow]rules whose failure shows no effect on the rating:[/] " + ", ".join(quiet["rule_id"])
+                      + " (the customers do not notice them, or they are judged wrongly: check their precision)")
     return 0
 
 
@@ -676,6 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
                             f"(default: {DEMO_OUTPUT.relative_to(PROJECT_ROOT)})")
     rules.add_argument("--threshold", type=float, default=0.8, metavar="P",
                        help="report: name the rules whose precision of fail is under P (default 0.8)")
+    rules.add_argument("--satisfaction", action="store_true",
+                       help="report: the customers' ratings (manifest column satisfaction) of the calls that fail "
+                            "each rule against those that pass it, and each agent's QA score beside the ratings")
     add_config(rules)
     rules.set_defaults(func=cmd_rules)
 

@@ -18,6 +18,7 @@ They carry no behaviour beyond small conveniences; the Parquet layout of each is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,58 @@ def has_transcript(call: dict) -> bool:
     return call.get("status", STATUS_OK) in (STATUS_OK, STATUS_UNSCORABLE) or call.get("error_stage") == "rules"
 
 
+# who released the line, as switches and CTI systems write it (case and spaces ignored) -> callqa's word
+HANGUP_SPELLINGS = {
+    "agent": ("agent", "坐席", "座席", "客服", "员工", "话务员", "坐席挂机", "座席挂机", "客服挂机", "坐席先挂",
+              "agent_disconnect", "agent_hangup", "agenthangup", "agent hangup", "agent released"),
+    "customer": ("customer", "客户", "用户", "顾客", "客户挂机", "用户挂机", "客户先挂", "用户先挂",
+                 "customer_disconnect", "customer_hangup", "customerhangup", "customer hangup", "customer released"),
+    "other": ("other", "system", "系统", "系统挂机", "平台", "third_party_disconnect", "telecom_problem",
+              "contact_flow_disconnect", "transfer", "转接", "network", "网络"),
+}
+_HANGUP = {spelling.replace(" ", "").lower(): word for word, spellings in HANGUP_SPELLINGS.items()
+           for spelling in spellings}
+# the customer's rating (003: 非常满意 5 ... 很不满意 1), as a digit or in words
+SATISFACTION_WORDS = {"非常满意": 5, "很满意": 5, "满意": 4, "一般": 3, "基本满意": 3, "不满意": 2,
+                      "很不满意": 1, "非常不满意": 1}
+_RATING = re.compile(r"([1-5])(?:\.0+)?")
+_FULL_WIDTH_DIGITS = {code: code - 0xFEE0 for code in range(0xFF10, 0xFF1A)}
+
+
+def parse_hangup_by(value: str) -> str | None:
+    """The manifest's ``hangup_by`` as ``agent``, ``customer`` or ``other`` (None when empty).
+
+    Raises:
+        ValueError: a value none of the known spellings (``HANGUP_SPELLINGS``) matches.
+    """
+    if not value.strip():
+        return None
+    found = _HANGUP.get(value.replace(" ", "").strip().lower())
+    if found is None:
+        raise ValueError(f"hangup_by {value!r} is not one of agent, customer, other (or 坐席挂机, 客户挂机, "
+                         "AGENT_DISCONNECT, CUSTOMER_DISCONNECT, system …; see docs/inputs-and-outputs.md)")
+    return found
+
+
+def parse_satisfaction(value: str) -> int | None:
+    """The manifest's ``satisfaction`` as a rating from 1 to 5 (None when empty): a digit (``4``,
+    ``4.0``, a full-width ``４``) or 003's words (非常满意 5, 满意 4, 一般 3, 不满意 2, 很不满意 1).
+
+    Raises:
+        ValueError: anything else.
+    """
+    text = value.strip().translate(_FULL_WIDTH_DIGITS)
+    if not text:
+        return None
+    if text in SATISFACTION_WORDS:
+        return SATISFACTION_WORDS[text]
+    digit = _RATING.fullmatch(text)
+    if digit:
+        return int(digit.group(1))
+    raise ValueError(f"satisfaction {value!r} is not a rating from 1 to 5 (非常满意 5, 满意 4, 一般 3, 不满意 2, "
+                     "很不满意 1)")
+
+
 @dataclass(frozen=True)
 class Recording:
     """One input recording and its metadata (from manifest.csv or defaults).
@@ -71,6 +124,8 @@ class Recording:
     started_at: datetime  # timezone-aware
     agent_channel: str  # left | right | mono
     company: str
+    hangup_by: str | None = None  # who released the line, from the switch's record: agent | customer | other
+    satisfaction: int | None = None  # the customer's rating after the call, 1 (很不满意) to 5 (非常满意)
 
 
 @dataclass(frozen=True)
@@ -257,6 +312,7 @@ class CallTranscript:
     agent_language_prob: float | None = None
     agent_zh_prob: float | None = None
     roles_confidence: float | None = None
+    hangup_by: str | None = None  # who released the line (the manifest's hangup_by): agent | customer | other
 
 
 @dataclass(frozen=True)

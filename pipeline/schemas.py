@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.9"  # 1.1: scores on calls, deductions on rule_results, agent_scores
+SCHEMA_VERSION = "1.10"  # 1.1: scores on calls, deductions on rule_results, agent_scores
 # 1.2: content_sha256 and transcription fingerprint on calls (incremental nights)
 # 1.3: at_s / until_s on rule_results (where in the call the evidence is: the moment to play), and
 #      the recording's absolute path on calls
@@ -26,6 +26,8 @@ SCHEMA_VERSION = "1.9"  # 1.1: scores on calls, deductions on rule_results, agen
 #      and overturned_findings
 # 1.9: phrase findings checked on the audio: utterances.checks (the phrase, its rivals and their
 #      log-probabilities on the audio and on silence), hits.margin and hits.rival
+# 1.10: the switch's and the customer's word from the manifest: calls.hangup_by (who released the line:
+#      agent | customer | other) and calls.satisfaction (the customer's rating, 1-5)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -113,6 +115,8 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("truncated", pa.bool_()),  # the recording is cut off (decoding stopped early, or short of its header)
     pa.field("roles_method", pa.string()),  # channels | diarised+words | none
     pa.field("roles_confidence", pa.float32()),  # how sure the agent is the agent (1 on stereo)
+    pa.field("hangup_by", pa.string()),  # who released the line, from the manifest: agent | customer | other
+    pa.field("satisfaction", pa.int8()),  # the customer's rating after the call, 1 (很不满意) to 5 (非常满意)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [

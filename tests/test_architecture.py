@@ -118,7 +118,7 @@ READING_ORDER = {
     "pipeline.verify": ["rivals", "scorer", "listen"],
     "pipeline.engines": ["whisper", "imported", "export"],
     "pipeline.scoring": ["rubric", "scorable", "scores", "verdicts", "tables"],
-    "pipeline.review": ["explore", "charts", "examples", "reviews", "precision", "server"],
+    "pipeline.review": ["explore", "charts", "examples", "reviews", "precision", "satisfaction", "server"],
 }
 
 

@@ -292,3 +292,26 @@ def test_imported_transcripts_with_their_recording_beside_are_checked_on_the_aud
     again = run_night(inputs, tmp_path / "heard", load_config(heard))
     assert (again.summary.cached, again.summary.processed) == (1, 0)
     assert run_night(inputs, tmp_path / "heard", load_config(plain)).summary.processed == 1
+
+
+def test_ratings_and_the_hangup_record_arriving_later_update_the_calls_without_reading_them_again(tmp_path,
+                                                                                                   import_config):
+    """The customer's rating and the switch's record often come days after the call: a later night with
+    them in the manifest stores them on the stored calls (and rescores hangup_order) without reading the
+    transcripts again."""
+    inputs = tmp_path / "in"
+    write(inputs, "c1.json", CALLQA)
+    write(inputs, "c2.json", ALIBABA)
+    write(inputs, "manifest.csv", "file,agent_id\nc1.json,A1\nc2.json,A2\n")
+    run_night(inputs, tmp_path / "out", import_config)
+    calls = read_table(tmp_path / "out", "calls").set_index("call_id")
+    assert calls.satisfaction.isna().all() and calls.hangup_by.isna().all()
+    assert outcomes(tmp_path / "out", "c1")["closing.hangup_order"] == "not_applicable"
+    write(inputs, "manifest.csv", "file,agent_id,hangup_by,satisfaction\nc1.json,A1,客户挂机,5\nc2.json,A2,坐席,很不满意\n")
+    again = run_night(inputs, tmp_path / "out", import_config)
+    assert (again.summary.cached, again.summary.processed) == (2, 0)
+    calls = read_table(tmp_path / "out", "calls").set_index("call_id")
+    assert (calls.loc["c1", "hangup_by"], calls.loc["c1", "satisfaction"]) == ("customer", 5)
+    assert (calls.loc["c2", "hangup_by"], calls.loc["c2", "satisfaction"]) == ("agent", 1)
+    assert outcomes(tmp_path / "out", "c1")["closing.hangup_order"] == "pass"
+    assert outcomes(tmp_path / "out", "c2")["closing.hangup_order"] == "fail"

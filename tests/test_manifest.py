@@ -105,3 +105,28 @@ def test_bad_manifest_header_fails_the_run(tmp_path, header, message):
 def test_missing_input_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         discover_recordings(tmp_path / "nope", InputOptions())
+
+
+def test_who_hung_up_and_the_customers_rating_come_in_every_common_spelling(tmp_path):
+    rows = ["a.wav,A1,坐席挂机,5", "b.wav,A1,CUSTOMER_DISCONNECT,非常不满意", "c.wav,A1,Customer,４",
+            "d.wav,A1,system,3.0", "e.wav,A1,,", "f.wav,A1,客户先挂,满意"]
+    folder_with(tmp_path, [r.split(",")[0] for r in rows],
+                manifest="file,agent_id,hangup_by,satisfaction\n" + "\n".join(rows) + "\n")
+    found = discover_recordings(tmp_path, InputOptions())
+    assert found.errors == []
+    assert [(r.hangup_by, r.satisfaction) for r in found.recordings] == [
+        ("agent", 5), ("customer", 1), ("customer", 4), ("other", 3), (None, None), ("customer", 4)]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("a.wav,A1,caller,", "hangup_by 'caller' is not one of agent, customer, other"),
+    ("a.wav,A1,,6", "satisfaction '6' is not a rating from 1 to 5"),
+    ("a.wav,A1,,4.5", "satisfaction '4.5'"),
+    ("a.wav,A1,,好评", "satisfaction '好评'"),
+])
+def test_a_bad_hangup_or_rating_is_an_error_naming_its_line(tmp_path, row, message):
+    folder_with(tmp_path, ("a.wav", "b.wav"), manifest="file,agent_id,hangup_by,satisfaction\n" + row + "\nb.wav,A2,,\n")
+    found = discover_recordings(tmp_path, InputOptions())
+    assert [r.file for r in found.recordings] == ["b.wav"]
+    (error,) = found.errors
+    assert message in error.message and "manifest.csv line 2" in error.message

@@ -38,6 +38,9 @@ def test_qa_overview_runs_and_draws_every_chart(demo_truth_results, tmp_path, mo
     assert "A1001" in tables and "forbidden.phrase" in tables and "2026-W47" in tables
     assert "#fff3cd" in tables  # the drill-down's transcript highlights the lines with findings
     assert "No review sample" in "".join(outputs(notebook, "text/markdown"))  # nobody has reviewed the demo yet
+    # the customers' (synthetic) ratings: every rule's rated calls, the agents' ratings beside their scores
+    assert "fail_mean" in tables and "rating_mean" in tables and "客户先挂机" in tables
+    assert "Pearson r" in "".join(outputs(notebook, "text/markdown"))
 
 
 def test_qa_overview_shows_the_precision_of_a_reviewed_sample_and_the_scores_after_review(demo_truth_results, tmp_path,

@@ -420,7 +420,7 @@ def test_the_project_lexicons_are_valid():
         "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
         "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
         "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
-        "service.answer", "service.complaint_ack", "forbidden.deflection"}
+        "service.answer", "service.complaint_ack", "forbidden.deflection", "closing.hangup_order"}
     assert {g.dialect for g in lexicons.groups.values() if g.id.startswith("dialect.")} >= {
         "cantonese", "sichuanese", "wu", "northeastern", "min"}
 
@@ -637,3 +637,27 @@ def test_closing_words_the_site_accepts_are_a_switch_off_by_default(tmp_path):
     results, hits = outcomes(RuleEngine(load_lexicons(folder)), bye)
     assert results["closing.farewell"].outcome == "pass"
     assert [h.phrase for h in hits if h.rule_id == "closing.farewell"] == ["拜拜"]
+
+
+@pytest.mark.parametrize("record, outcome, words", [
+    ("@hangup_by: customer", "pass", "the customer hung up first"),
+    ("@hangup_by: 坐席挂机", "fail", "the agent released the line before the customer"),
+    ("@hangup_by: AGENT_DISCONNECT", "fail", "hangup_by: agent"),
+    ("@hangup_by: 系统", "not_applicable", "released by neither party"),
+    ("", "not_applicable", "the manifest gives no hangup_by"),
+])
+def test_the_customer_hangs_up_first_as_the_switch_recorded(engine, record, outcome, words):
+    """closing.hangup_order reads the switch's record alone: the same polite farewell passes or fails by
+    who released the line, and without the record the rule says it cannot know."""
+    results, _ = outcomes(engine, record + "\n" + GOOD)
+    result = results["closing.hangup_order"]
+    assert result.outcome == outcome and words in result.evidence
+    if outcome != "not_applicable":
+        assert result.at_s is not None and result.until_s >= result.at_s  # the call's last seconds
+
+
+def test_a_call_record_line_in_a_dialogue_is_checked():
+    with pytest.raises(DialogueError, match="line 1.*hangup_by 'caller'"):
+        parse_dialogue("@hangup_by: caller\nagent: 您好\n")
+    with pytest.raises(DialogueError, match="line 1.*only call record line"):
+        parse_dialogue("@satisfaction: 5\nagent: 您好\n")

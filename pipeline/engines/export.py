@@ -19,7 +19,8 @@ from ..records import has_transcript
 from ..storage.parquet import read_arrow
 from .imported import FORMAT_NAME, FORMAT_VERSION
 
-MANIFEST_COLUMNS = ("file", "agent_id", "call_id", "started_at", "agent_channel", "company")
+MANIFEST_COLUMNS = ("file", "agent_id", "call_id", "started_at", "agent_channel", "company", "hangup_by",
+                    "satisfaction")
 
 
 def _plain(value):
@@ -78,7 +79,8 @@ def export_transcripts(results: str | Path, to: str | Path) -> int:
         (to / name).write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         rows.append({"file": name, "agent_id": call["agent_id"], "call_id": call["call_id"],
                      "started_at": call["started_at"].isoformat(), "agent_channel": call["agent_channel"],
-                     "company": call["company"] or ""})
+                     "company": call["company"] or "", "hangup_by": call.get("hangup_by") or "",
+                     "satisfaction": call.get("satisfaction") or ""})
     with open(to / "manifest.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()

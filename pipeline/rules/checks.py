@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_UNKNOWN,
-                       PhraseCheck)
+from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_CUSTOMER,
+                       SPEAKER_UNKNOWN, PhraseCheck)
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
-from .options import (AnswerDelayOptions, DialectOptions, HoldOptions, InterruptionOptions, KeywordOptions,
-                      RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
+from .options import (AnswerDelayOptions, DialectOptions, HangupOptions, HoldOptions, InterruptionOptions,
+                      KeywordOptions, RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
 from .verification import NOT_SAID, SAID, CheckVerdict, VerifyOptions, decide
 
 
@@ -50,6 +50,7 @@ class CallData:
     agent_language_prob: float | None = None
     roles_confidence: float | None = None  # mono: how sure the agent is the agent (calls.roles_confidence)
     agent_zh_prob: float | None = None  # the model's p(zh) for the agent's speech (calls.agent_zh_prob)
+    hangup_by: str | None = None  # who released the line, from the switch (calls.hangup_by)
 
     @property
     def mono(self) -> bool:
@@ -683,6 +684,28 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
                        + _first_three([text for _, text in answered]), [t for t, _ in answered])
 
 
+def check_hangup(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
+    """The customer hangs up first (001 四.8 确认对方先挂; 000 第一篇): read from the switch's call record
+    (the manifest's ``hangup_by``), which alone knows who released the line. Without it, or when
+    neither party released it (the system, a transfer, a dropped line), the rule is not applicable and
+    says why. The evidence points at the call's last seconds."""
+    opts: HangupOptions = spec.options
+    who = call.hangup_by
+    if who is None:
+        return CheckResult(NOT_APPLICABLE, "who released the line is not known: the manifest gives no hangup_by "
+                                           "(the switch's call record)")
+    if who not in (SPEAKER_AGENT, SPEAKER_CUSTOMER):
+        return CheckResult(NOT_APPLICABLE, f"the line was released by neither party (hangup_by: {who}: the system, "
+                                           "a transfer or a dropped line)")
+    end = call.duration_s if call.duration_s is not None else max((u.end_s for u in call.utterances), default=0.0)
+    span = (max(0.0, end - 5.0), end)
+    names = {SPEAKER_AGENT: "the agent", SPEAKER_CUSTOMER: "the customer"}
+    if who == opts.first:
+        return CheckResult(PASS, f"{names[who]} hung up first, as the switch recorded (hangup_by: {who})", span=span)
+    return CheckResult(FAIL, f"{names[who]} released the line before {names[opts.first]} did "
+                             f"(the switch's record, hangup_by: {who})", span=span)
+
+
 Check = Callable[[PhraseFinder, RuleSpec, CallData], CheckResult]
 
 CHECKS: dict[str, Check] = {
@@ -695,4 +718,5 @@ CHECKS: dict[str, Check] = {
     "answer_delay": check_answer_delay,
     "dialect": check_dialect,
     "response": check_response,
+    "hangup": check_hangup,
 }

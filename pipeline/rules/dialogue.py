@@ -4,7 +4,8 @@ One line per utterance: ``agent: 您好，星河通信。`` or ``customer: …``
 optional timestamp in seconds before or after the speaker: ``[12.5s] agent: …``. Lines without a
 timestamp follow the previous line after 0.5 s; an utterance lasts one second per 4.5 characters (a
 moderate pace), so a gap between timestamps is silence, which is how holds are written. ``#`` starts a
-comment.
+comment. A line ``@hangup_by: customer`` gives what the switch would record of the call (who released
+the line, for ``closing.hangup_order``; the manifest's spellings are accepted).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import re
 from pathlib import Path
 
 from ..errors import DialogueError
-from ..records import SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript, Utterance
+from ..records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript, Utterance,
+                       parse_hangup_by)
 from ..text import match_key, normalise_text
 
 CHARS_PER_SECOND = 4.5
@@ -34,9 +36,20 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
     """
     said_lines: list[tuple[float, float, str, str, str]] = []  # start, end, speaker, text, raw
     cursor = 0.0
+    hangup_by = None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
+            continue
+        if line.startswith("@"):
+            key, _, value = line[1:].replace("：", ":").partition(":")
+            if key.strip() != "hangup_by":
+                raise DialogueError(f"line {number}: the only call record line is '@hangup_by: agent|customer|other', "
+                                    f"got {raw.strip()!r}")
+            try:
+                hangup_by = parse_hangup_by(value.strip())
+            except ValueError as exc:
+                raise DialogueError(f"line {number}: {exc}") from None
             continue
         m = _LINE.match(line)
         speaker = _SPEAKERS.get(m.group("speaker").lower()) if m else None
@@ -55,7 +68,8 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
     speakers = {u.speaker for u in utterances}
     return CallTranscript(call_id, agent_id, company, 1 if speakers <= {SPEAKER_UNKNOWN} else 2,
                           max((u.end_s for u in utterances), default=0.0), utterances,
-                          tuple((u.speaker, u.start_s, u.end_s) for u in utterances), file=call_id)
+                          tuple((u.speaker, u.start_s, u.end_s) for u in utterances), file=call_id,
+                          hangup_by=hangup_by)
 
 
 def read_dialogue(path: str | Path, company: str = "") -> CallTranscript:

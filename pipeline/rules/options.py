@@ -331,8 +331,20 @@ class ResponseOptions:
         return problems
 
 
+@dataclass(frozen=True)
+class HangupOptions:
+    """``hangup``: who released the line first, as the switch recorded it (the manifest's ``hangup_by``;
+    a recording cannot tell).
+
+    Attributes:
+        first: who should hang up first (001 四.8 确认对方先挂: the customer).
+    """
+
+    first: Literal["customer", "agent"] = "customer"
+
+
 RuleOptions = Union[KeywordOptions, RegexOptions, SequenceOptions, HoldOptions, SpeechRateOptions,
-                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions]
+                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions, HangupOptions]
 
 RULE_TYPES: dict[str, type] = {
     "keyword": KeywordOptions,
@@ -344,4 +356,5 @@ RULE_TYPES: dict[str, type] = {
     "answer_delay": AnswerDelayOptions,
     "dialect": DialectOptions,
     "response": ResponseOptions,
+    "hangup": HangupOptions,
 }

@@ -128,10 +128,10 @@ def stored_rows(out_dir: str | Path, stored: StoredTranscripts, tz: ZoneInfo) ->
     for table in TRANSCRIPT_TABLES:
         parts = [read_arrow(out_dir, table, dates=(date, date), call_ids=wanted) for date in dates]
         rows[table] = [row for part in parts for row in part.to_pylist()]
-    for row in rows["calls"]:  # the manifest may have changed who took the call, and when
-        rec = by_id[row["call_id"]]
+    for row in rows["calls"]:  # the manifest may have changed who took the call, when, how it ended and how
+        rec = by_id[row["call_id"]]  # the customer rated it (ratings often arrive days later)
         row.update(agent_id=rec.agent_id, file=rec.file, started_at=rec.started_at,
-                   path=str(Path(rec.path).resolve()))
+                   path=str(Path(rec.path).resolve()), hangup_by=rec.hangup_by, satisfaction=rec.satisfaction)
     for table in TRANSCRIPT_TABLES:
         for row in rows[table]:
             row[PARTITION_COLUMN] = call_date(by_id[row["call_id"]].started_at, tz)

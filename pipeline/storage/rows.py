@@ -56,7 +56,7 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "error_stage": result.error.stage if result.error is not None else None,
         "status_reason": f"{result.error.error_type}: {result.error.message}" if result.error is not None else None,
         "truncated": result.truncated, "roles_method": result.roles_method,
-        "roles_confidence": result.roles_confidence}
+        "roles_confidence": result.roles_confidence, "hangup_by": rec.hangup_by, "satisfaction": rec.satisfaction}
 
 
 def rejected_call_id(error: ErrorRecord) -> str:
@@ -179,7 +179,7 @@ def transcript_of_rows(call: Mapping[str, Any], utterances: Iterable[Mapping[str
         _present(call.get("run_id")), str(call.get("status") or STATUS_OK), _present(call.get("error_stage")),
         bool(truncated) if truncated is not None else None, _strings(call.get("warnings")),
         _present(call.get("agent_language")), _number(call.get("agent_language_prob")),
-        _number(call.get("agent_zh_prob")), _number(call.get("roles_confidence")))
+        _number(call.get("agent_zh_prob")), _number(call.get("roles_confidence")), _present(call.get("hangup_by")))
 
 
 def transcripts_of(tables: Mapping[str, list[dict]]) -> list[CallTranscript]:
@@ -205,7 +205,8 @@ def transcript_of_result(result: CallResult, tz: ZoneInfo, run_id: str | None = 
         tuple(sorted(result.utterances, key=lambda u: (u.start_s, u.utterance_idx))),
         tuple((v.speaker, v.start_s, v.end_s) for v in result.voice_activity), rec.file, rec.started_at,
         call_date(rec.started_at, tz), run_id, result.status, None, result.truncated, tuple(result.warnings),
-        result.agent_language, result.agent_language_prob, result.agent_zh_prob, result.roles_confidence)
+        result.agent_language, result.agent_language_prob, result.agent_zh_prob, result.roles_confidence,
+        rec.hangup_by)
 
 
 SCORE_COLUMNS = ("status", "status_reason", "error_stage", "score", "passed", "red_line")

@@ -25,15 +25,15 @@ from zoneinfo import ZoneInfo
 
 from ..config import AGENT_CHANNELS, InputOptions
 from ..errors import InputError, LinkError, ManifestError, ManifestRowError, NotInManifestError
-from ..records import ErrorRecord, Recording
+from ..records import ErrorRecord, Recording, parse_hangup_by, parse_satisfaction
 
 logger = logging.getLogger("callqa.discover")
 
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS = ("file", "agent_id", "call_id", "started_at", "agent_channel", "company")
+MANIFEST_COLUMNS = ("file", "agent_id", "call_id", "started_at", "agent_channel", "company", "hangup_by",
+                    "satisfaction")
 REQUIRED_COLUMNS = ("file", "agent_id")
 UNKNOWN_AGENT = "unknown"
-
 
 @dataclass
 class Discovery:
@@ -257,6 +257,11 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
                                            "(e.g. 2026-11-20T09:30:00+08:00)") from None
             else:
                 started_at = _file_time(path, tz)
+            try:
+                hangup_by = parse_hangup_by(row.get("hangup_by", ""))
+                satisfaction = parse_satisfaction(row.get("satisfaction", ""))
+            except ValueError as exc:
+                raise ManifestRowError(str(exc)) from None
         except (ManifestRowError, LinkError) as exc:
             discovery.errors.append(ErrorRecord(
                 file=file, call_id=call_id or None, stage=ManifestRowError.stage, error_type=type(exc).__name__,
@@ -267,7 +272,8 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
         seen_ids[call_id] = line
         discovery.recordings.append(Recording(
             path=path, file=Path(file).as_posix(), call_id=call_id, agent_id=agent_id, started_at=started_at,
-            agent_channel=channel, company=row.get("company") or options.company))
+            agent_channel=channel, company=row.get("company") or options.company, hangup_by=hangup_by,
+            satisfaction=satisfaction))
     return discovery
 
 
