@@ -577,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
             # the switch's record of who released the line decides closing.hangup_order (synthetic, as the ratings)
             expected["closing.hangup_order"] = {"customer": "pass", "agent": "fail"}.get(call.get("hangup_by"),
                                                                                          "not_applicable")
+            # service.confirm: labelled by hand (did the agent repeat back every number of seven digits or
+            # more, date, time, amount and address the customer gave?), as the scripts were written before it
+            expected["service.confirm"] = call["confirm"]
             agent_channel = "left" if n_channels == 2 else "mono"
             truth = {
                 "call_id": call["call_id"], "agent_id": call["agent_id"], "file": fname, "company": company,

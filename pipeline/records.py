@@ -180,6 +180,17 @@ class Word:
 
 
 @dataclass(frozen=True)
+class NumberMark:
+    """A number said in an utterance (four digits or more), kept comparable after masking: where it is
+    in the text and its digits' keyed code (:func:`pipeline.text.number_code`, a key per call that is
+    never stored), so a number the agent repeats back can be told from another one."""
+
+    start: int  # character offsets in the utterance's text
+    end: int
+    code: str
+
+
+@dataclass(frozen=True)
 class PhraseCheck:
     """A phrase asked about on an utterance's audio (``utterances.checks``): was ``phrase`` said at key
     characters ``key_start:key_end``, where the transcript has ``heard``? ``options`` are the phrase
@@ -219,6 +230,7 @@ class Utterance:
     words: list[Word] = field(default_factory=list)
     role_confidence: float | None = None  # 1 on stereo; mono: how sure the speaker is right; None: unknown
     checks: list[PhraseCheck] = field(default_factory=list)  # phrases checked on its audio (pipeline.verify)
+    numbers: list[NumberMark] | None = None  # the numbers said, comparable after masking (None: not marked)
 
 
 @dataclass(frozen=True)

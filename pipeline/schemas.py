@@ -27,7 +27,8 @@ SCHEMA_VERSION = "1.10"  # 1.1: scores on calls, deductions on rule_results, age
 # 1.9: phrase findings checked on the audio: utterances.checks (the phrase, its rivals and their
 #      log-probabilities on the audio and on silence), hits.margin and hits.rival
 # 1.10: the switch's and the customer's word from the manifest: calls.hangup_by (who released the line:
-#      agent | customer | other) and calls.satisfaction (the customer's rating, 1-5)
+#      agent | customer | other) and calls.satisfaction (the customer's rating, 1-5); utterances.numbers
+#      (the numbers said, each digit's keyed code: comparable within the call after masking)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -41,6 +42,13 @@ WORD = pa.struct([
     pa.field("prob", pa.float32()),
 ])
 
+
+# A number said (4 digits or more): its character offsets in the text and its digits' keyed code
+NUMBER = pa.struct([
+    pa.field("start", pa.int32()),
+    pa.field("end", pa.int32()),
+    pa.field("code", pa.string()),
+])
 
 # A phrase checked on an utterance's audio: the phrase, where it is (or would be) in the utterance's key,
 # what the transcript has there, the options scored (the phrase first, then its rivals) with, for each,
@@ -132,6 +140,7 @@ UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [
     pa.field("words", pa.list_(WORD)),
     pa.field("role_confidence", pa.float32()),  # 1 on stereo; mono: how sure the speaker is right
     pa.field("checks", pa.list_(CHECK)),  # phrases asked about on its audio (pipeline.verify)
+    pa.field("numbers", pa.list_(NUMBER)),  # numbers said: where, and their digits' keyed code (service.confirm)
 ])
 
 VOICE_ACTIVITY = _schema("voice_activity", ("call_id", "speaker", "start_s"), [

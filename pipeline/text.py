@@ -60,6 +60,44 @@ def stored_key(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN").lower()
 
 
+# digits as a transcript writes them: Arabic, full-width, Chinese (幺 for 一 and 两 for 二 when read out)
+DIGIT_CHARS = "0-9０-９零〇一二三四五六七八九幺两"
+_DIGIT_VALUE = {**{c: str(i) for i, c in enumerate("0123456789")}, **{c: str(i) for i, c in enumerate("０１２３４５６７８９")},
+                **{c: str(i) for i, c in enumerate("零一二三四五六七八九")}, "〇": "0", "幺": "1", "两": "2"}
+# a digit, then digits or single separators between digits (138-0013-8000, 一三八，零零一三): one number
+DIGIT_RUN = re.compile(rf"[{DIGIT_CHARS}](?:[\s\-‐－—,，、.·]?[{DIGIT_CHARS}])*")
+NUMBER_MIN_DIGITS = 4  # a shorter run is a count or a time, not a detail (尾号 is four)
+CODE_WIDTH = 4  # hex characters per digit in a number's code
+
+
+def spoken_digits(run: str) -> str:
+    """The digits of a run as Arabic digits, separators dropped: 一三八，零零 -> 13800."""
+    return "".join(_DIGIT_VALUE[ch] for ch in run if ch in _DIGIT_VALUE)
+
+
+def number_code(digits: str, key: bytes) -> str:
+    """A number's digits, each replaced by a keyed hash of itself and its place counted from the end
+    (``CODE_WIDTH`` hex characters a digit): two numbers said in one call can be compared digit by digit
+    (one misheard digit, or only the last four 尾号) without the digits being kept. Without ``key``
+    (random per call and never stored) nobody can tell which digits they were."""
+    import hashlib
+
+    n = len(digits)
+    return "".join(hashlib.blake2b(digits[i].encode(), key=key, person=(n - 1 - i).to_bytes(2, "big"),
+                                   digest_size=CODE_WIDTH // 2).hexdigest() for i in range(n))
+
+
+def number_marks(text: str, key: bytes) -> list[tuple[int, int, str]]:
+    """``(start, end, code)`` of every run of at least ``NUMBER_MIN_DIGITS`` digits in ``text`` (its
+    character offsets; see :func:`number_code`)."""
+    marks = []
+    for match in DIGIT_RUN.finditer(text):
+        digits = spoken_digits(match.group())
+        if len(digits) >= NUMBER_MIN_DIGITS:
+            marks.append((match.start(), match.end(), number_code(digits, key)))
+    return marks
+
+
 def edit_distance(reference: str, hypothesis: str) -> int:
     """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
     if len(reference) < len(hypothesis):

@@ -36,7 +36,7 @@ GOOD = """
     [7s] customer: 你好，我想查一下话费。
     [10s] agent: 好的，请讲一下您的手机号码，我帮您查询。
     [15s] customer: 一三八零零一三八零零零。
-    [19s] agent: 谢谢。您这个月的话费是五十八元，抱歉让您久等了。
+    [19s] agent: 谢谢，尾号八零零零。您这个月的话费是五十八元，抱歉让您久等了。
     [26s] customer: 好的，没有别的问题了。
     [29s] agent: 感谢您的来电，再见！
 """
@@ -420,7 +420,8 @@ def test_the_project_lexicons_are_valid():
         "courtesy.ninhao", "courtesy.qingjiang", "courtesy.xiexie", "courtesy.baoqian", "courtesy.zaijian",
         "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
         "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
-        "service.answer", "service.complaint_ack", "forbidden.deflection", "closing.hangup_order"}
+        "service.answer", "service.complaint_ack", "forbidden.deflection", "closing.hangup_order",
+        "service.confirm"}
     assert {g.dialect for g in lexicons.groups.values() if g.id.startswith("dialect.")} >= {
         "cantonese", "sichuanese", "wu", "northeastern", "min"}
 
@@ -661,3 +662,101 @@ def test_a_call_record_line_in_a_dialogue_is_checked():
         parse_dialogue("@hangup_by: caller\nagent: 您好\n")
     with pytest.raises(DialogueError, match="line 1.*only call record line"):
         parse_dialogue("@satisfaction: 5\nagent: 您好\n")
+
+
+CONFIRMED_BY_REPEAT = """
+    [0.5s] agent: 您好，星河通信，请讲。
+    [3s] customer: 我的宽带坏了，账号是一三八零零一三八零零零。
+    [8s] agent: 好的，一三八零零一三八零零零，我帮您查一下。
+    [13s] customer: 师傅明天下午三点能来吗？我住在人民路128号。
+    [18s] agent: 可以，明天下午三点，人民路128号，师傅上门。感谢您的来电，再见。
+"""
+
+
+def test_details_the_agent_repeats_back_are_confirmed(engine):
+    results, hits = outcomes(engine, CONFIRMED_BY_REPEAT)
+    result = results["service.confirm"]
+    assert result.outcome == "pass", result.evidence
+    assert "3 of 3 detail(s) confirmed" in result.evidence and "repeated back" in result.evidence
+    found = [h for h in hits if h.rule_id == "service.confirm"]
+    assert {h.phrase for h in found} == {"号码", "时间", "地址"} and {h.speaker for h in found} == {"customer"}
+
+
+def test_a_detail_left_unconfirmed_fails_and_names_it(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我要改一下地址，新地址是阳光小区三号楼。
+        [8s] agent: 好的，已经帮您改好了。
+        [12s] customer: 谢谢。
+        [14s] agent: 感谢您的来电，再见。
+    """)
+    result = results["service.confirm"]
+    assert result.outcome == "fail" and "地址 “阳光小区”" in result.evidence and "not repeated or confirmed" in result.evidence
+    assert (result.at_s, result.until_s) == (3.0, pytest.approx(3.0 + len("我要改一下地址新地址是阳光小区三号楼") / 4.5))
+
+
+@pytest.mark.parametrize("agent_line, outcome", [
+    ("您说的是一三八零零一三八零零零，对吗？", "pass"),  # asked back
+    ("好的，跟您核对一下信息。", "pass"),  # a confirm phrase
+    ("好的，尾号八零零零，我记下了。", "pass"),  # the last four digits
+    ("好的，一三八零零一三八零零一，我记下了。", "pass"),  # one misheard digit of eleven
+    ("好的，一三八零零一三九零零一，我记下了。", "fail"),  # two digits differ: another number
+    ("好的，尾号八零零一，我记下了。", "fail"),  # another tail
+    ("好的，我记下了。", "fail"),
+])
+def test_a_number_is_confirmed_by_its_digits_or_by_asking(engine, agent_line, outcome):
+    results, _ = outcomes(engine, f"""
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我的手机号是一三八零零一三八零零零。
+        [8s] agent: {agent_line}
+    """)
+    assert results["service.confirm"].outcome == outcome, results["service.confirm"].evidence
+
+
+def test_a_masked_number_is_still_compared_digit_by_digit(engine):
+    """What is stored is masked (13800138000 -> ***********): the marks made before masking still tell
+    the agent's repetition from another number."""
+    from pipeline.config import PrivacyOptions
+    from pipeline.transcribe.privacy import mask_text
+
+    def masked(dialogue):
+        call = parse_dialogue(textwrap.dedent(dialogue), company="星河通信")
+        return replace(call, utterances=tuple(replace(u, text=mask_text(u.text, PrivacyOptions()))
+                                              for u in call.utterances))
+
+    same = masked("customer: 我的手机号是13800138000。\nagent: 好的，13800138000，马上帮您查。\n")
+    other = masked("customer: 我的手机号是13800138000。\nagent: 好的，13911112222，马上帮您查。\n")
+    assert "*" * 11 in same.utterances[0].text and "1380" not in same.utterances[1].text
+    got = {name: {r.rule_id: r for r in evaluate_calls(engine, [call]).results}["service.confirm"].outcome
+           for name, call in (("same", same), ("other", other))}
+    assert got == {"same": "pass", "other": "fail"}
+
+
+def test_what_is_no_detail_and_what_the_agent_said_first(engine):
+    """快一点, 一块去, 三点 (three points) and a four-digit code are no details; a number the agent read out
+    first and the customer reads back is not one to confirm, and the agent's earlier reading is no
+    confirmation."""
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 能快一点吗？我有三点要说，我们一块去营业厅。
+        [8s] agent: 好的，您的宽带账号是零五七一八八六六二二三三，验证码三七二一已经发给您。
+        [12s] customer: 零五七一八八六六二二三三是吧，验证码三七二一，好的。
+        [15s] agent: 感谢您的来电，再见。
+    """)
+    assert results["service.confirm"].outcome == "not_applicable", results["service.confirm"].evidence
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，请问是一三八零零一三八零零零吗？
+        [3s] customer: 不对，我的是一三九一一一一二二二二。
+        [8s] agent: 好的，已经登记了。
+    """)
+    assert results["service.confirm"].outcome == "fail"  # the customer's own number, never repeated
+
+
+def test_dates_times_and_amounts_compare_by_value(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我11月20号交了两百元，周三下午两点半去过营业厅。
+        [9s] agent: 好的，十一月二十日，200块，星期三下午2点30分，我帮您查。
+    """)
+    result = results["service.confirm"]
+    assert result.outcome == "pass" and "4 of 4" in result.evidence, result.evidence

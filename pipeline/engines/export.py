@@ -50,6 +50,8 @@ def transcript_document(call: dict, utterances: list[dict], regions: list[dict])
                           for w in (u.get("words") or [])]}
         if u.get("checks"):
             item["checks"] = [dict(c) for c in u["checks"]]
+        if u.get("numbers") is not None:  # the numbers said, comparable though masked (service.confirm)
+            item["numbers"] = [dict(n) for n in u["numbers"]]
         document["utterances"].append(item)
     return document
 

@@ -12,7 +12,9 @@ Two formats are read, told apart by their content:
   in seconds, each utterance with ``speaker`` (agent, customer, other, unknown) or ``channel`` (0/left,
   1/right: the manifest's ``agent_channel`` says whose), ``start_s``, ``end_s``, ``text``, optional
   ``words`` (``word``, ``start_s``, ``end_s``, ``prob``), confidence statistics (``avg_logprob``,
-  ``no_speech_prob``), ``checks`` (phrases checked on the audio); optional ``voice_activity``,
+  ``no_speech_prob``), ``checks`` (phrases checked on the audio), ``numbers`` (the numbers said: their
+  offsets in the text and digits' keyed code, as exported; without them they are marked from the
+  text); optional ``voice_activity``,
   ``duration_s``, ``language`` and ``roles``. ``callqa export`` writes it from a results folder.
 - **Alibaba Cloud recording-file recognition** (录音文件识别, the GetTaskResult response or its
   ``Result``): ``Sentences`` with ``ChannelId``, ``BeginTime``, ``EndTime`` (milliseconds) and
@@ -43,8 +45,8 @@ from typing import Any
 from ..config import CallqaConfig
 from ..errors import PipelineError, TranscriptFileError, TransientInputError
 from ..records import (ROLES_CHANNELS, ROLES_NONE, SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_OTHER, SPEAKER_UNKNOWN,
-                       STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, PhraseCheck, Recording, SpeechRegion,
-                       Utterance, Word)
+                       STATUS_ERROR, STATUS_OK, CallResult, ErrorRecord, NumberMark, PhraseCheck, Recording,
+                       SpeechRegion, Utterance, Word)
 from ..storage.hashing import file_sha256
 from ..text import normalise_text
 from ..transcribe.discover import Discovery, discover_recordings
@@ -133,6 +135,15 @@ def _checks(items: Any, what: str) -> list[PhraseCheck]:
         raise TranscriptFileError(f"{what} checks are not callqa's (missing or wrong {exc})") from None
 
 
+def _numbers(items: Any, what: str) -> list[NumberMark] | None:
+    if items is None:
+        return None
+    try:
+        return [NumberMark(int(item["start"]), int(item["end"]), str(item["code"])) for item in items]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TranscriptFileError(f"{what} numbers are not callqa's (missing or wrong {exc})") from None
+
+
 def read_callqa(data: dict, recording: Recording) -> Transcript:
     """callqa's own format (see the module's docstring)."""
     version = data.get("version", FORMAT_VERSION)
@@ -165,7 +176,7 @@ def read_callqa(data: dict, recording: Recording) -> Transcript:
             no_speech_prob=_optional_number(item.get("no_speech_prob"), f"{what} no_speech_prob"),
             words=_words(item.get("words"), what),
             role_confidence=_optional_number(item.get("role_confidence"), f"{what} role_confidence"),
-            checks=_checks(item.get("checks"), what)))
+            checks=_checks(item.get("checks"), what), numbers=_numbers(item.get("numbers"), what)))
     regions = data.get("voice_activity")
     if regions is not None:
         if not isinstance(regions, list):

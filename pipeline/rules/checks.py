@@ -16,10 +16,12 @@ from typing import Callable, Iterable, Protocol
 
 from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_CUSTOMER,
                        SPEAKER_UNKNOWN, PhraseCheck)
+from .details import KIND_NAMES, details_of, given_details, key_span, same_detail
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
-from .options import (AnswerDelayOptions, DialectOptions, HangupOptions, HoldOptions, InterruptionOptions,
-                      KeywordOptions, RegexOptions, ResponseOptions, SequenceOptions, SpeechRateOptions, Window)
+from .options import (AnswerDelayOptions, ConfirmOptions, DialectOptions, HangupOptions, HoldOptions,
+                      InterruptionOptions, KeywordOptions, RegexOptions, ResponseOptions, SequenceOptions,
+                      SpeechRateOptions, Window)
 from .verification import NOT_SAID, SAID, CheckVerdict, VerifyOptions, decide
 
 
@@ -684,6 +686,54 @@ def check_response(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Chec
                        + _first_three([text for _, text in answered]), [t for t, _ in answered])
 
 
+def check_confirm(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
+    """The agent repeats back the details the customer gives (001 四.7 重复一遍电话内容中的重要内容…电话号码、
+    姓名、联系地址、咨询事项; 002 待客户叙述完后，复述): every number, date or time, amount and address of
+    ``role`` (:mod:`pipeline.rules.details`) is repeated by ``other`` later in the call (numbers compared
+    digit by digit through their keyed codes, so masking does not hide a repetition; one misheard digit
+    and 尾号 allowed) or checked with a ``confirm`` phrase in ``other``'s next ``within_turns``
+    utterances. A detail ``other`` said first is the customer reading back, not one to confirm. Not
+    applicable when no detail is given. The evidence pairs each detail with its confirmation."""
+    opts: ConfirmOptions = spec.options
+    spoken, others = call.by_role(opts.role), call.by_role(opts.other)
+    said_by_other = [(view, d) for view in others for d in details_of(view) if d.kind in opts.kinds]
+    given = []
+    for view in spoken:
+        for detail in given_details(view):
+            if detail.kind in opts.kinds and not any(
+                    o.start_s < view.start_s and same_detail(detail, d) for o, d in said_by_other):
+                given.append((view, detail))
+    if not given:
+        return CheckResult(NOT_APPLICABLE, f"no detail to confirm (a number, date, time, amount or address) in "
+                                           f"{len(spoken)} {opts.role} utterance(s)")
+    group = Group(spec.rule_id, (), "复述确认", "中", None, 0, spec.source)
+    confirmed, missed = [], []
+    for view, detail in given:
+        later = [o for o in others if o.start_s > view.start_s or (o.start_s == view.start_s and o.idx > view.idx)]
+        repeat = next((o for o in later for d in details_of(o) if same_detail(detail, d)), None)
+        asked = next((o for o in later[: opts.within_turns] if engine.find(call, [o], opts.confirm)), None)
+        name = KIND_NAMES[detail.kind]
+        start, end = key_span(view, detail.start, detail.end)
+        finding = Finding(view, Match(Phrase(spec.rule_id, name, (), False, True, "detail", spec.source),
+                                      group, start, end, "detail"))
+        said = f"{name} “{view.text[detail.start:detail.end]}” ({view.speaker} {view.start_s:.1f}s)"
+        if repeat is not None or asked is not None:
+            how = (f"repeated back: {_quote(repeat)}" if repeat is not None and (asked is None or
+                                                                                repeat.start_s <= asked.start_s)
+                   else f"asked to confirm: {_quote(asked)}")
+            confirmed.append((finding, f"{said} → {how}"))
+        else:
+            missed.append((finding, f"{said} → not repeated or confirmed"
+                                    + (f" (next: {_quote(later[0])})" if later else f" ({opts.other} never spoke again)")))
+    if missed:
+        first = missed[0][0].utterance
+        return CheckResult(FAIL, f"{len(missed)} of {len(given)} detail(s) not confirmed: "
+                           + _first_three([text for _, text in missed]), [f for f, _ in missed],
+                           (first.start_s, first.end_s))
+    return CheckResult(PASS, f"{len(confirmed)} of {len(given)} detail(s) confirmed: "
+                       + _first_three([text for _, text in confirmed]), [f for f, _ in confirmed])
+
+
 def check_hangup(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     """The customer hangs up first (001 四.8 确认对方先挂; 000 第一篇): read from the switch's call record
     (the manifest's ``hangup_by``), which alone knows who released the line. Without it, or when
@@ -719,4 +769,5 @@ CHECKS: dict[str, Check] = {
     "dialect": check_dialect,
     "response": check_response,
     "hangup": check_hangup,
+    "confirm": check_confirm,
 }

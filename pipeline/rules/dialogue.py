@@ -11,12 +11,13 @@ the line, for ``closing.hangup_order``; the manifest's spellings are accepted).
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 from ..errors import DialogueError
-from ..records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript, Utterance,
+from ..records import (SPEAKER_AGENT, SPEAKER_CUSTOMER, SPEAKER_UNKNOWN, CallTranscript, NumberMark, Utterance,
                        parse_hangup_by)
-from ..text import match_key, normalise_text
+from ..text import match_key, normalise_text, number_marks
 
 CHARS_PER_SECOND = 4.5
 GAP_S = 0.5
@@ -63,7 +64,9 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
         said_lines.append((round(start, 3), round(start + duration, 3), speaker, said, m.group("text")))
         cursor = start + duration + GAP_S
     said_lines.sort(key=lambda line: line[0])
-    utterances = tuple(Utterance(call_id, idx, speaker, start, end, said, raw, None, None)
+    key = secrets.token_bytes(16)  # the numbers said, comparable within the dialogue as in a night's call
+    utterances = tuple(Utterance(call_id, idx, speaker, start, end, said, raw, None, None,
+                                 numbers=[NumberMark(*mark) for mark in number_marks(said, key)])
                        for idx, (start, end, speaker, said, raw) in enumerate(said_lines))
     speakers = {u.speaker for u in utterances}
     return CallTranscript(call_id, agent_id, company, 1 if speakers <= {SPEAKER_UNKNOWN} else 2,

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from ..records import PhraseCheck, Utterance, Word
+from ..records import NumberMark, PhraseCheck, Utterance, Word
 from ..text import match_key, stored_key
 from .lexicon import COMPANY_PLACEHOLDER, GAP_CHARS, Group, Phrase, phrase_parts
 
@@ -91,9 +91,14 @@ class UtteranceView:
     avg_logprob: float | None = None  # the speech model's confidence, as stored (for "heard as Putonghua")
     no_speech_prob: float | None = None
     checks: list[PhraseCheck] = field(default_factory=list)  # phrases checked on its audio (utterances.checks)
+    numbers: list[NumberMark] | None = None  # numbers said, comparable after masking (utterances.numbers)
     _bounds: list[tuple[int, int]] | None = None  # multi-character jieba words, computed on demand
 
     def span_text(self, start: int, end: int) -> str:
+        """The text of key characters ``start:end``; the whole text for an empty span (a finding that is
+        not a phrase, in an utterance with no key character: a masked number is all ``*``)."""
+        if end <= start:
+            return self.text
         return self.text[self.key_pos[start]: self.key_pos[end - 1] + 1]
 
     def span_time(self, start: int, end: int) -> tuple[float, float]:
@@ -130,7 +135,8 @@ def make_view(utterance: Utterance, sounds: SoundKeys) -> UtteranceView:
     key = "".join(text[i] for i in key_pos).lower()
     return UtteranceView(utterance.utterance_idx, utterance.speaker, utterance.start_s, utterance.end_s, text, key,
                          key_pos, sounds.of(key), list(utterance.words), utterance.avg_logprob,
-                         utterance.no_speech_prob, list(utterance.checks))
+                         utterance.no_speech_prob, list(utterance.checks),
+                         None if utterance.numbers is None else list(utterance.numbers))
 
 
 @functools.lru_cache(maxsize=1)

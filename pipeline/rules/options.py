@@ -343,8 +343,43 @@ class HangupOptions:
     first: Literal["customer", "agent"] = "customer"
 
 
+DETAIL_KINDS = ("number", "date", "time", "amount", "address")  # pipeline.rules.details
+
+
+@dataclass(frozen=True)
+class ConfirmOptions:
+    """``confirm``: every detail ``role`` gives (a number, a date or time, an amount, an address:
+    :mod:`pipeline.rules.details`) is confirmed by ``other`` afterwards: repeated back (the same digits,
+    value or place, anywhere later in the call) or checked with a ``confirm`` phrase (核对一下, 您说的
+    是…对吗) in its next ``within_turns`` utterances. A detail ``other`` said first is not one to confirm
+    (the customer is reading back), and saying it first is no confirmation.
+
+    Attributes:
+        role: who gives the details.
+        other: who confirms them.
+        confirm: phrase groups that ask to confirm.
+        within_turns: how many of ``other``'s next utterances a confirm phrase may come in.
+        kinds: which details count.
+    """
+
+    role: Role = "customer"
+    other: Role = "agent"
+    confirm: tuple[str, ...] = lexicon(default=("service.confirm",))
+    within_turns: int = 3
+    kinds: tuple[str, ...] = DETAIL_KINDS
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = _positive(self, "within_turns")
+        unknown = [k for k in self.kinds if k not in DETAIL_KINDS]
+        if unknown:
+            problems.append(("kinds", f"unknown detail kind(s) {', '.join(unknown)}; known: {', '.join(DETAIL_KINDS)}"))
+        if not self.kinds:
+            problems.append(("kinds", "kinds names no detail"))
+        return problems
+
+
 RuleOptions = Union[KeywordOptions, RegexOptions, SequenceOptions, HoldOptions, SpeechRateOptions,
-                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions, HangupOptions]
+                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions, HangupOptions, ConfirmOptions]
 
 RULE_TYPES: dict[str, type] = {
     "keyword": KeywordOptions,
@@ -357,4 +392,5 @@ RULE_TYPES: dict[str, type] = {
     "dialect": DialectOptions,
     "response": ResponseOptions,
     "hangup": HangupOptions,
+    "confirm": ConfirmOptions,
 }

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from ..records import (STATUS_ERROR, STATUS_OK, CallResult, CallTranscript, ErrorRecord, PhraseCheck, Scoring,
-                       Utterance, Verdict, Word, has_transcript)
+from ..records import (STATUS_ERROR, STATUS_OK, CallResult, CallTranscript, ErrorRecord, NumberMark, PhraseCheck,
+                       Scoring, Utterance, Verdict, Word, has_transcript)
 from ..schemas import PARTITION_COLUMN, TABLES, appended
 
 
@@ -152,11 +152,13 @@ def check_of(row: Mapping[str, Any]) -> PhraseCheck:
 def utterance_of(row: Mapping[str, Any]) -> Utterance:
     """A stored ``utterances`` row (all columns, or the ones a reader chose) as an
     :class:`~pipeline.records.Utterance`."""
-    checks = row.get("checks")
+    checks, numbers = row.get("checks"), row.get("numbers")
     return Utterance(str(row["call_id"]), int(row["utterance_idx"]), str(row["speaker"]), float(row["start_s"]),
                      float(row["end_s"]), str(row["text"]), str(row.get("raw_text") or row["text"]),
                      _number(row.get("avg_logprob")), _number(row.get("no_speech_prob")), words_of(row.get("words")),
-                     _number(row.get("role_confidence")), [check_of(c) for c in checks] if checks is not None else [])
+                     _number(row.get("role_confidence")), [check_of(c) for c in checks] if checks is not None else [],
+                     [NumberMark(int(n["start"]), int(n["end"]), str(n["code"])) for n in numbers]
+                     if numbers is not None else None)
 
 
 def _strings(values) -> tuple[str, ...]:

@@ -14,10 +14,12 @@ raw_text, words, suppressed text and everything derived from them (matched_text,
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, replace
 
 from ..config import PrivacyOptions
-from ..records import CallResult, SuppressedText, Utterance, Word
+from ..records import CallResult, NumberMark, SuppressedText, Utterance, Word
+from ..text import number_marks
 
 _DIGITS = "0-9０-９零〇一二三四五六七八九幺两"
 _SEPARATOR = r"[\s\-‐－—,，、.·]"
@@ -78,8 +80,22 @@ def _mask_words(words: list[Word], options: PrivacyOptions) -> list[Word]:
     return out
 
 
+def mark_numbers(utterances: list[Utterance]) -> None:
+    """Give every utterance its numbers' marks (:class:`~pipeline.records.NumberMark`), with a key made
+    for this call alone and forgotten at once: numbers stay comparable within the call (did the agent
+    repeat the customer's number back?) and nowhere else, whatever is masked. A call whose utterances
+    came marked (a transcript callqa exported) keeps its marks."""
+    if any(u.numbers is not None for u in utterances):
+        return
+    key = secrets.token_bytes(16)
+    for u in utterances:
+        u.numbers = [NumberMark(start, end, code) for start, end, code in number_marks(u.text, key)]
+
+
 def mask_result(result: CallResult, options: PrivacyOptions) -> CallResult:
-    """Mask every stored text field of a call's transcript (in place; returns the result)."""
+    """Mark the numbers said (:func:`mark_numbers`, whether masking is on or not), then mask every
+    stored text field of a call's transcript (in place; returns the result)."""
+    mark_numbers(result.utterances)
     if not options.mask:
         return result
     masked: list[Utterance] = []
