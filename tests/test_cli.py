@@ -69,7 +69,7 @@ def test_config_prints_the_effective_options(monkeypatch, capsys):
 def test_rules_check_lists_the_rules(capsys):
     assert main(["rules", "check"]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and "forbidden.phrase" in out and "20 rules" in out and "service.complaint_ack" in out
+    assert "OK" in out and "forbidden.phrase" in out and "21 rules" in out and "service.complaint_ack" in out
 
 
 def outcome_in_table(out: str, rule_id: str) -> str:

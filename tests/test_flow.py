@@ -60,8 +60,8 @@ def test_flow_transcribes_a_demo_call_and_records_a_corrupt_file(harness, demo_c
     assert not read_table(out, "voice_activity").empty
 
     results = read_table(out, "rule_results")
-    assert len(results) == 20 and set(results["call_id"]) == {"call01"}  # the failed file gets no results
-    assert set(results["outcome"]) <= {"pass", "fail", "not_applicable"}
+    assert len(results) == 21 and set(results["call_id"]) == {"call01"}  # the failed file gets no results
+    assert set(results["outcome"]) <= {"pass", "fail", "not_applicable", "review"}
     assert results.set_index("rule_id").loc["hold.notice", "outcome"] == "not_applicable"
     assert results["lexicon_version"].nunique() == 1 and results["evidence"].str.len().min() > 0
     hits = read_table(out, "hits")
@@ -102,7 +102,7 @@ def test_a_second_night_reuses_transcripts_and_reprocesses_on_model_option_chang
     calls = read_table(out, "calls")
     assert len(calls) == 1 and calls["run_id"].iloc[0] == second["run_id"]
     assert calls["processed_at"].iloc[0] == stored["processed_at"].iloc[0]  # not transcribed again
-    assert len(read_table(out, "rule_results")) == 20 and not read_table(out, "utterances").empty
+    assert len(read_table(out, "rule_results")) == 21 and not read_table(out, "utterances").empty
 
     # a lexicon change only rescores: same transcript, new lexicon version on every rule result
     lexicons = tmp_path / "lexicons"
@@ -177,7 +177,7 @@ def test_a_night_publishes_a_summary_artifact_and_the_rescore_flow_runs(harness,
     assert "| scored | 1 |" in text and "| transcribed tonight | 1 |" in text
     assert "## Slowest calls" in text and "call01" in text
     summary = rescore_flow(out, "2026-11-20", "2026-11-20")
-    assert summary["calls"] == 1 and summary["rule_results"] == 20
+    assert summary["calls"] == 1 and summary["rule_results"] == 21
     assert "callqa rescore" in Artifact.get("callqa-rescore").data
 
 

@@ -421,7 +421,7 @@ def test_the_project_lexicons_are_valid():
         "opening.greeting", "opening.company", "answer.delay", "forbidden.phrase", "hold.notice",
         "hold.duration", "closing.farewell", "dialect.putonghua", "pace.speech_rate", "manner.interruption",
         "service.answer", "service.complaint_ack", "forbidden.deflection", "closing.hangup_order",
-        "service.confirm"}
+        "service.confirm", "service.commitment_time"}
     assert {g.dialect for g in lexicons.groups.values() if g.id.startswith("dialect.")} >= {
         "cantonese", "sichuanese", "wu", "northeastern", "min"}
 
@@ -660,7 +660,7 @@ def test_the_customer_hangs_up_first_as_the_switch_recorded(engine, record, outc
 def test_a_call_record_line_in_a_dialogue_is_checked():
     with pytest.raises(DialogueError, match="line 1.*hangup_by 'caller'"):
         parse_dialogue("@hangup_by: caller\nagent: 您好\n")
-    with pytest.raises(DialogueError, match="line 1.*only call record line"):
+    with pytest.raises(DialogueError, match="line 1.*the call record lines are"):
         parse_dialogue("@satisfaction: 5\nagent: 您好\n")
 
 
@@ -760,3 +760,52 @@ def test_dates_times_and_amounts_compare_by_value(engine):
     """)
     result = results["service.confirm"]
     assert result.outcome == "pass" and "4 of 4" in result.evidence, result.evidence
+
+
+def promise(engine, line: str, started: str = "2026-11-20T09:30:00+08:00", more: str = ""):
+    """service.commitment_time on a call that starts at ``started`` (a Friday) with one agent ``line``."""
+    results, _ = outcomes(engine, f"""
+        @started_at: {started}
+        [0.5s] agent: 您好，星河通信，请讲。
+        [3s] customer: 我家宽带断了，一直没人管。
+        [8s] agent: {line}
+        {more}
+    """)
+    return results["service.commitment_time"]
+
+
+@pytest.mark.parametrize("line, outcome, words", [
+    ("非常抱歉，我们会在24小时内给您回电。", "pass", "“24小时内”: 24 h"),
+    ("好的，我马上帮您处理好，稍后给您回电。", "pass", "soon"),
+    ("好的，今天下午五点之前给您答复。", "pass", "7.5 h after"),
+    ("好的，明天上午给您回复。", "pass", "26.5 h after"),  # within the 48 h of a matter for the 师傅 below
+    ("好的，三个工作日内给您答复。", "fail", "limit 48 h"),  # Friday + 3 working days: Wednesday night
+    ("好的，下周一联系您。", "fail", "86.5 h after"),  # the end of Monday
+    ("好的，我们会尽快处理。", "review", "no time said"),
+    ("明天是周末，我们会尽快处理。", "review", "no time said"),  # 明天 is in another clause: no deadline
+])
+def test_promises_are_timed_from_the_calls_start_against_their_limit(engine, line, outcome, words):
+    result = promise(engine, line, more="[14s] agent: 我已经帮您转给维修部门，师傅会处理。")
+    assert result.outcome == outcome and words in result.evidence, result.evidence
+    assert "other departments matter, limit 48 h" in result.evidence
+
+
+def test_the_matter_sets_the_limit_and_a_later_word_is_no_promise(engine):
+    ordinary = promise(engine, "好的，明天下午给您回复。")  # 32.5 h: beyond an ordinary matter's 24 h
+    assert ordinary.outcome == "fail" and "ordinary matter, limit 24 h" in ordinary.evidence
+    province = promise(engine, "您这个是异地业务，三天内给您答复。")
+    assert province.outcome == "pass" and "across provinces matter, limit 72 h" in province.evidence
+    # 我稍后再说 (I will say it later) and the customer's own promise are no follow-up for the customer
+    none = promise(engine, "这个我稍后再说，您先别急。", more="[14s] customer: 好的，我会联系你们的。")
+    assert none.outcome == "not_applicable"
+
+
+def test_without_a_start_time_only_spans_can_be_read(engine):
+    results, _ = outcomes(engine, """
+        [0.5s] agent: 您好，请讲。
+        [3s] agent: 两个小时内给您回电，明天再联系您。
+    """)
+    result = results["service.commitment_time"]
+    # the two hours are read; 明天 needs the call's start
+    assert result.outcome == "review" and "1 of 2 promise(s) without a time" in result.evidence
+    assert "明天再联系您” (no time said)" in result.evidence

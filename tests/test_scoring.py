@@ -220,7 +220,7 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path):
     # the result points at the phrase as timed from its words, not at the start of the utterance
     said_at = hits.query("rule_id == 'forbidden.phrase'")["start_s"].iloc[0]
     assert results.loc["forbidden.phrase", "at_s"] == said_at and said_at > 6.5
-    assert len(read_table(out, "rule_results")) == len(lexicons.rules) == 20  # replaced, not duplicated
+    assert len(read_table(out, "rule_results")) == len(lexicons.rules) == 21  # replaced, not duplicated
     scores = read_table(out, "agent_scores")
     assert scores.query("period_type == 'day'")["mean_score"].tolist() == [89.0]
     assert set(scores["period_type"]) == {"day", "week", "month"}

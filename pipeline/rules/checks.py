@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from typing import Callable, Iterable, Protocol
 
 from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_CUSTOMER,
@@ -19,9 +21,10 @@ from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, 
 from .details import KIND_NAMES, details_of, given_details, key_span, same_detail
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
-from .options import (AnswerDelayOptions, ConfirmOptions, DialectOptions, HangupOptions, HoldOptions,
-                      InterruptionOptions, KeywordOptions, RegexOptions, ResponseOptions, SequenceOptions,
-                      SpeechRateOptions, Window)
+from .options import (AnswerDelayOptions, CommitmentOptions, ConfirmOptions, DialectOptions, HangupOptions,
+                      HoldOptions, InterruptionOptions, KeywordOptions, RegexOptions, ResponseOptions,
+                      SequenceOptions, SpeechRateOptions, Window)
+from .promises import clause_at, due_of
 from .verification import NOT_SAID, SAID, CheckVerdict, VerifyOptions, decide
 
 
@@ -53,6 +56,7 @@ class CallData:
     roles_confidence: float | None = None  # mono: how sure the agent is the agent (calls.roles_confidence)
     agent_zh_prob: float | None = None  # the model's p(zh) for the agent's speech (calls.agent_zh_prob)
     hangup_by: str | None = None  # who released the line, from the switch (calls.hangup_by)
+    started_at: datetime | None = None  # when the call started (timezone-aware; promises count from it)
 
     @property
     def mono(self) -> bool:
@@ -734,6 +738,58 @@ def check_confirm(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
                        + _first_three([text for _, text in confirmed]), [f for f, _ in confirmed])
 
 
+def check_commitment(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
+    """Promised follow-ups within the time limits (000 一、回复时效: 24 h for ordinary matters, 48 h when
+    other departments must act, 72 h across provinces; every promise answered). Each promise of
+    ``role`` (a ``promise`` phrase) is read with the time said in its clause (:mod:`pipeline.rules.promises`),
+    counted from the call's start in ``timezone``; the limit is the matter's, from the agent's words in
+    the call. A promise beyond its limit fails; one without any time (尽快, or none) says ``review``: a
+    person checks it against the ticket. Not applicable when nothing is promised."""
+    opts: CommitmentOptions = spec.options
+    spoken = call.by_role(opts.role)
+    found = sorted(engine.find(call, spoken, opts.promise), key=lambda f: (f.utterance.start_s, f.match.start))
+    if not found:
+        return CheckResult(NOT_APPLICABLE, f"no follow-up promised in {len(spoken)} {opts.role} utterance(s)")
+    start = (call.started_at.astimezone(ZoneInfo(opts.timezone)).replace(tzinfo=None) if call.started_at is not None
+             else None)
+    if engine.find(call, spoken, opts.provinces):
+        matter, limit = "across provinces", opts.provinces_h
+    elif engine.find(call, spoken, opts.departments):
+        matter, limit = "other departments", opts.departments_h
+    else:
+        matter, limit = "ordinary", opts.ordinary_h
+    promises, seen = [], set()
+    for finding in found:
+        view = finding.utterance
+        position = view.key_pos[finding.match.start] if finding.match.start < len(view.key_pos) else 0
+        clause = clause_at(view.text, position)
+        if (view.idx, clause) in seen:  # two promise phrases in one clause: one promise
+            continue
+        seen.add((view.idx, clause))
+        text = view.text[clause[0]:clause[1]]
+        due = due_of(text, start)
+        promises.append((finding, text, due))
+    late = [(f, t, d) for f, t, d in promises if d.hours is not None and d.hours > limit]
+    open_ = [(f, t, d) for f, t, d in promises if d.hours is None]
+
+    def said(finding, text, due):
+        when = ("no time said" if due.hours is None else f"“{due.words}”: soon" if due.soon
+                else f"“{due.words}”: {due.hours:g} h after the call started")
+        return f"{finding.utterance.speaker} {finding.utterance.start_s:.1f}s “{text}” ({when})"
+
+    where = f"{matter} matter, limit {limit:g} h"
+    if late:
+        first = late[0][0].utterance
+        return CheckResult(FAIL, f"{len(late)} of {len(promises)} promise(s) beyond the limit ({where}): "
+                           + _first_three([said(*p) for p in late]), [f for f, _, _ in late],
+                           (first.start_s, first.end_s))
+    if open_:
+        return CheckResult(REVIEW, f"{len(open_)} of {len(promises)} promise(s) without a time ({where}; check the "
+                           f"ticket): " + _first_three([said(*p) for p in open_]), [f for f, _, _ in open_])
+    return CheckResult(PASS, f"{len(promises)} promise(s) within the limit ({where}): "
+                       + _first_three([said(*p) for p in promises]), [f for f, _, _ in promises])
+
+
 def check_hangup(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:
     """The customer hangs up first (001 四.8 确认对方先挂; 000 第一篇): read from the switch's call record
     (the manifest's ``hangup_by``), which alone knows who released the line. Without it, or when
@@ -770,4 +826,5 @@ CHECKS: dict[str, Check] = {
     "response": check_response,
     "hangup": check_hangup,
     "confirm": check_confirm,
+    "commitment": check_commitment,
 }

@@ -5,13 +5,15 @@ optional timestamp in seconds before or after the speaker: ``[12.5s] agent: …`
 timestamp follow the previous line after 0.5 s; an utterance lasts one second per 4.5 characters (a
 moderate pace), so a gap between timestamps is silence, which is how holds are written. ``#`` starts a
 comment. A line ``@hangup_by: customer`` gives what the switch would record of the call (who released
-the line, for ``closing.hangup_order``; the manifest's spellings are accepted).
+the line, for ``closing.hangup_order``; the manifest's spellings are accepted), ``@started_at:
+2026-11-20T09:30:00+08:00`` when it started (a promise of 明天 counts from it).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import DialogueError
@@ -37,18 +39,23 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
     """
     said_lines: list[tuple[float, float, str, str, str]] = []  # start, end, speaker, text, raw
     cursor = 0.0
-    hangup_by = None
+    hangup_by = started_at = None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         if line.startswith("@"):
-            key, _, value = line[1:].replace("：", ":").partition(":")
-            if key.strip() != "hangup_by":
-                raise DialogueError(f"line {number}: the only call record line is '@hangup_by: agent|customer|other', "
-                                    f"got {raw.strip()!r}")
+            key, _, value = line[1:].replace("：", ":", 1).partition(":")
             try:
-                hangup_by = parse_hangup_by(value.strip())
+                if key.strip() == "hangup_by":
+                    hangup_by = parse_hangup_by(value.strip())
+                elif key.strip() == "started_at":
+                    started_at = datetime.fromisoformat(value.strip())
+                    if started_at.tzinfo is None:
+                        raise ValueError(f"started_at {value.strip()!r} has no UTC offset (2026-11-20T09:30:00+08:00)")
+                else:
+                    raise ValueError(f"the call record lines are '@hangup_by: agent|customer|other' and '@started_at: "
+                                     f"2026-11-20T09:30:00+08:00', got {raw.strip()!r}")
             except ValueError as exc:
                 raise DialogueError(f"line {number}: {exc}") from None
             continue
@@ -72,7 +79,7 @@ def parse_dialogue(text: str, call_id: str = "dialogue", agent_id: str = "dialog
     return CallTranscript(call_id, agent_id, company, 1 if speakers <= {SPEAKER_UNKNOWN} else 2,
                           max((u.end_s for u in utterances), default=0.0), utterances,
                           tuple((u.speaker, u.start_s, u.end_s) for u in utterances), file=call_id,
-                          hangup_by=hangup_by)
+                          started_at=started_at, hangup_by=hangup_by)
 
 
 def read_dialogue(path: str | Path, company: str = "") -> CallTranscript:

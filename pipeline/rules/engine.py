@@ -163,7 +163,8 @@ def call_data(engine: RuleEngine, call: CallTranscript) -> CallData:
     rows = sorted(call.utterances, key=lambda u: (u.start_s, u.utterance_idx))
     return CallData(call.call_id, call.agent_id, call.company, call.channels, call.duration_s,
                     [make_view(u, engine.sounds) for u in rows], list(call.voice), call.agent_language,
-                    call.agent_language_prob, call.roles_confidence, call.agent_zh_prob, call.hangup_by)
+                    call.agent_language_prob, call.roles_confidence, call.agent_zh_prob, call.hangup_by,
+                    call.started_at)
 
 
 def evaluate_calls(engine: RuleEngine, calls: Iterable[CallTranscript]) -> Evaluation:

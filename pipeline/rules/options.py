@@ -378,8 +378,44 @@ class ConfirmOptions:
         return problems
 
 
+@dataclass(frozen=True)
+class CommitmentOptions:
+    """``commitment``: the agent's promises to follow up are kept within the time limits (000 一、回复时效:
+    24 h for ordinary matters, 48 h when other departments must act, 72 h across provinces), read by
+    :mod:`pipeline.rules.promises`. A promise beyond its limit fails the rule; one without any time says
+    ``review`` (no points: a person checks it against the ticket).
+
+    Attributes:
+        role: whose promises.
+        promise: phrase groups that promise a follow-up (给您回电, 与您联系, 安排师傅上门…).
+        departments: phrase groups that make the matter one for other departments.
+        provinces: phrase groups that make it one across provinces.
+        ordinary_h, departments_h, provinces_h: the limits, in hours from the call's start.
+        timezone: the contact centre's time zone (明天下午三点 is read in it).
+    """
+
+    role: Role = "agent"
+    promise: tuple[str, ...] = lexicon(default=("service.promise",))
+    departments: tuple[str, ...] = lexicon(default=("service.matter_departments",))
+    provinces: tuple[str, ...] = lexicon(default=("service.matter_provinces",))
+    ordinary_h: float = 24.0
+    departments_h: float = 48.0
+    provinces_h: float = 72.0
+    timezone: str = "Asia/Shanghai"
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = _positive(self, "ordinary_h", "departments_h", "provinces_h")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except (KeyError, ValueError, OSError):
+            problems.append(("timezone", f"unknown time zone {self.timezone!r} (an IANA name: Asia/Shanghai)"))
+        return problems
+
+
 RuleOptions = Union[KeywordOptions, RegexOptions, SequenceOptions, HoldOptions, SpeechRateOptions,
-                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions, HangupOptions, ConfirmOptions]
+                    InterruptionOptions, AnswerDelayOptions, DialectOptions, ResponseOptions, HangupOptions, ConfirmOptions, CommitmentOptions]
 
 RULE_TYPES: dict[str, type] = {
     "keyword": KeywordOptions,
@@ -393,4 +429,5 @@ RULE_TYPES: dict[str, type] = {
     "response": ResponseOptions,
     "hangup": HangupOptions,
     "confirm": ConfirmOptions,
+    "commitment": CommitmentOptions,
 }
