@@ -345,6 +345,29 @@ class CallScore:
     lexicon_version: str = ""
 
 
+@dataclass
+class Commitment:
+    """A follow-up the agent promised (``service.commitment_time``); a ``commitments`` row, for a
+    supervisor to check against the ticket system. Texts are as stored: masked."""
+
+    call_id: str
+    agent_id: str
+    rule_id: str
+    utterance_idx: int
+    at_s: float
+    until_s: float
+    promised: str  # the clause the promise was said in
+    phrase: str  # the promise phrase found (给您回电)
+    due_words: str | None  # the words that say when (三个工作日内); None: no time said
+    due_hours: float | None  # hours from the call's start; None: no time said (0: soon)
+    due_at: datetime | None  # the call's start plus due_hours (UTC)
+    matter: str  # ordinary | other departments | across provinces
+    limit_h: float
+    within_limit: bool | None  # None: no time said (the rule says review)
+    customer_said: str | None  # the customer's last words before the promise: what was asked
+    call_date: str | None = None
+
+
 @dataclass(slots=True)
 class Hit:
     """One finding of a rule: a phrase said (or a pattern matched) in one utterance; a ``hits`` row.
@@ -408,6 +431,7 @@ class Scoring:
     errors: tuple[ErrorRecord, ...]
     rubric_version: str
     lexicon_version: str
+    commitments: tuple[Commitment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ from .storage.rows import transcripts_of, with_scores, words_of
 from .storage.transaction import recover
 from .text import stored_key
 
+SCORED_TABLES = ("hits", "rule_results", "commitments", "calls")  # what a rescore writes, calls last
+SPARSE_TABLES = ("hits", "commitments")  # tables where a call may have no row at all
+
 logger = logging.getLogger("callqa.rescore")
 
 
@@ -76,7 +79,7 @@ def _score_chunk(job: RescoreJob) -> dict:
     scoring = score_transcripts(engine, rubric, transcripts_of(tables), verdicts=job.verdicts)
     tables = with_scores(tables, _time_hits_from_words(job.out_dir, scoring, job.dates))
     result = {"utterances": len(tables["utterances"]), "evaluated_files": evaluated}
-    for name in ("calls", "rule_results", "hits", "errors"):
+    for name in SCORED_TABLES + ("errors",):
         rows = tables[name]
         arrow = to_arrow(name, rows)
         dates_of = [r[PARTITION_COLUMN] if isinstance(r, dict) else r.call_date for r in rows]
@@ -134,10 +137,12 @@ def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSumma
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             parts = list(pool.map(_score_chunk, jobs))
-    merged = {name: pa.concat_tables([p[name] for p in parts]) for name in ("calls", "rule_results", "hits", "errors")}
+    merged = {name: pa.concat_tables([p[name] for p in parts]) for name in SCORED_TABLES + ("errors",)}
     replace = set(call_ids)
     with transaction(out_dir) as txn:  # published together, or not at all
-        for table in ("hits", "rule_results", "calls"):
+        for table in SCORED_TABLES:
+            if table in SPARSE_TABLES:  # a call may have none now: its old rows go even where no new row is
+                remove_rows(out_dir, table, replace, txn)
             write_table(out_dir, table, merged[table], replace=replace, txn=txn)
         # a call checked again drops the rules error it had, and gets one if a rule crashes on it now
         remove_rows(out_dir, "errors", set().union(*(p["evaluated_files"] for p in parts)), txn)

@@ -28,7 +28,8 @@ SCHEMA_VERSION = "1.10"  # 1.1: scores on calls, deductions on rule_results, age
 #      log-probabilities on the audio and on silence), hits.margin and hits.rival
 # 1.10: the switch's and the customer's word from the manifest: calls.hangup_by (who released the line:
 #      agent | customer | other) and calls.satisfaction (the customer's rating, 1-5); utterances.numbers
-#      (the numbers said, each digit's keyed code: comparable within the call after masking)
+#      (the numbers said, each digit's keyed code: comparable within the call after masking); the
+#      commitments table (the agent's promised follow-ups, with when they fall due and the limit)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -188,6 +189,25 @@ HITS = _schema("hits", ("call_id", "rule_id", "utterance_idx", "start_s"), [
     pa.field("rival", pa.string()),  # ... and that rival
 ])
 
+# A follow-up the agent promised, for supervisors to check against the ticket system (service.commitment_time)
+COMMITMENTS = _schema("commitments", ("call_id", "utterance_idx", "at_s"), [
+    pa.field("call_id", pa.string(), nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("rule_id", pa.string(), nullable=False),
+    pa.field("utterance_idx", pa.int32(), nullable=False),
+    pa.field("at_s", pa.float64(), nullable=False),
+    pa.field("until_s", pa.float64(), nullable=False),
+    pa.field("promised", pa.string(), nullable=False),  # the clause of the promise (masked, as stored)
+    pa.field("phrase", pa.string(), nullable=False),  # the promise phrase (给您回电)
+    pa.field("due_words", pa.string()),  # what says when (三个工作日内); null: no time said
+    pa.field("due_hours", pa.float64()),  # hours after the call's start; null: no time said; 0: soon
+    pa.field("due_at", _TS),  # the call's start + due_hours
+    pa.field("matter", pa.string(), nullable=False),  # ordinary | other departments | across provinces
+    pa.field("limit_h", pa.float64(), nullable=False),  # 000 一、回复时效: 24 / 48 / 72 h
+    pa.field("within_limit", pa.bool_()),  # null: no time said (the rule says review)
+    pa.field("customer_said", pa.string()),  # the customer's last words before it (masked): the matter
+])
+
 RULE_RESULTS = _schema("rule_results", ("call_id", "rule_id"), [
     pa.field("call_id", pa.string(), nullable=False),
     pa.field("agent_id", pa.string(), nullable=False),
@@ -264,6 +284,7 @@ TABLES: dict[str, pa.Schema] = {
     "errors": ERRORS,
     "hits": HITS,
     "rule_results": RULE_RESULTS,
+    "commitments": COMMITMENTS,
     "agent_scores": AGENT_SCORES,
     "reviews": REVIEWS,
 }

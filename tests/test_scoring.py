@@ -224,3 +224,35 @@ def test_rescoring_after_a_lexicon_change_touches_no_audio(tmp_path):
     scores = read_table(out, "agent_scores")
     assert scores.query("period_type == 'day'")["mean_score"].tolist() == [89.0]
     assert set(scores["period_type"]) == {"day", "week", "month"}
+
+
+def test_the_promises_of_a_night_are_listed_for_supervisors_and_follow_a_rescore(demo_truth_results, tmp_path):
+    """commitments: one row per follow-up promised, with when it falls due and the limit that applies;
+    a rescore whose lexicons find no promise takes them away, and one with the project's brings them back."""
+    from pipeline.rescore import rescore
+    from pipeline.storage.parquet import read_table
+
+    out = tmp_path / "out"
+    shutil.copytree(demo_truth_results, out)
+    table = read_table(out, "commitments")
+    assert set(table.call_id) == {"call01", "call02", "call06", "call08", "call13", "call15", "call17"}
+    call01 = table[table.call_id == "call01"].iloc[0]
+    assert (call01.due_words, call01.matter, call01.limit_h, bool(call01.within_limit)) == (
+        "三个工作日内", "ordinary", 24.0, False)
+    assert call01.due_hours == pytest.approx(134.96)  # Thursday 09:02 -> the end of Tuesday
+    assert call01.due_at == pd.Timestamp("2026-11-17T16:00:00Z")  # 24:00 in Shanghai
+    assert call01.customer_said and call01.agent_id == "A1001" and call01.rule_id == "service.commitment_time"
+    call13 = table[table.call_id == "call13"].iloc[0]
+    assert (call13.due_hours, call13.limit_h, bool(call13.within_limit)) == (24.0, 48.0, True)
+    no_time = table[table.due_hours.isna()]
+    assert len(no_time) and no_time.within_limit.isna().all() and set(no_time.call_id) >= {"call06"}
+    lexicons = tmp_path / "lexicons"
+    shutil.copytree(ROOT / "lexicons", lexicons)
+    rules = lexicons / "rules.toml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace(  # 外省 and the like: said in no demo call
+        'promise = ["service.promise"]', 'promise = ["service.matter_provinces"]'), encoding="utf-8")
+    rescore(out, lexicons_dir=lexicons, workers=1)
+    assert read_table(out, "commitments").empty
+    rescore(out, workers=1)
+    again = read_table(out, "commitments")
+    assert len(again) == len(table) and set(again.call_id) == set(table.call_id)

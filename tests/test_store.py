@@ -48,7 +48,7 @@ def test_every_table_round_trips_through_parquet(tmp_path):
     tables = rows_for_run(results, [manifest_error], "run-1", TZ)
     written = write_run(tmp_path, tables)
     assert written == {"calls": 4, "utterances": 5, "voice_activity": 4, "suppressed": 2, "errors": 2,
-                       "hits": 0, "rule_results": 0}  # rules are added by scoring.tables.score_transcripts
+                       "hits": 0, "rule_results": 0, "commitments": 0}  # rules are added by scoring.tables.score_transcripts
     # every input has a calls row: the rejected manifest row too, under an id of its own
     rejected = read_table(tmp_path, "calls").set_index("call_id").loc["rejected:x.wav"]
     assert (rejected["status"], rejected["error_stage"], rejected["agent_id"]) == ("error", "manifest", "unknown")

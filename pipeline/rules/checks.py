@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from typing import Callable, Iterable, Protocol
 
 from ..records import (FAIL, MIN_ROLE_CONFIDENCE, NOT_APPLICABLE, PASS, REVIEW, SPEAKER_AGENT, SPEAKER_CUSTOMER,
-                       SPEAKER_UNKNOWN, PhraseCheck)
+                       SPEAKER_UNKNOWN, Commitment, PhraseCheck)
 from .details import KIND_NAMES, details_of, given_details, key_span, same_detail
 from .lexicon import Group, Phrase, RuleSpec
 from .matching import Finding, GroupMatcher, Match, UtteranceView, subject_words
@@ -96,12 +96,14 @@ class CheckResult:
         findings: the phrases found that the verdict rests on (they become ``hits`` rows).
         span: the part of the call the evidence is about when it is not a phrase (a hold, the
             unanswered opening); None: the earliest finding, if any.
+        commitments: the follow-ups promised (``commitment`` rules: the ``commitments`` table).
     """
 
     outcome: str
     evidence: str
     findings: list[Finding] = field(default_factory=list)
     span: tuple[float, float] | None = None
+    commitments: list[Commitment] = field(default_factory=list)  # service.commitment_time: the promises
 
 
 @dataclass(frozen=True)
@@ -769,12 +771,13 @@ def check_commitment(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Ch
         text = view.text[clause[0]:clause[1]]
         due = due_of(text, start)
         promises.append((finding, text, due))
+    records = [_commitment(call, spec, f, t, d, matter, limit) for f, t, d in promises]
     late = [(f, t, d) for f, t, d in promises if d.hours is not None and d.hours > limit]
     open_ = [(f, t, d) for f, t, d in promises if d.hours is None]
 
     def said(finding, text, due):
         when = ("no time said" if due.hours is None else f"“{due.words}”: soon" if due.soon
-                else f"“{due.words}”: {due.hours:g} h after the call started")
+                else f"“{due.words}”: {round(due.hours, 2):g} h after the call started")
         return f"{finding.utterance.speaker} {finding.utterance.start_s:.1f}s “{text}” ({when})"
 
     where = f"{matter} matter, limit {limit:g} h"
@@ -782,12 +785,27 @@ def check_commitment(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Ch
         first = late[0][0].utterance
         return CheckResult(FAIL, f"{len(late)} of {len(promises)} promise(s) beyond the limit ({where}): "
                            + _first_three([said(*p) for p in late]), [f for f, _, _ in late],
-                           (first.start_s, first.end_s))
+                           (first.start_s, first.end_s), records)
     if open_:
         return CheckResult(REVIEW, f"{len(open_)} of {len(promises)} promise(s) without a time ({where}; check the "
-                           f"ticket): " + _first_three([said(*p) for p in open_]), [f for f, _, _ in open_])
+                           f"ticket): " + _first_three([said(*p) for p in open_]), [f for f, _, _ in open_],
+                           commitments=records)
     return CheckResult(PASS, f"{len(promises)} promise(s) within the limit ({where}): "
-                       + _first_three([said(*p) for p in promises]), [f for f, _, _ in promises])
+                       + _first_three([said(*p) for p in promises]), [f for f, _, _ in promises], commitments=records)
+
+
+def _commitment(call: CallData, spec: RuleSpec, finding: Finding, text: str, due, matter: str,
+                limit: float) -> Commitment:
+    """A promise as a ``commitments`` row (its call id, agent and date are the engine's to fill)."""
+    view = finding.utterance
+    start_s, end_s = view.span_time(finding.match.start, finding.match.end)
+    asked = [u for u in call.utterances if u.speaker != view.speaker and u.start_s < view.start_s]
+    due_at = (call.started_at + timedelta(hours=due.hours) if call.started_at is not None and due.hours is not None
+              else None)
+    return Commitment(call.call_id, call.agent_id, spec.rule_id, view.idx, round(float(start_s), 3),
+                      round(float(end_s), 3), text, finding.match.phrase.text, due.words or None,
+                      None if due.hours is None else round(due.hours, 2), due_at, matter, float(limit), None if due.hours is None else due.hours <= limit,
+                      asked[-1].text if asked else None)
 
 
 def check_hangup(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> CheckResult:

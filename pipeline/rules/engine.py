@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from ..errors import RuleError
-from ..records import NOT_APPLICABLE, STATUS_OK, CallTranscript, ErrorRecord, Hit, RuleResult
+from ..records import NOT_APPLICABLE, STATUS_OK, CallTranscript, Commitment, ErrorRecord, Hit, RuleResult
 from ..text import match_key
 from .checks import CHECKS, CallData, CheckResult
 from .lexicon import COMPANY_PLACEHOLDER, Group, LexiconSet, RuleSpec, phrase_parts
@@ -69,17 +69,19 @@ class RuleEngine:
         matchers = self.matchers(patterns, call.company)
         return [Finding(u, m) for u in utterances for matcher in matchers for m in matcher.find(u)]
 
-    def evaluate(self, call: CallData) -> tuple[list[Hit], list[RuleResult]]:
+    def evaluate(self, call: CallData) -> tuple[list[Hit], list[RuleResult], list[Commitment]]:
         """Run every rule on one call.
 
         Returns:
-            ``(hits, results)``: one result per rule, one hit per finding.
+            ``(hits, results, commitments)``: one result per rule, one hit per finding, the follow-ups
+            promised.
 
         Raises:
             RuleError: a rule crashed on this call (a bug in a rule, or options it cannot handle).
         """
         hits: list[Hit] = []
         results: list[RuleResult] = []
+        commitments: list[Commitment] = []
         unknown = call.roles_unknown
         for spec in self.lexicons.rules:
             roles = {getattr(spec.options, "role", "any"), getattr(spec.options, "other", "any")} - {"any"}
@@ -96,12 +98,13 @@ class RuleEngine:
                                 "the call is not scored (fix the rule, then `callqa rescore`)") from exc
             rule_hits = [_hit(call, spec, finding) for finding in checked.findings]
             hits.extend(rule_hits)
+            commitments.extend(checked.commitments)
             result = RuleResult(call.call_id, call.agent_id, spec.rule_id, checked.outcome, len(rule_hits),
                                 checked.evidence, self.lexicons.version)
             if checked.outcome != NOT_APPLICABLE:
                 _place(result, checked, rule_hits)
             results.append(result)
-        return hits, results
+        return hits, results, commitments
 
 
 def _place(result: RuleResult, checked: CheckResult, rule_hits: list[Hit]) -> None:
@@ -151,11 +154,13 @@ class Evaluation:
         hits: one per finding.
         results: one per call and rule, for every call evaluated without a crash.
         crashed: call id -> why a rule crashed on it (those calls have no hits or results).
+        commitments: the follow-ups the agents promised (``commitment`` rules).
     """
 
     hits: list[Hit] = field(default_factory=list)
     results: list[RuleResult] = field(default_factory=list)
     crashed: dict[str, ErrorRecord] = field(default_factory=dict)
+    commitments: list[Commitment] = field(default_factory=list)  # the follow-ups promised
 
 
 def call_data(engine: RuleEngine, call: CallTranscript) -> CallData:
@@ -178,13 +183,14 @@ def evaluate_calls(engine: RuleEngine, calls: Iterable[CallTranscript]) -> Evalu
         if not evaluable(call):
             continue
         try:
-            call_hits, call_results = engine.evaluate(call_data(engine, call))
+            call_hits, call_results, promised = engine.evaluate(call_data(engine, call))
         except RuleError as exc:
             evaluation.crashed[call.call_id] = ErrorRecord(call.file or call.call_id, call.call_id, exc.stage,
                                                            type(exc).__name__, str(exc), call.started_at)
             continue
-        for item in (*call_hits, *call_results):
+        for item in (*call_hits, *call_results, *promised):
             item.call_date = call.call_date
         evaluation.hits.extend(call_hits)
         evaluation.results.extend(call_results)
+        evaluation.commitments.extend(promised)
     return evaluation

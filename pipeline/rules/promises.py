@@ -139,4 +139,4 @@ def due_of(clause: str, start: datetime | None) -> Due:
 
 
 def _hours(start: datetime, at: datetime) -> float:
-    return round((at - start.replace(tzinfo=None)).total_seconds() / 3600, 2)
+    return (at - start.replace(tzinfo=None)).total_seconds() / 3600

@@ -131,7 +131,7 @@ def score_transcripts(engine: RuleEngine, rubric: Rubric, transcripts: Iterable[
     calls, results = score_calls(rubric, assessed.values(), judged, evaluation.hits, engine.lexicons.version)
     timings["scoring_s"] += time.perf_counter() - clock
     return Scoring(tuple(calls), tuple(evaluation.hits), tuple(results), tuple(evaluation.crashed.values()),
-                   rubric.version, engine.lexicons.version)
+                   rubric.version, engine.lexicons.version, tuple(evaluation.commitments))
 
 
 def agent_score_rows(calls: pd.DataFrame, results: pd.DataFrame, rubric: Rubric) -> list[dict]:

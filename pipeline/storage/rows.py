@@ -235,7 +235,7 @@ def with_scores(tables: Mapping[str, list], scoring: Scoring) -> dict[str, list]
         added.append(error_row(error, row.get("run_id") or "", row.get(PARTITION_COLUMN)
                                or call_date(error.started_at, timezone.utc), now))
     return {**tables, "calls": calls, "hits": list(scoring.hits), "rule_results": list(scoring.results),
-            "errors": list(tables.get("errors", [])) + added}
+            "commitments": list(scoring.commitments), "errors": list(tables.get("errors", [])) + added}
 
 
 def latest_verdicts(reviews: Iterable[dict]) -> dict[tuple[str, str], Verdict]:

@@ -141,7 +141,6 @@ class PhraseScorer:
         """For each option, its character's log-probability where it first differs from the phrase
         (``options[0]``) less the phrase's character's there (0 for the phrase itself; -30 for an
         option that never differs from it at one character)."""
-        import ctranslate2
 
         phrase = options[0]
         where = {i: first_difference(phrase, option) for i, option in enumerate(options[1:], 1)}
