@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench bench-corpus verify-corpus verify-bench asr-bench clean system-deps
+.PHONY: demo test bench bench-corpus verify-corpus verify-bench asr-bench standards-bench clean system-deps
 
 # Debian packages the tests need: a CJK font (Chinese chart labels) and Chromium (the training page).
 # Installed when missing and running as root (CI, a fresh machine); otherwise a note says what to install.
@@ -61,6 +61,18 @@ $(SPEED_CORPUS)/truth: $(VENV)/.installed $(TTS_VENV)/bin/python
 $(SHORT_CORPUS)/truth: $(VENV)/.installed $(TTS_VENV)/bin/python
 	$(BIN)/python benchmarks/speed/make_scenarios.py --short benchmarks/speed/short_scenarios.json
 	$(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/speed/short_scenarios.json --out $(SHORT_CORPUS)
+
+## standards-bench: the rules of issue 28 (service.confirm, service.commitment_time, closing.hangup_order) on
+## generated calls: seed 28 (36 calls, what their lexicons were tuned on) and seed 2812 (36 calls, never tuned
+## on), each synthesised (about 30 s), run through callqa (about 1 min) and scored against its scripts
+STANDARDS_SEEDS := 28 2812
+standards-bench: $(VENV)/.installed $(TTS_VENV)/bin/python
+	@for seed in $(STANDARDS_SEEDS); do \
+	  $(BIN)/python benchmarks/standards/make_scenarios.py --seed $$seed benchmarks/standards/seed$$seed.json && \
+	  $(TTS_VENV)/bin/python demo/make_corpus.py --scenarios benchmarks/standards/seed$$seed.json \
+	    --out benchmarks/standards/seed$$seed >/dev/null && \
+	  $(BIN)/python benchmarks/standards/score.py benchmarks/standards/seed$$seed || exit 1; \
+	done
 
 ## verify-corpus: the phrase-verification corpora (issue 25): benchmarks/verify/calibration (48 calls, what the
 ## [verify] thresholds and the lexicon's bias= are fitted on) and benchmarks/verify/test (64 calls, never tuned on):

@@ -115,7 +115,7 @@ def _rescore(out_dir, lexicons, rubric, dates, workers, started) -> RescoreSumma
     # word timings are only needed where a rule finds something: those are read in _time_hits_from_words;
     # a score file (how the speech sounds: dialect.putonghua) reads the decoder's confidence and the words'
     # and the checks of phrases on the audio, stored by the night that had it (decided again here)
-    columns = ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text", "checks"]
+    columns = ["call_id", "utterance_idx", "speaker", "start_s", "end_s", "text", "checks", "numbers"]
     if lexicons.scores:
         columns += ["avg_logprob", "no_speech_prob", "words"]
     utterances = read_arrow(out_dir, "utterances", columns, dates=dates)

@@ -76,15 +76,14 @@ def spoken_digits(run: str) -> str:
 
 
 def number_code(digits: str, key: bytes) -> str:
-    """A number's digits, each replaced by a keyed hash of itself and its place counted from the end
-    (``CODE_WIDTH`` hex characters a digit): two numbers said in one call can be compared digit by digit
-    (one misheard digit, or only the last four 尾号) without the digits being kept. Without ``key``
-    (random per call and never stored) nobody can tell which digits they were."""
+    """A number's digits, each replaced by a keyed hash of itself (``CODE_WIDTH`` hex characters a
+    digit): two numbers said in one call can be aligned and compared digit by digit (speech recognition
+    drops or doubles a digit of a long number; 尾号 is its end) without the digits being kept. Without
+    ``key`` (random per call and never stored) nobody can tell which digits they were; what a code shows
+    is which of its digits are equal, as a substitution cipher of ten symbols made anew for every call."""
     import hashlib
 
-    n = len(digits)
-    return "".join(hashlib.blake2b(digits[i].encode(), key=key, person=(n - 1 - i).to_bytes(2, "big"),
-                                   digest_size=CODE_WIDTH // 2).hexdigest() for i in range(n))
+    return "".join(hashlib.blake2b(d.encode(), key=key, digest_size=CODE_WIDTH // 2).hexdigest() for d in digits)
 
 
 def number_marks(text: str, key: bytes) -> list[tuple[int, int, str]]:

@@ -315,3 +315,29 @@ def test_ratings_and_the_hangup_record_arriving_later_update_the_calls_without_r
     assert (calls.loc["c2", "hangup_by"], calls.loc["c2", "satisfaction"]) == ("agent", 1)
     assert outcomes(tmp_path / "out", "c1")["closing.hangup_order"] == "pass"
     assert outcomes(tmp_path / "out", "c2")["closing.hangup_order"] == "fail"
+
+
+def test_a_number_read_back_is_still_heard_after_masking_in_a_night_a_rescore_and_an_export(tmp_path, import_config):
+    """The stored text is masked; the numbers' codes are stored beside it: the night, a rescore and a
+    night over the exported transcripts all see the agent read the customer's number back."""
+    from pipeline.engines.export import export_transcripts
+    from pipeline.rescore import rescore
+
+    said = json.loads(json.dumps(CALLQA))
+    said["utterances"][2]["text"] = "好的，13812345678，请您稍候，我帮您查一下。"
+    said["utterances"][2].pop("words")
+    write(tmp_path / "in", "c1.json", said)
+    run_night(tmp_path / "in", tmp_path / "out", import_config)
+    texts = read_table(tmp_path / "out", "utterances").sort_values("utterance_idx").text.tolist()
+    assert "13812345678" not in "".join(texts) and "*" * 11 in texts[2]
+    assert outcomes(tmp_path / "out", "c1")["service.confirm"] == "pass"
+    rescore(tmp_path / "out", workers=1)
+    assert outcomes(tmp_path / "out", "c1")["service.confirm"] == "pass"
+    export_transcripts(tmp_path / "out", tmp_path / "exported")
+    run_night(tmp_path / "exported", tmp_path / "again", import_config)
+    assert outcomes(tmp_path / "again", "c1")["service.confirm"] == "pass"
+    other = json.loads(json.dumps(said))
+    other["utterances"][2]["text"] = "好的，13987654321，请您稍候，我帮您查一下。"
+    write(tmp_path / "in2", "c1.json", other)
+    run_night(tmp_path / "in2", tmp_path / "out2", import_config)
+    assert outcomes(tmp_path / "out2", "c1")["service.confirm"] == "fail"

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..records import NumberMark
-from ..text import CODE_WIDTH, DIGIT_CHARS, number_marks, spoken_digits
+from ..text import CODE_WIDTH, DIGIT_CHARS, edit_distance, number_marks, spoken_digits
 from .matching import UtteranceView
 from .options import DETAIL_KINDS
 
@@ -38,7 +38,8 @@ _WEEKDAY = re.compile(r"(?:星期|礼拜|周)([一二三四五六日天1-7])")
 _PART_OF_DAY = r"上午|下午|晚上|中午|早上|凌晨|傍晚|明天|今天|后天"
 _TIME = re.compile(rf"(?:({_PART_OF_DAY})\s*)?({_NUM}{{1,3}})点(?:(半)|({_NUM}{{1,3}})分?)?")
 _AMOUNT = re.compile(rf"({_NUM}+(?:[点.]{_NUM}+)?)\s*(?:元|块钱|块(?![一-龥]))")
-_ROAD = re.compile(rf"([一-龥]{{2}})(路|街|大道|巷|胡同)({_NUM}+号)?(?=[{DIGIT_CHARS}]|[^一-龥]|$)")
+# 路 as speech recognition also writes it before a house number (解放录40号)
+_ROAD = re.compile(rf"([一-龥]{{2}})(路|街|大道|巷|胡同|[录陆露鹿](?={_NUM}+号))({_NUM}+号)?(?=[{DIGIT_CHARS}]|[^一-龥]|$)")
 _ESTATE = re.compile(r"([一-龥]{2})(小区|花园|公寓|大厦|新村|家园)")
 DETAIL_MIN_DIGITS = 7  # a number to confirm: a phone (landlines have 7-8 digits), an ID, a card, an order
 _MASKED = re.compile(r"\*(?:[\s\-‐－—,，、.·]?\*){3,}")
@@ -131,8 +132,9 @@ def details_of(view: UtteranceView) -> list[Detail]:
             found.append(Detail("amount", match.start(), match.end(), f"{amount:g}"))
     for match in _ROAD.finditer(text):
         number = chinese_number(match.group(3)[:-1]) if match.group(3) else None
+        road = "路" if match.group(2) in "录陆露鹿" else match.group(2)
         found.append(Detail("address", match.start(), match.end(),
-                            match.group(1) + match.group(2) + (f"{number:g}号" if number is not None else "")))
+                            match.group(1) + road + (f"{number:g}号" if number is not None else "")))
     for match in _ESTATE.finditer(text):
         found.append(Detail("address", match.start(), match.end(), match.group(1) + match.group(2)))
     taken = [(d.start, d.end) for d in found]
@@ -155,15 +157,20 @@ def given_details(view: UtteranceView) -> list[Detail]:
 
 
 def same_number(a: str, b: str) -> bool:
-    """Two numbers' codes are the same number: every digit the same, or all but one of seven or more
-    (one misheard digit), or the shorter one (four to six digits) is the end of a longer one (尾号)."""
+    """Two numbers' codes are the same number: both of seven digits or more and no more edits apart
+    than their difference in length plus one (a misheard digit; speech recognition drops digits of a
+    number read out: 11 digits written as 8 are the same number when the 8 are among the 11); a
+    shorter one (four to six digits) the end of a longer one (尾号); else the same digits."""
     x = [a[i:i + CODE_WIDTH] for i in range(0, len(a), CODE_WIDTH)]
     y = [b[i:i + CODE_WIDTH] for i in range(0, len(b), CODE_WIDTH)]
-    if len(x) == len(y):
-        differ = sum(p != q for p, q in zip(x, y))
-        return differ == 0 or (len(x) >= 7 and differ <= 1)
     short, long = sorted((x, y), key=len)
-    return 4 <= len(short) <= 6 and len(long) >= 7 and long[-len(short):] == short
+    if len(short) >= DETAIL_MIN_DIGITS:
+        symbols = {code: chr(0x4E00 + i) for i, code in enumerate(sorted(set(x) | set(y)))}
+        distance = edit_distance("".join(symbols[c] for c in x), "".join(symbols[c] for c in y))
+        return distance <= 1 + len(long) - len(short)
+    if 4 <= len(short) <= 6 and len(long) >= DETAIL_MIN_DIGITS:
+        return long[-len(short):] == short
+    return x == y
 
 
 def same_detail(a: Detail, b: Detail) -> bool:
@@ -172,10 +179,22 @@ def same_detail(a: Detail, b: Detail) -> bool:
         return False
     if a.kind == "number":
         return a.code is not None and b.code is not None and same_number(a.code, b.code)
-    if a.kind == "address":  # a road with its number against the road alone: the road decides
-        return a.value == b.value or a.value.split("号")[0].rstrip("0123456789.") == b.value.split("号")[0].rstrip(
-            "0123456789.")
+    if a.kind == "address":
+        return _same_address(a.value, b.value)
     return a.value == b.value
+
+
+def _same_address(a: str, b: str) -> bool:
+    """The same place: the same name, or, both with a house number, the same kind of road and number
+    (speech recognition garbles a road's name more often than its number: 间设路84号 is 建设路84号); a
+    road with its number against the road alone: the road decides."""
+    if a == b:
+        return True
+    road_a, _, number_a = a.partition("号")[0].rpartition(next((c for c in "路街道巷同" if c in a), "路"))
+    road_b, _, number_b = b.partition("号")[0].rpartition(next((c for c in "路街道巷同" if c in b), "路"))
+    if number_a and number_b:
+        return number_a == number_b and a[len(road_a)] == b[len(road_b)]
+    return a.split("号")[0].rstrip("0123456789.") == b.split("号")[0].rstrip("0123456789.")
 
 
 def key_span(view: UtteranceView, start: int, end: int) -> tuple[int, int]:

@@ -28,7 +28,8 @@ from .details import chinese_number
 _NUM = r"[0-9零〇一二三四五六七八九十百两半]"
 _CLAUSE = re.compile(r"[^，。；！？,.;!?…]+")
 _SOON = re.compile(r"马上|立即|立刻|稍后|稍等一下|一会儿|待会儿?|随后|现在就|当场")
-_SPAN = re.compile(rf"(?<!第)({_NUM}+)\s*个?\s*(小时|钟头|分钟|工作日|天|日)\s*(?:内|之内|以内|左右)?")
+# the unit as said, or as speech recognition writes it beside a number (二十四角时, 三个工作系)
+_SPAN = re.compile(rf"(?<!第)({_NUM}+)\s*个?\s*(小时|钟头|分钟|工作[一-龥]|[一-龥]时|天|日)\s*(?:内|之内|以内|左右)?")
 _DAY_WORDS = {"今天": 0, "今日": 0, "今晚": 0, "当天": 0, "明天": 1, "明日": 1, "明早": 1, "后天": 2, "大后天": 3}
 _DAY = re.compile(r"大后天|今天|今日|今晚|当天|明天|明日|明早|后天")
 _WEEKDAY = re.compile(r"(下+)?(?:周|星期|礼拜)([一二三四五六日天1-7])")
@@ -84,11 +85,11 @@ def due_of(clause: str, start: datetime | None) -> Due:
         count = chinese_number(span.group(1).replace("半", "")) or (0.5 if "半" in span.group(1) else None)
         if count is not None:
             unit = span.group(2)
-            if unit in ("小时", "钟头"):
+            if unit in ("小时", "钟头") or (unit.endswith("时") and unit != "工作时"):
                 return Due(float(count), span.group())
             if unit == "分钟":
                 return Due(round(float(count) / 60, 2), span.group())
-            if "工作日" in unit:
+            if unit.startswith("工作"):
                 if start is None:
                     return Due(None, span.group())
                 day, left = start.date(), int(count)
