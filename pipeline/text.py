@@ -9,8 +9,10 @@ otherwise as spoken; ``raw_text`` keeps what the model wrote.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import unicodedata
+from pathlib import Path
 
 _WHITESPACE = re.compile(r"\s+")
 # Full-width ASCII variants U+FF01..U+FF5E map to U+0021..U+007E; U+3000 is the ideographic space.
@@ -95,6 +97,51 @@ def number_marks(text: str, key: bytes) -> list[tuple[int, int, str]]:
         if len(digits) >= NUMBER_MIN_DIGITS:
             marks.append((match.start(), match.end(), number_code(digits, key)))
     return marks
+
+
+def readable_name(name: str) -> str:
+    """A file name or path as it can be stored and shown: itself when it is valid Unicode, else each
+    part that Python could only read with escaped bytes (a Windows recorder's or a zip file's GBK name)
+    read as GB18030 (张三_20261122.wav), or, failing that, its bytes that are not UTF-8 written as
+    ``\\xd5``. :func:`on_disk` finds the file again from what this returns."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    return "/".join(_readable_part(part) for part in name.split("/"))
+
+
+def _readable_part(part: str) -> str:
+    try:
+        part.encode("utf-8")
+        return part
+    except UnicodeEncodeError:
+        data = os.fsencode(part)
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace")
+
+
+def on_disk(stored: str | os.PathLike) -> Path:
+    """The file a stored name (:func:`readable_name`) stands for: the name itself when it exists, else,
+    folder by folder, each part written as GBK bytes where that is what the disk has."""
+    path = Path(stored)
+    if path.exists():
+        return path
+    found, parts = (Path(path.parts[0]), path.parts[1:]) if path.is_absolute() else (Path(), path.parts)
+    for part in parts:
+        if not (found / part).exists():
+            try:
+                other = os.fsdecode(part.encode("gb18030"))
+            except UnicodeEncodeError:
+                return path
+            if not (found / other).exists():
+                return path
+            part = other
+        found = found / part
+    return found
 
 
 def edit_distance(reference: str, hypothesis: str) -> int:

@@ -341,3 +341,33 @@ def test_a_number_read_back_is_still_heard_after_masking_in_a_night_a_rescore_an
     write(tmp_path / "in2", "c1.json", other)
     run_night(tmp_path / "in2", tmp_path / "out2", import_config)
     assert outcomes(tmp_path / "out2", "c1")["service.confirm"] == "fail"
+
+
+def test_a_file_named_in_gbk_bytes_is_scored_beside_the_others_under_its_chinese_name(tmp_path, import_config):
+    """Windows recorders and zip files write GBK names, which are not UTF-8: such a file is stored under
+    its name read as GB18030 (张三_20261122), never fails the night for the other calls, and the review
+    page and training clips find it again from the stored path."""
+    from pipeline.text import on_disk
+
+    inputs = tmp_path / "in"
+    write(inputs, "good.json", CALLQA)
+    gbk = os.fsdecode("张三_20261122.json".encode("gbk"))  # what listing the folder gives Python
+    write(inputs, gbk, CALLQA)
+    write(inputs, os.fsdecode(b"\xff\xfe_x.json"), CALLQA)  # not GB18030 either: escaped, losslessly
+    night = run_night(inputs, tmp_path / "out", import_config)
+    assert (night.summary.inputs, night.summary.scored, night.summary.failed) == (3, 3, 0)
+    calls = read_table(tmp_path / "out", "calls").set_index("call_id")
+    assert set(calls.index) == {"good", "张三_20261122", "\\xff\\xfe_x"}
+    assert calls.loc["张三_20261122", "file"] == "张三_20261122.json"
+    assert on_disk(calls.loc["张三_20261122", "path"]) == (inputs / gbk).resolve()
+    again = run_night(inputs, tmp_path / "out", import_config)  # and every later night goes on
+    assert (again.summary.cached, again.summary.failed) == (3, 0)
+
+
+def test_a_manifest_names_a_gbk_file_by_its_chinese_name(tmp_path, import_config):
+    inputs = tmp_path / "in"
+    write(inputs, os.fsdecode("李四.json".encode("gbk")), CALLQA)
+    write(inputs, "manifest.csv", "file,agent_id\n李四.json,A1\n")
+    night = run_night(inputs, tmp_path / "out", import_config)
+    assert (night.summary.scored, night.summary.failed) == (1, 0)
+    assert read_table(tmp_path / "out", "calls").iloc[0]["file"] == "李四.json"

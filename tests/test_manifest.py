@@ -130,3 +130,24 @@ def test_a_bad_hangup_or_rating_is_an_error_naming_its_line(tmp_path, row, messa
     assert [r.file for r in found.recordings] == ["b.wav"]
     (error,) = found.errors
     assert message in error.message and "manifest.csv line 2" in error.message
+
+
+def test_a_folder_or_a_fifo_named_as_audio_is_an_error_not_skipped(tmp_path):
+    """Without a manifest they were skipped without a word; with one, the error said the file did not
+    exist."""
+    import os
+
+    folder_with(tmp_path, ("a.wav",))
+    (tmp_path / "b.wav").mkdir()
+    os.mkfifo(tmp_path / "c.wav")
+    found = discover_recordings(tmp_path, InputOptions())
+    assert [r.file for r in found.recordings] == ["a.wav"]
+    messages = {e.file: e.message for e in found.errors}
+    assert "b.wav is named as audio but is a folder" in messages["b.wav"]
+    assert "c.wav is named as audio but is a named pipe (FIFO)" in messages["c.wav"]
+    (tmp_path / "manifest.csv").write_text("file,agent_id\na.wav,A1\nb.wav,A1\nc.wav,A1\n", encoding="utf-8")
+    found = discover_recordings(tmp_path, InputOptions())
+    messages = {e.file: e.message for e in found.errors}
+    assert [r.file for r in found.recordings] == ["a.wav"] and len(found.errors) == 2
+    assert "file 'b.wav' is a folder: not a recording" in messages["b.wav"]
+    assert "line 4: file 'c.wav' is a named pipe (FIFO)" in messages["c.wav"]

@@ -24,6 +24,7 @@ from ..errors import ClipError, ExampleSelectionError, StoreError
 from ..records import MIN_ROLE_CONFIDENCE, ROLES_WORDS
 from ..rules.lexicon import SEVERITIES
 from ..storage.hashing import file_sha256
+from ..text import on_disk
 from ..transcribe.audio import TARGET_RATE, decode_audio
 from .explore import Results, call_utterances, clock, plain, worst_severity
 
@@ -166,7 +167,7 @@ def finding_audio(ex: Example, path: str | Path | None = None, before_s: float =
     Raises:
         ClipError: the recording cannot be decoded, or ends before the finding.
     """
-    path = Path(path or ex.recording or "")
+    path = on_disk(path or ex.recording or "")
     try:
         audio = decode_audio(path)
     except Exception as exc:

@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from ..errors import PipelineError, ResultsNotFoundError, ReviewError
 from ..storage.parquet import read_arrow
+from ..text import on_disk
 from ..transcribe.audio import TARGET_RATE, decode_audio
 from . import precision, reviews
 from .examples import wav_bytes
@@ -210,7 +211,7 @@ class ReviewApp:
             candidate = self.recordings / row.iloc[0]["file"]
             roots = [self.recordings, self.results]
         elif stored:
-            candidate = Path(stored)
+            candidate = on_disk(stored)  # a GBK name is stored as it reads
             roots = [self.results] + sorted({Path(p).resolve().parent for p in calls["path"].dropna()})
         else:
             raise ReviewError(f"the results do not say where {call_id}'s recording is: give --recordings")

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..records import Recording, has_transcript
+from ..text import readable_name
 from ..schemas import PARTITION_COLUMN
 from .hashing import file_sha256
 from .parquet import read_arrow
@@ -131,7 +132,8 @@ def stored_rows(out_dir: str | Path, stored: StoredTranscripts, tz: ZoneInfo) ->
     for row in rows["calls"]:  # the manifest may have changed who took the call, when, how it ended and how
         rec = by_id[row["call_id"]]  # the customer rated it (ratings often arrive days later)
         row.update(agent_id=rec.agent_id, file=rec.file, started_at=rec.started_at,
-                   path=str(Path(rec.path).resolve()), hangup_by=rec.hangup_by, satisfaction=rec.satisfaction)
+                   path=readable_name(str(Path(rec.path).resolve())), hangup_by=rec.hangup_by,
+                   satisfaction=rec.satisfaction)
     for table in TRANSCRIPT_TABLES:
         for row in rows[table]:
             row[PARTITION_COLUMN] = call_date(by_id[row["call_id"]].started_at, tz)

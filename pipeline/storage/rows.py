@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from ..records import (STATUS_ERROR, STATUS_OK, CallResult, CallTranscript, ErrorRecord, NumberMark, PhraseCheck,
                        Scoring, Utterance, Verdict, Word, has_transcript)
 from ..schemas import PARTITION_COLUMN, TABLES, appended
+from ..text import readable_name
 
 
 def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -34,8 +35,8 @@ def call_date(moment: datetime | None, tz: ZoneInfo) -> str:
 
 def error_row(error: ErrorRecord, run_id: str, date: str, occurred_at: datetime) -> dict:
     """One ``errors`` row."""
-    return {PARTITION_COLUMN: date, "file": error.file, "call_id": error.call_id, "stage": error.stage,
-            "error_type": error.error_type, "message": error.message, "run_id": run_id,
+    return {PARTITION_COLUMN: date, "file": readable_name(error.file), "call_id": error.call_id, "stage": error.stage,
+            "error_type": error.error_type, "message": readable_name(error.message), "run_id": run_id,
             "occurred_at": occurred_at}
 
 
@@ -48,32 +49,33 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "sample_rate": result.sample_rate, "codec": result.codec, "agent_channel": rec.agent_channel,
         "company": rec.company, "status": result.status, "model": result.model,
         "processed_at": result.processed_at, "run_id": run_id, "n_utterances": len(result.utterances),
-        "warnings": list(result.warnings), "agent_language": result.agent_language,
+        "warnings": [readable_name(w) for w in result.warnings], "agent_language": result.agent_language,
         "agent_language_prob": result.agent_language_prob, "agent_zh_prob": result.agent_zh_prob,
         "content_sha256": result.content_sha256,
         "transcription_fingerprint": result.transcription_fingerprint,
-        "path": str(Path(rec.path).resolve()) if rec.path is not None else None,
+        "path": readable_name(str(Path(rec.path).resolve())) if rec.path is not None else None,
         "error_stage": result.error.stage if result.error is not None else None,
-        "status_reason": f"{result.error.error_type}: {result.error.message}" if result.error is not None else None,
+        "status_reason": (readable_name(f"{result.error.error_type}: {result.error.message}")
+                          if result.error is not None else None),
         "truncated": result.truncated, "roles_method": result.roles_method,
         "roles_confidence": result.roles_confidence, "hangup_by": rec.hangup_by, "satisfaction": rec.satisfaction}
 
 
 def rejected_call_id(error: ErrorRecord) -> str:
     """The ``calls`` id of an input rejected before processing: its own, so it never replaces a real call."""
-    return f"rejected:{error.file}" if error.file else f"rejected:manifest.csv line {error.line}"
+    return f"rejected:{readable_name(error.file)}" if error.file else f"rejected:manifest.csv line {error.line}"
 
 
 def rejected_row(error: ErrorRecord, run_id: str, date: str, now: datetime) -> dict:
     """The ``calls`` row of an input rejected before processing: status error, never scored."""
     return {
         PARTITION_COLUMN: date, "call_id": rejected_call_id(error), "agent_id": error.agent_id or "unknown",
-        "file": error.file, "started_at": error.started_at or now, "duration_s": None, "channels": None,
+        "file": readable_name(error.file), "started_at": error.started_at or now, "duration_s": None, "channels": None,
         "sample_rate": None, "codec": None, "agent_channel": None, "company": None, "status": STATUS_ERROR,
         "model": "", "processed_at": now, "run_id": run_id, "n_utterances": 0, "warnings": [],
         "agent_language": None, "agent_language_prob": None, "agent_zh_prob": None, "content_sha256": None,
-        "transcription_fingerprint": None, "path": error.path, "error_stage": error.stage,
-        "status_reason": f"{error.error_type}: {error.message}", "truncated": None, "roles_method": None,
+        "transcription_fingerprint": None, "path": readable_name(error.path) if error.path else None,
+        "error_stage": error.stage, "status_reason": readable_name(f"{error.error_type}: {error.message}"), "truncated": None, "roles_method": None,
         "roles_confidence": None}
 
 

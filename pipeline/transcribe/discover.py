@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from ..config import AGENT_CHANNELS, InputOptions
 from ..errors import InputError, LinkError, ManifestError, ManifestRowError, NotInManifestError
 from ..records import ErrorRecord, Recording, parse_hangup_by, parse_satisfaction
+from ..text import on_disk, readable_name
 
 logger = logging.getLogger("callqa.discover")
 
@@ -86,15 +87,34 @@ def _audio_files(input_dir: Path, options: InputOptions, tz: ZoneInfo) -> tuple[
             continue
         problem = _link_problem(path, input_dir)
         if problem is not None:
-            refused.append(_link_error(rel.as_posix(), problem, input_dir, tz))
+            refused.append(_link_error(readable_name(rel.as_posix()), problem, input_dir, tz))
+            continue
+        if path.suffix.lower() in options.audio_extensions and not path.is_file():  # a folder or a FIFO
+            refused.append(ErrorRecord(                                                # named as audio
+                file=readable_name(rel.as_posix()), call_id=None, stage="discover", error_type="InputError",
+                message=f"{readable_name(rel.as_posix())} is named as audio but {_not_a_file(path)}: "
+                        "not a recording", started_at=None, path=readable_name(str(path))))
             continue
         if not path.is_file():
             continue
         if path.suffix.lower() in options.audio_extensions:
             audio.append(path)
         else:
-            ignored.append(rel.as_posix())
+            ignored.append(readable_name(rel.as_posix()))
     return audio, ignored, refused
+
+
+def _not_a_file(path: Path) -> str:
+    """What a path that is not a regular file is, in words."""
+    if path.is_dir():
+        return "is a folder"
+    if path.is_fifo():
+        return "is a named pipe (FIFO)"
+    if path.is_socket():
+        return "is a socket"
+    if path.is_char_device() or path.is_block_device():
+        return "is a device"
+    return "is not a regular file"
 
 
 def _link_error(rel: str, message: str, input_dir: Path, tz: ZoneInfo, line: int | None = None) -> ErrorRecord:
@@ -136,11 +156,12 @@ def discover_recordings(input_dir: str | Path, options: InputOptions, kind: str 
         raise InputError(f"cannot read input folder {input_dir}: {exc}") from exc
     manifest = input_dir / MANIFEST_NAME
     if not manifest.exists():
-        ids = _default_call_ids([p.relative_to(input_dir).as_posix() for p in audio])
+        # a name that is not valid Unicode (GBK bytes from a Windows recorder) is stored as it reads
+        ids = _default_call_ids([readable_name(p.relative_to(input_dir).as_posix()) for p in audio])
         recordings = [Recording(path=p.resolve(), file=rel, call_id=ids[rel], agent_id=UNKNOWN_AGENT,
                                 started_at=_file_time(p, tz), agent_channel=options.agent_channel,
                                 company=options.company)
-                      for p in audio for rel in [p.relative_to(input_dir).as_posix()]]
+                      for p in audio for rel in [readable_name(p.relative_to(input_dir).as_posix())]]
         return Discovery(recordings, refused, ignored)
     discovery = read_manifest(manifest, input_dir, options)
     listed_files = {r.file for r in discovery.recordings} | {e.file for e in discovery.errors if e.file}
@@ -151,13 +172,13 @@ def discover_recordings(input_dir: str | Path, options: InputOptions, kind: str 
     # a file is listed when the manifest names it, or names a link to it (the same recording)
     listed = {r.path for r in discovery.recordings} | {Path(e.path).resolve() for e in discovery.errors if e.path}
     for path in audio:
-        rel = path.relative_to(input_dir).as_posix()
+        rel = readable_name(path.relative_to(input_dir).as_posix())
         if path.resolve() not in listed and rel not in listed_files:
             discovery.errors.append(ErrorRecord(
                 file=rel, call_id=None, stage=NotInManifestError.stage, error_type=NotInManifestError.__name__,
                 message=f"{rel} is {kind} in the input folder but manifest.csv does not list it; "
                         "add a row for it (agent_id is required) or move it out of the folder",
-                started_at=_file_time(path, tz), path=str(path.resolve())))
+                started_at=_file_time(path, tz), path=readable_name(str(path.resolve()))))
     discovery.ignored = ignored
     return discovery
 
@@ -234,10 +255,12 @@ def read_manifest(manifest: Path, input_dir: Path, options: InputOptions) -> Dis
             problem = _link_problem(lexical, input_dir.absolute())
             if problem is not None:
                 raise LinkError(problem)
-            path = lexical.resolve()
-            known["path"] = str(path)
-            if not path.is_file():
+            path = on_disk(lexical).resolve()  # the name as written, or its GBK bytes on the disk
+            known["path"] = readable_name(str(path))
+            if not path.exists():
                 raise ManifestRowError(f"file {file!r} does not exist")
+            if not path.is_file():
+                raise ManifestRowError(f"file {file!r} {_not_a_file(path)}: not a recording")
             if path in seen_files:
                 raise ManifestRowError(f"file {file!r} is listed twice (first on line {seen_files[path]})")
             agent_id = row.get("agent_id", "")
