@@ -108,3 +108,22 @@ def test_voice_activity_finds_the_hold_on_each_channel():
     gaps = [b[0] - a[1] for a, b in zip(agent, agent[1:])]
     assert max(gaps) > 11.0
     assert detect_speech(decode_audio(DATA / "silence_8k_mono.wav").channels_data[0], options) == []
+
+
+@pytest.mark.parametrize("name", ["amr_nb_8k_mono.amr", "amr_nb_dtx_8k_mono.amr"])
+def test_amr_nb_decodes_whole_with_and_without_dtx(name):
+    """AMR-NB, which many Chinese call-recording systems write (tests/data/make_amr.py): the clip, 4 s
+    of silence and the clip again. With DTX, FFmpeg's own decoder stopped at the first silence frame;
+    its container "declares" a length estimated from the bitrate (6.5 s for 9 s with DTX), which is
+    no promise: neither is truncated, both decode whole and keep the speech where it was."""
+    from pipeline.transcribe.audio import probe_duration
+
+    audio = decode_audio(DATA / name)
+    assert (audio.codec, audio.sample_rate, audio.channels) == ("amrnb", 8000, 1)
+    assert abs(audio.duration_s - 9.02) < 0.1 and not audio.truncated
+    samples = audio.channels_data[0]
+    clip_s = CLIP["duration_s"]
+    second = slice(int((clip_s + 4.0 + 0.1) * TARGET_RATE), int((2 * clip_s + 4.0 - 0.1) * TARGET_RATE))
+    silence = slice(int((clip_s + 0.5) * TARGET_RATE), int((clip_s + 3.5) * TARGET_RATE))
+    assert rms_db(samples[second]) > rms_db(samples[silence]) + 20  # the second clip is there, after the silence
+    assert probe_duration(DATA / name) is None  # no length declared, none invented

@@ -88,8 +88,7 @@ class AudioStream:
             self.channels = ctx.layout.nb_channels if ctx.layout else ctx.channels
             self.sample_rate = int(ctx.sample_rate or 0)
             self.codec = ctx.name
-            self.declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
-                               else (container.duration / 1e6 if container.duration else None))
+            self.declared_s = _declared_s(container, stream)
         if not self.channels or not self.sample_rate:
             raise AudioDecodeError(f"{name}: not audio: FFmpeg read it as {self.codec or 'an unknown codec'} with "
                                    f"{self.channels or 0} channels at {self.sample_rate or 0} Hz (random or damaged "
@@ -128,7 +127,7 @@ class AudioStream:
 
         with av.open(str(self.path), metadata_errors="ignore") as container:
             stream = next(s for s in container.streams if s.type == "audio")
-            frames = container.decode(stream)
+            frames = _frames(container, stream)
             while True:
                 try:
                     frame = next(frames, None)
@@ -161,6 +160,39 @@ class AudioStream:
             logger.warning("%s: the WAV header promises more audio than the file holds", name)
 
 
+# Formats whose container holds no length: FFmpeg estimates one from the bitrate (a raw .amr file of
+# 24.96 s "declares" 25.8 s; with silence frames, DTX, much more), which is no promise to check against
+_NO_DECLARED_LENGTH = {"amr"}
+# Decoders that read what FFmpeg's own cannot: its AMR-NB/WB decoder stops at the first silence
+# descriptor frame of a recording with DTX ("not yet implemented"); opencore's decodes them
+_DECODERS = {"amrnb": "libopencore_amrnb", "amrwb": "libopencore_amrwb"}
+
+
+def _declared_s(container, stream) -> float | None:
+    """The length a recording's container declares, in seconds; None where it declares none."""
+    if container.format.name in _NO_DECLARED_LENGTH:
+        return None
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
+
+
+def _frames(container, stream) -> Iterator:
+    """The stream's decoded frames, by the better decoder where FFmpeg has one (:data:`_DECODERS`)."""
+    import av
+
+    name = _DECODERS.get(stream.codec_context.name)
+    if name is None or name not in av.codecs_available:
+        yield from container.decode(stream)
+        return
+    decoder = av.CodecContext.create(name, "r")
+    decoder.sample_rate = stream.codec_context.sample_rate
+    for packet in container.demux(stream):
+        if packet.size:
+            yield from decoder.decode(packet)
+    yield from decoder.decode(None)
+
+
 def decode_audio(path: str | Path) -> DecodedAudio:
     """Decode a whole recording to 16 kHz float32, one row per channel (see :class:`AudioStream` to
     decode a long one piece by piece).
@@ -189,9 +221,7 @@ def probe_duration(path: str | Path) -> float | None:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is not None and stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            return container.duration / 1e6 if container.duration else None
+            return _declared_s(container, stream) if stream is not None else None
     except Exception:
         return None
 
