@@ -303,6 +303,22 @@ def test_the_server_refuses_bad_requests(server, tmp_path):
     status, answer = _post(url + "/api/verdict", {"call_id": fail.call_id, "rule_id": fail.rule_id, "verdict": "confirmed"})
     assert status == 400 and "reviewer" in answer["error"]
     assert _post(url + "/api/verdict", ["not", "an", "object"])[0] == 400
+    # bad parameters and bodies are 400s with a reason, never a bare 500; a comment is a paragraph
+    assert _raw_get(port, "/api/precision?threshold=abc")[0] == 400
+    assert _raw_get(port, "/api/precision?threshold=1.5")[0] == 400
+    request = urllib.request.Request(url + "/api/verdict", b"[" * 100_000 + b"]" * 100_000,
+                                     {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    nested = b"[" * 5_000 + b"]" * 5_000  # small, but deeper than Python's parser goes
+    request = urllib.request.Request(url + "/api/verdict", nested, {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 400 and "nested" in json.loads(refused.value.read())["error"]
+    status, answer = _post(url + "/api/verdict", {"call_id": fail.call_id, "rule_id": fail.rule_id,
+                                                  "verdict": "confirmed", "reviewer": "Li", "comment": "长" * 2001})
+    assert status == 400 and "too long (2001 characters; 2000 at most)" in answer["error"]
     assert reviews.read_reviews(out).empty  # nothing refused was saved
     # a recording that is a link out of the recordings folder is not served
     calls = read_table(out, "calls").set_index("call_id")

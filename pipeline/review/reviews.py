@@ -92,6 +92,17 @@ def _name(text: str | None, what: str) -> str:
     return name
 
 
+MAX_TEXT = 2000  # characters of a comment or an appeal's reason: a paragraph, not a document
+
+
+def _text(text: str | None, what: str) -> str | None:
+    """A comment or reason, trimmed (None when empty); too long is refused, never cut silently."""
+    text = (text or "").strip()
+    if len(text) > MAX_TEXT:
+        raise ReviewError(f"{what} is too long ({len(text)} characters; {MAX_TEXT} at most)")
+    return text or None
+
+
 def _reviewable(found: dict) -> None:
     if found["outcome"] not in REVIEWABLE:
         raise ReviewError(f"rule {found['rule_id']} did not apply to call {found['call_id']} "
@@ -118,7 +129,7 @@ def record_verdict(out_dir: str | Path, call_id: str, rule_id: str, verdict: str
     reviewer = _name(reviewer, "a reviewer's name")
     found = finding(out_dir, call_id, rule_id)
     _reviewable(found)
-    row = _row("verdict", found, verdict=verdict, reviewer=reviewer, comment=(comment or "").strip() or None)
+    row = _row("verdict", found, verdict=verdict, reviewer=reviewer, comment=_text(comment, "the comment"))
     append_rows(out_dir, "reviews", [row])
     return row
 
@@ -129,7 +140,7 @@ def record_appeal(out_dir: str | Path, call_id: str, rule_id: str, agent: str, r
     Raises:
         ReviewError: an unknown call or rule, a result with no finding, no agent or no reason.
     """
-    agent, reason = _name(agent, "the appealing agent's id"), (reason or "").strip()
+    agent, reason = _name(agent, "the appealing agent's id"), _text(reason, "the reason")
     if not reason:
         raise ReviewError("an appeal needs a reason")
     found = finding(out_dir, call_id, rule_id)
@@ -155,7 +166,7 @@ def decide_appeal(out_dir: str | Path, call_id: str, rule_id: str, upheld: bool,
         raise ReviewError(f"no open appeal on rule {rule_id} of call {call_id}")
     appeal = open_.iloc[0]
     found = finding(out_dir, call_id, rule_id)
-    note = (comment or "").strip() or None
+    note = _text(comment, "the comment")
     rows = [_row("appeal", found, appeal_agent=appeal["appeal_agent"], appeal_reason=appeal["appeal_reason"],
                  appeal_status=APPEAL_UPHELD if upheld else APPEAL_REJECTED, reviewer=reviewer, comment=note),
             _row("verdict", found, verdict="overturned" if upheld else "confirmed", reviewer=reviewer,

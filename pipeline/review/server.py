@@ -14,6 +14,7 @@ resolved first); a request whose path has a ``..`` segment is refused outright.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from functools import lru_cache
@@ -38,6 +39,9 @@ logger = logging.getLogger("callqa.review")
 
 PAGE = Path(__file__).with_name("review_page.html")
 MAX_CLIP_S = 120.0  # the longest clip one request cuts
+
+
+MAX_BODY = 64 * 1024  # bytes of a verdict, an appeal or a decision: a comment of 2,000 characters fits
 
 
 def _plain(value):
@@ -154,7 +158,13 @@ class ReviewApp:
         return JSONResponse({"appeals": _records(reviews.appeals(self.results))})
 
     def precision(self, request: Request) -> JSONResponse:
-        threshold = float(request.query_params.get("threshold", 0.8))
+        try:
+            threshold = float(request.query_params.get("threshold", 0.8))
+        except ValueError:
+            threshold = math.nan
+        if not 0 <= threshold <= 1:  # NaN too
+            return JSONResponse({"error": f"threshold must be a precision between 0 and 1, not "
+                                          f"{request.query_params.get('threshold')!r}"}, status_code=400)
         table = precision.rule_precision(self.results, threshold)
         return JSONResponse({"rules": _records(table), "overall": _plain_dict(precision.overall_agreement(self.results)),
                              "threshold": threshold})
@@ -162,10 +172,13 @@ class ReviewApp:
     # -- saving ----------------------------------------------------------------------------------
 
     async def _save(self, request: Request, action) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return JSONResponse({"error": f"the request body is {len(raw)} bytes; {MAX_BODY} at most"}, status_code=413)
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the request body is not JSON"}, status_code=400)
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than a verdict ever is
+            return JSONResponse({"error": "the request body is not JSON (or nested too deeply)"}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"error": "the request body must be a JSON object"}, status_code=400)
         try:
