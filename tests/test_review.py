@@ -372,3 +372,29 @@ def test_a_reviewer_overturns_a_finding_in_chromium_and_the_score_follows(server
     rescore(out)
     assert read_table(out, "calls").set_index("call_id").loc[call_id, "score"] == expected
     assert (tmp_path / "review.png").stat().st_size > 10_000
+
+
+def test_saves_are_compacted_and_read_once(results, monkeypatch):
+    """Each save is a file; past COMPACT_AT files of a date their rows are copied into one file and
+    the files removed, so a page with thousands of verdicts reads a few files; a reader that lists the
+    folder mid-compaction (rows in both) keeps one row per review id."""
+    import shutil as sh
+
+    from pipeline.storage import parquet
+
+    monkeypatch.setattr(parquet, "COMPACT_AT", 5)
+    fails = _fails(results)
+    for k in range(12):
+        row = fails.iloc[k % len(fails)]
+        reviews.record_verdict(results, row.call_id, row.rule_id, ("confirmed", "overturned")[k % 2], f"r{k}")
+    saved = reviews.read_reviews(results)
+    assert len(saved) == 12 and saved["review_id"].is_unique
+    for folder in (results / "reviews").iterdir():
+        assert len(list(folder.glob("*.parquet"))) <= 5  # compacted as they came
+    folder = next((results / "reviews").iterdir())
+    first = sorted(folder.glob("*.parquet"))[0]
+    sh.copy(first, folder / ("zz-" + first.name))  # as if read between a compaction's copy and removal
+    again = reviews.read_reviews(results)
+    assert len(again) == 12 and set(again["review_id"]) == set(saved["review_id"])
+    latest = reviews.review_queue(results).set_index(["call_id", "rule_id"])["reviewer"].dropna()
+    assert latest.loc[(fails.iloc[11 % len(fails)].call_id, fails.iloc[11 % len(fails)].rule_id)] == "r11"

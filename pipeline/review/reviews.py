@@ -257,8 +257,11 @@ def review_queue(out_dir: str | Path) -> pd.DataFrame:
                                                    "deduction", "final_outcome"]).to_pandas()
     results = results[results["outcome"].isin(REVIEWABLE)]
     queue = results.merge(calls.drop(columns=["call_date"]), on="call_id")
-    reviews = read_reviews(out_dir)
-    verdicts = latest_verdicts(reviews.to_dict("records"))
+    reviews = read_reviews(out_dir)  # oldest first: the last row of each finding is its latest verdict
+    said = reviews[(reviews["kind"] == "verdict") & (reviews["verdict"].fillna("") != "")]
+    said = said.drop_duplicates(["call_id", "rule_id"], keep="last")  # thousands of rows in, one a finding out
+    verdicts = latest_verdicts(said[["review_id", "kind", "call_id", "rule_id", "machine_outcome", "verdict", "reviewer",
+                                     "recorded_at", "comment"]].to_dict("records"))
     sampled = set(zip(*[reviews.loc[reviews["kind"] == "sample", c] for c in ("call_id", "rule_id", "machine_outcome")]))
     status = appeals(out_dir).set_index(["call_id", "rule_id"])["appeal_status"].to_dict()
     cells = {"sampled": [], "verdict": [], "reviewer": [], "reviewed_at": [], "stale_verdict": [], "appeal_status": []}

@@ -15,6 +15,7 @@ schema's, read by name; a dict with a key the schema lacks is refused.
 from __future__ import annotations
 
 import logging
+import threading
 import os
 import time
 import uuid
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import SchemaMismatchError, StoreError
-from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, appended, replaced_by, rewritten_whole
+from ..schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES, appended, replaced_by, rewritten_whole, table_key
 from .transaction import Transaction, fsync_dir
 
 logger = logging.getLogger("callqa.store")
@@ -321,10 +322,18 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
     """
     wanted = [f for f in TABLES[table] if columns is None or f.name in columns]
     out_schema = pa.schema(wanted + [pa.field(PARTITION_COLUMN, pa.string())])
-    if appended(table):  # one file per save, never inside a night's transaction
-        pattern = f"{table}/{PARTITION_COLUMN}=*/*.parquet"
-        targets = sorted(Path(out_dir).glob(pattern))
-        txn = None
+    if appended(table):  # one file per save, never inside a night's transaction: read once, kept
+        rows = _appended_rows(out_dir, table)
+        keep = pc.scalar(True)
+        if dates[0]:
+            keep = pc.and_(keep, pc.greater_equal(rows[PARTITION_COLUMN], dates[0]))
+        if dates[1]:
+            keep = pc.and_(keep, pc.less_equal(rows[PARTITION_COLUMN], dates[1]))
+        if call_ids is not None:
+            keep = pc.and_(keep, pc.is_in(rows["call_id"], pa.array(sorted(call_ids), pa.string())))
+        if dates[0] or dates[1] or call_ids is not None:
+            rows = rows.filter(keep)
+        return rows.select([f.name for f in out_schema]).cast(out_schema)
     else:
         pattern = f"{table}/{PARTITION_COLUMN}=*/{PART_NAME}"
         targets = txn.targets(pattern) if txn is not None else sorted(Path(out_dir).glob(pattern))
@@ -338,6 +347,46 @@ def read_arrow(out_dir: str | Path, table: str, columns: list[str] | None = None
     if not parts:
         return out_schema.empty_table()
     return pa.concat_tables(parts).cast(out_schema)
+
+
+_appended: dict[str, tuple[frozenset[str], pa.Table]] = {}  # folder -> (files read, their rows)
+_appended_lock = threading.Lock()
+
+
+def _appended_rows(out_dir: str | Path, table: str) -> pa.Table:
+    """Every row of an appended table (``reviews``: one file per save, never rewritten), with its
+    ``call_date``. The files already read are kept in memory, so a review page serving 10,000 verdicts
+    reads only the files saved since its last request (a file that went away is read again with all)."""
+    root = Path(out_dir) / table
+    files: dict[str, str] = {}  # path -> call date
+    if root.is_dir():
+        for folder in os.scandir(root):
+            if folder.is_dir() and folder.name.startswith(f"{PARTITION_COLUMN}="):
+                for entry in os.scandir(folder.path):
+                    if entry.name.endswith(".parquet") and not entry.name.startswith("."):
+                        files[entry.path] = folder.name.split("=", 1)[1]
+    key = str(root.resolve())
+    with _appended_lock:
+        cached = _appended.get(key)
+    names = frozenset(files)
+    if cached is not None and cached[0] == names:
+        return cached[1]
+    base = cached[1] if cached is not None and cached[0] <= names else None
+    new = sorted(names - cached[0]) if base is not None else sorted(names)
+    schema = pa.schema(list(TABLES[table]) + [pa.field(PARTITION_COLUMN, pa.string())])
+    parts = [base] if base is not None else []
+    for path in new:
+        stored = read_file(Path(path), table)
+        parts.append(stored.append_column(PARTITION_COLUMN, pa.array([files[path]] * stored.num_rows, pa.string())))
+    rows = pa.concat_tables(parts).cast(schema) if parts else schema.empty_table()
+    identity = table_key(table)
+    if rows.num_rows and len(pc.unique(rows[identity[0]])) < rows.num_rows:  # read during a compaction
+        rows = pa.Table.from_pandas(rows.to_pandas().drop_duplicates(identity), schema=schema, preserve_index=False)
+    if rows.column(0).num_chunks > 64:  # one chunk per file read: kept few, so reading them stays fast
+        rows = rows.combine_chunks()
+    with _appended_lock:
+        _appended[key] = (names, rows)
+    return rows
 
 
 def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None,
@@ -357,8 +406,9 @@ def read_table(out_dir: str | Path, table: str, columns: list[str] | None = None
 def append_rows(out_dir: str | Path, table: str, rows: list[dict]) -> list[Path]:
     """Add rows to an appended table (``reviews``): one new file per call date, written under a
     temporary name, synced and renamed into place, so a reader sees all of a save or none of it and
-    two savers at once (two reviewers, two processes) never overwrite each other. Nothing stored is
-    ever rewritten.
+    two savers at once (two reviewers, two processes) never overwrite each other. A stored row is never
+    changed: when a date holds more than ``COMPACT_AT`` files, their rows are copied into one file and
+    those files removed (:func:`_compact`).
 
     Returns:
         The files written.
@@ -385,4 +435,34 @@ def append_rows(out_dir: str | Path, table: str, rows: list[dict]) -> list[Path]
             partial.unlink(missing_ok=True)
             raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
         written.append(folder / name)
+        _compact(folder, table)
     return written
+
+
+COMPACT_AT = 200  # files of one date of an appended table before they are copied into one
+
+
+def _compact(folder: Path, table: str) -> None:
+    """Copy the rows of a date's files into one new file (written as a save is), then remove those
+    files. Safe beside other savers and readers: a file saved meanwhile is not touched; a reader that
+    lists the folder between the copy and the removals sees rows twice, and readers keep one row per
+    key (:func:`_appended_rows`); two compactions at once copy rows twice, the same way. A failure
+    leaves every row where it was."""
+    files = sorted(p for p in folder.glob("*.parquet"))
+    if len(files) <= COMPACT_AT:
+        return
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-compacted-{uuid.uuid4().hex}.parquet"
+    partial = folder / f".{name}.partial"
+    try:
+        merged = pa.concat_tables([read_file(p, table) for p in files])
+        pq.write_table(merged, partial, compression="zstd")
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, folder / name)
+        fsync_dir(folder)
+        for path in files:
+            path.unlink(missing_ok=True)
+        fsync_dir(folder)
+    except (OSError, StoreError, SchemaMismatchError) as exc:
+        partial.unlink(missing_ok=True)
+        logger.warning("%s: the saves were not compacted (%s); they stay as they are", folder, exc)
