@@ -44,7 +44,7 @@ from .storage.incremental import StoredTranscripts, find_stored_transcripts, sto
 from .storage.lock import OutputLock
 from .storage.parquet import transaction
 from .storage.rows import rows_for_run, transcript_of_result, transcripts_of, with_scores
-from .storage.staging import clear, load_batch, night_staging, publish_staged, save_batch, stage_rows
+from .storage.staging import clear, load_batch, night_staging, publish_staged, salvage, save_batch, stage_rows
 from .storage.transaction import recover
 from .summary import RunSummary, Tally, summarise, summary_markdown
 from .transcribe.guard import load_phrases
@@ -447,6 +447,7 @@ def drive_night(input_dir: str | Path, out_dir: str | Path, config: CallqaConfig
         recovered = recover(out_dir)  # what a night killed in this folder left: finished or undone
         if recovered:
             log.warning("%s: %s", out_dir, recovered)
+        salvage(out_dir)  # what an earlier night transcribed but could not write: published, then reused
         plan: NightPlan = runner.submit(plan_night, input_dir, out_dir, config, run_id, workers).result()
         log.info("%d recordings: %d reused, %d to transcribe in %d tasks; %d rejected, %d ignored", plan.total,
                  plan.reused, plan.to_transcribe, len(plan.batches), plan.rejected, len(plan.ignored))

@@ -1,7 +1,8 @@
 """A night in a subprocess, for the fault suite: the real night code, with a stand-in for the speech
 model (:class:`StandInSpeech`: deterministic words per turn through the speech-model seam, no model load) so that it runs in a second or two, and a kill
 switch: ``--kill-at write:N`` (the N-th table file staged), ``replace:N`` (the N-th os.replace of the
-publication: the journal is the first) or ``transcribe:N`` (after N recordings transcribed) sends the
+publication: the journal is the first), ``transcribe:N`` (after N recordings transcribed) or ``publish:1``
+(everything staged, before the night's tables are written: a full disk would fail there) sends the
 process SIGKILL, as a power cut or the OOM killer would.
 
     python -m tests.night_driver INPUT_DIR OUT_DIR [--run-id ID] [--kill-at KIND:N] [--hold-s S]
@@ -85,7 +86,7 @@ def main() -> int:
     import pipeline.engines.whisper as whisper
 
     kind, _, count = args.kill_at.partition(":")
-    seen = {"write": 0, "replace": 0, "transcribe": 0}
+    seen = {"write": 0, "replace": 0, "transcribe": 0, "publish": 0}
 
     def tick(what: str) -> None:
         seen[what] += 1
@@ -93,6 +94,13 @@ def main() -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     real_write, real_replace, real_process = parquet.pq.write_table, transaction.os.replace, whisper.process_recording
+    real_publish = night.publish_staged
+
+    def publish(*a, **k):
+        tick("publish")  # before the night's tables are written: everything is staged
+        return real_publish(*a, **k)
+
+    night.publish_staged = publish
 
     def write_table(*a, **k):
         result = real_write(*a, **k)

@@ -334,3 +334,32 @@ def test_a_night_runs_with_the_network_cut(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert read_table(tmp_path / "out", "calls")["status"].tolist() == ["ok"]
+
+
+def test_what_a_night_transcribed_outlives_its_failure_to_write(tmp_path):
+    """A night that dies after transcribing, while writing its tables (a full disk, a kill before the
+    journal), left its rows staged; the next night publishes them first and transcribes nothing again,
+    and its tables are a clean night's."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    night1, night2 = two_nights(folder)
+    (folder / "manifest.csv").write_text(night1, encoding="utf-8")
+    base = tmp_path / "after-night-1"
+    assert driver(folder, base).returncode == 0
+    (folder / "manifest.csv").write_text(night2, encoding="utf-8")
+    clean = tmp_path / "clean"
+    shutil.copytree(base, clean)
+    done = json.loads(driver(folder, clean).stdout.strip().splitlines()[-1])
+    assert done["processed"] == 1  # c.wav is new; a and b were transcribed by night 1
+    out = tmp_path / "failed-writing"
+    shutil.copytree(base, out)
+    assert driver(folder, out, "--kill-at", "publish:1").returncode == -9  # everything staged, nothing written
+    assert list((out / "_staging").glob("night-*"))
+    rerun = driver(folder, out)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert (summary["processed"], summary["cached"]) == (0, 3)  # c.wav's transcription was kept
+    assert summary["counts"]["transcribe"] == 0
+    assert "an earlier night staged but never wrote (night-driver)" in rerun.stderr
+    assert not (out / "_staging").exists()
+    assert_same_tables(out, clean)

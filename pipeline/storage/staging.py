@@ -13,12 +13,14 @@ row that crosses from a worker to the flow is pickled twice. So:
   rows and one stored row group.
 
 A batch run twice (a lost Dask worker) overwrites its own files. The staging area is under
-``_staging``, which no reader looks at and which :func:`~pipeline.storage.transaction.recover`
-clears when a night was stopped before publishing.
+``_staging``, which no reader looks at. What a night staged and never published (it failed while
+writing, or was stopped) is published by the next night before it plans (:func:`salvage`), so its
+transcription is reused, not done again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -32,15 +34,47 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from ..schemas import PARTITION_COLUMN, TABLES, replaced_by
 from .parquet import (drop_replaced_calls, iter_file, night_tables, part_path, read_arrow, read_file,
-                      split_by_date)
-from .transaction import STAGING, Transaction
+                      split_by_date, transaction)
+from .transaction import NIGHT_PREFIX, STAGING, Transaction
 
+logger = logging.getLogger("callqa.store")
+DONE = ".done"  # under a night's rows/: one empty file per batch whose every table is staged
 ROW_GROUP = 65_536  # rows per row group of a published file: merging later reads one group at a time
 
 
 def night_staging(out_dir: str | Path, run_id: str) -> Path:
     """Where the tasks of night ``run_id`` stage what they hand on."""
-    return Path(out_dir) / STAGING / f"night-{run_id}"
+    return Path(out_dir) / STAGING / f"{NIGHT_PREFIX}{run_id}"
+
+
+def salvage(out_dir: str | Path) -> int:
+    """Publish what earlier nights staged and never published (a night that failed while writing: a
+    full disk; or one that was stopped), each in a transaction of its own, then remove it: their
+    calls were transcribed and checked, and the night about to run reuses them instead of
+    transcribing them again. Call it holding the output lock.
+
+    Returns:
+        The calls published.
+
+    Raises:
+        StoreError, SchemaMismatchError: the rows cannot be written (they stay staged for the next try).
+    """
+    root = Path(out_dir) / STAGING
+    calls = 0
+    for staging in sorted(root.glob(f"{NIGHT_PREFIX}*")) if root.is_dir() else []:
+        done = {p.name for p in (staging / "rows" / DONE).glob("*")}
+        for part in (staging / "rows").glob(f"*/{PARTITION_COLUMN}=*/*.parquet"):
+            if part.stem not in done:  # a batch stopped while it staged its tables: some are missing
+                part.unlink()
+        staged_calls = sum(len(parts) for parts in _staged(staging, "calls").values())
+        if staged_calls:
+            with transaction(out_dir) as txn:
+                written = publish_staged(out_dir, staging, txn)
+            calls += written.get("calls", 0)
+            logger.warning("%s: published the %d call(s) an earlier night staged but never wrote (%s)", out_dir,
+                           written.get("calls", 0), staging.name)
+        clear(staging)
+    return calls
 
 
 def _replace_into(path: Path, write) -> None:
@@ -94,6 +128,7 @@ def stage_rows(staging: Path, name: str, tables: dict[str, list]) -> dict[str, i
         for date, data in split_by_date(table, rows).items() if rows else ():
             target = staging / "rows" / table / f"{PARTITION_COLUMN}={date}" / f"{name}.parquet"
             _replace_into(target, lambda path, data=data: pq.write_table(data, path, compression="zstd"))
+    _replace_into(staging / "rows" / DONE / name, lambda path: path.write_bytes(b""))  # every table of it is in
     return counts
 
 
@@ -181,8 +216,6 @@ def write_run(out_dir: str | Path, tables: dict[str, list], txn: Transaction | N
     Returns:
         Rows written per table.
     """
-    from .parquet import transaction
-
     if txn is None:
         with transaction(out_dir) as own:
             return write_run(out_dir, tables, own)

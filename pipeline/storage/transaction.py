@@ -23,6 +23,7 @@ from pathlib import Path
 logger = logging.getLogger("callqa.transaction")
 
 STAGING = "_staging"
+NIGHT_PREFIX = "night-"  # a night's staging area under STAGING: its batches' rows until they are published
 JOURNAL = "_commit.json"
 
 
@@ -156,12 +157,17 @@ def recover(out_dir: str | Path) -> str | None:
             logger.warning("%s: %s", out_dir, done)
             return done
     staging = out_dir / STAGING
-    if staging.exists() and any(staging.iterdir()):
-        shutil.rmtree(staging, ignore_errors=True)
+    # a transaction's own files without a journal: it never began to publish, so nothing of it counts.
+    # A night's staged rows (night-*) stay: each batch's are whole, and the next night publishes them
+    # (pipeline.storage.staging.salvage), so what a night transcribed outlives its failure to write
+    unfinished = [p for p in staging.iterdir() if not p.name.startswith(NIGHT_PREFIX)] if staging.exists() else []
+    for path in unfinished:
+        shutil.rmtree(path, ignore_errors=True)
+    _remove_empty(staging)
+    if unfinished:
         done = "discarded the unfinished tables of a night that was stopped before publishing them"
         logger.warning("%s: %s", out_dir, done)
         return done
-    _remove_empty(staging)
     return None
 
 
