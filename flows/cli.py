@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 
     nightly.add_progress_listener(listener)
     try:
-        with progress:
+        with progress, _stopped_by_signals(console):
             summary = flow(input_dir=str(args.input_dir), out_dir=str(args.out),
                            config_path=str(args.config) if args.config else None, concurrency=concurrency)
     finally:
@@ -101,6 +101,109 @@ def _run(args: argparse.Namespace) -> int:
 
         args.summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     return 2 if summary["failed"] else 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(console):
+    """SIGTERM or SIGINT during a night: say so, end the processes the night started (the local Prefect
+    server, which would otherwise outlive it), and exit at once (143 or 130). What the night finished
+    is staged and the next night publishes and reuses it (pipeline.storage.staging.salvage); its lock
+    is taken over.
+
+    A Python signal handler runs only when the main thread runs Python, and a night's main thread sits
+    in the model's C code for seconds at a time; but the C-level handler writes the signal's number to
+    the wakeup file descriptor at once, whichever thread it lands on: a thread of its own reads it and
+    acts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # tests calling main() from a thread: Python's own handling
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    stops = (signal.SIGTERM, signal.SIGINT)
+
+    def watch() -> None:
+        while True:
+            data = os.read(read, 1)
+            if not data:
+                return
+            if data[0] in stops:
+                break
+        signum = data[0]
+        try:
+            console.print(f"callqa: stopped by {signal.Signals(signum).name}; the calls finished tonight are kept "
+                          "for the next night")
+            console.file.flush()
+        finally:
+            _end_children()
+            os._exit(128 + signum)
+
+    previous = {s: signal.signal(s, lambda *_: None) for s in stops}  # the watcher acts; nothing else to do
+    old_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    threading.Thread(target=watch, name="callqa-stop", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        os.close(write)  # the watcher reads end of file and ends
+
+
+def _end_children(grace_s: float = 2.0) -> None:
+    """Terminate this process's descendants (Linux /proc; elsewhere nothing), then kill what is left."""
+    import signal
+    import time
+
+    def descendants(pid: int) -> list[int]:
+        found, parents = [], {pid}
+        try:
+            stats = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/stat", "rb") as handle:
+                            fields = handle.read().rsplit(b")", 1)[1].split()
+                        stats.append((int(entry), int(fields[1])))
+                    except (OSError, IndexError, ValueError):
+                        continue
+        except OSError:
+            return []
+        grew = True
+        while grew:
+            grew = False
+            for child, parent in stats:
+                if parent in parents and child not in parents:
+                    parents.add(child)
+                    found.append(child)
+                    grew = True
+        return found
+
+    children = descendants(os.getpid())
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    def running(pid: int) -> bool:  # a child that ended is a zombie until this process ends: not running
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + grace_s
+    while children and time.monotonic() < deadline:
+        children = [pid for pid in children if running(pid)]
+        if children:
+            time.sleep(0.1)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def check_folders(input_dir: Path, out_dir: Path) -> None:

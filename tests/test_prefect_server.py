@@ -128,3 +128,59 @@ def test_serve_without_a_server_says_what_to_do(tmp_path):
     done = subprocess.run([str(Path(sys.executable).with_name("callqa")), "serve", str(tmp_path / "in"), "--out",
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "prefect server start" in done.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    children, parents = [], {pid}
+    stats = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stats.append((int(entry), int(handle.read().rsplit(b")", 1)[1].split()[1])))
+            except (OSError, IndexError, ValueError):
+                continue
+    for child, parent in stats * 3:  # a few passes find grandchildren listed before their parents
+        if parent in parents and child not in parents:
+            parents.add(child)
+            children.append(child)
+    return children
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the night's processes")
+def test_a_night_stopped_by_sigterm_exits_at_once_and_leaves_no_server(tmp_path):
+    """SIGTERM in the middle of a night (an operator, systemd, a container stopping): `callqa run`
+    exits within seconds with 143, ends the local Prefect server it started (it used to outlive the
+    night, listening, 220 MB), and what it finished stays staged for the next night."""
+    from tests.conftest import DEMO
+
+    out = tmp_path / "out"
+    callqa = Path(sys.executable).with_name("callqa")
+    process = subprocess.Popen([str(callqa), "run", str(DEMO / "recordings"), "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("_staging/night-*/rows/.done/batch-*")):  # a call finished and staged
+            assert process.poll() is None and time.monotonic() < deadline, "the night ended before a call was staged"
+            time.sleep(0.2)
+        started = _descendants(process.pid)
+        assert started  # the Prefect server, at least
+        clock = time.monotonic()
+        process.send_signal(15)
+        printed, _ = process.communicate(timeout=30)
+        assert time.monotonic() - clock < 5 and process.returncode == 143
+        assert "stopped by SIGTERM" in printed
+        time.sleep(0.5)
+        assert not [pid for pid in started if _running(pid)]
+        assert list(out.glob("_staging/night-*/rows/.done/batch-*"))  # kept for the next night
+    finally:
+        if process.poll() is None:
+            process.kill()
