@@ -292,6 +292,7 @@ class CallResult:
     truncated: bool = False  # decoding stopped early, or the file holds less audio than its header says
     roles_method: str | None = None  # ROLES_*: how the speakers were decided
     roles_confidence: float | None = None  # how sure the agent is the agent (1 on stereo)
+    crosstalk_db: float | None = None  # stereo: one side's speech in the other channel, relative to it (at most)
 
     @property
     def ok(self) -> bool:

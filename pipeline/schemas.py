@@ -29,7 +29,8 @@ SCHEMA_VERSION = "1.10"  # 1.1: scores on calls, deductions on rule_results, age
 # 1.10: the switch's and the customer's word from the manifest: calls.hangup_by (who released the line:
 #      agent | customer | other) and calls.satisfaction (the customer's rating, 1-5); utterances.numbers
 #      (the numbers said, each digit's keyed code: comparable within the call after masking); the
-#      commitments table (the agent's promised follow-ups, with when they fall due and the limit)
+#      commitments table (the agent's promised follow-ups, with when they fall due and the limit);
+#      calls.crosstalk_db (how loud one side is in the other's channel)
 # Files of an older minor version of the same major version are read (and merged into) with the
 # columns they lack as nulls; another major version is refused.
 PARTITION_COLUMN = "call_date"
@@ -126,6 +127,7 @@ CALLS = _schema("calls", ("call_id",), [
     pa.field("roles_confidence", pa.float32()),  # how sure the agent is the agent (1 on stereo)
     pa.field("hangup_by", pa.string()),  # who released the line, from the manifest: agent | customer | other
     pa.field("satisfaction", pa.int8()),  # the customer's rating after the call, 1 (很不满意) to 5 (非常满意)
+    pa.field("crosstalk_db", pa.float32()),  # stereo: one side's speech heard in the other channel, in dB (at most)
 ])
 
 UTTERANCES = _schema("utterances", ("call_id", "utterance_idx"), [

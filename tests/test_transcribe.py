@@ -239,3 +239,36 @@ def test_a_long_mono_recording_streamed_in_pieces_splits_its_voices_as_read_whol
     same = sum(overlap(a, b) for a in whole.voice_activity for b in streamed.voice_activity if a.speaker == b.speaker)
     total = sum(v.end_s - v.start_s for v in whole.voice_activity)
     assert same / total > 0.9, same / total
+
+
+def test_speech_leaking_into_the_other_channel_is_given_back_to_its_speaker():
+    """Line echo puts each side 30-40 dB down in the other channel, where voice activity hears it: the
+    leaked stretches are taken from the channel that only echoes them; talk over each other stays
+    (each speaker loud on their own channel); a clean call keeps everything; the leakage is measured."""
+    import numpy as np
+
+    from pipeline.transcribe.streaming import FRAME_S, Voice, attribute_voice
+
+    frames = int(20 / FRAME_S)
+    agent = np.full(frames, -90.0)
+    customer = np.full(frames, -90.0)
+    t = np.arange(frames) * FRAME_S
+    agent[(t >= 1) & (t < 6)] = -22.0  # the agent alone
+    customer[(t >= 7) & (t < 12)] = -25.0  # the customer alone
+    agent[(t >= 11) & (t < 14)] = -21.0  # the agent starts before the customer ends: both loud
+    leaky = [np.maximum(agent, customer - 40), np.maximum(customer, agent - 40)]  # -40 dB each way
+    regions = [[(1.0, 6.0), (7.0, 14.0)],  # the agent's channel: voice activity hears the customer's leak too
+               [(1.0, 6.0), (7.0, 12.0)]]  # the customer's: the agent's leak, then the customer
+
+    voice = Voice([list(r) for r in regions], levels=[[leaky[0]], [leaky[1]]])
+    attribute_voice(voice, 0.15)
+    agent_regions, customer_regions = voice.regions
+    assert [(round(s, 1), round(e, 1)) for s, e in agent_regions] == [(1.0, 6.0), (11.0, 14.0)]
+    assert [(round(s, 1), round(e, 1)) for s, e in customer_regions] == [(7.0, 12.0)]  # the overlap stays
+    assert voice.crosstalk_db == pytest.approx(-40, abs=1)
+
+    clean = Voice([[(1.0, 6.0), (11.0, 14.0)], [(7.0, 12.0)]], levels=[[agent], [customer]])
+    attribute_voice(clean, 0.15)
+    assert [[(round(s, 1), round(e, 1)) for s, e in row] for row in clean.regions] == [[(1.0, 6.0), (11.0, 14.0)],
+                                                                                       [(7.0, 12.0)]]
+    assert clean.crosstalk_db < -60  # the noise floor: no leakage to speak of

@@ -58,7 +58,8 @@ def call_row(result: CallResult, run_id: str, date: str) -> dict:
         "status_reason": (readable_name(f"{result.error.error_type}: {result.error.message}")
                           if result.error is not None else None),
         "truncated": result.truncated, "roles_method": result.roles_method,
-        "roles_confidence": result.roles_confidence, "hangup_by": rec.hangup_by, "satisfaction": rec.satisfaction}
+        "roles_confidence": result.roles_confidence, "hangup_by": rec.hangup_by, "satisfaction": rec.satisfaction,
+        "crosstalk_db": result.crosstalk_db}
 
 
 def rejected_call_id(error: ErrorRecord) -> str:

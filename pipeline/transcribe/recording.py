@@ -34,7 +34,7 @@ from .mono import name_voices, other_voices, split_voices, voice_name
 from .privacy import mask_result
 from .roles import SAME_SIGNAL_WARNING, assign_roles, one_signal
 from .speech import SpeechModel
-from .streaming import RecordingClips, find_voice, release_memory, turn_groups
+from .streaming import UNTRUSTED_CROSSTALK_DB, RecordingClips, find_voice, release_memory, turn_groups
 from .turns import regions_to_turns
 
 logger = logging.getLogger("callqa.recording")
@@ -47,6 +47,9 @@ TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errn
 _NOT_IN_FINGERPRINT = {"cpu_threads", "batch_size", "encode_batch", "device", "engine"}
 
 
+TRANSCRIPT_VERSION = 2
+
+
 def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
     """A hash of the model and every option that changes a transcript (decoding, voice activity,
     turns, guard and its phrase list, masking): what an incremental night compares.
@@ -55,6 +58,9 @@ def transcription_fingerprint(model_label: str, config: CallqaConfig) -> str:
         HallucinationListError: the guard's phrase list cannot be read.
     """
     options = {
+        # what the code makes of the same options: 2 = voice attributed to the channel that carries it
+        # (crosstalk), numbers marked before masking (service.confirm): transcripts of 1 are made again
+        "transcripts": TRANSCRIPT_VERSION,
         "model": model_label,
         "asr": {k: v for k, v in asdict(config.asr).items() if k not in _NOT_IN_FINGERPRINT and k != "model"},
         "voice_activity": asdict(config.voice_activity),
@@ -121,6 +127,11 @@ def process_recording(recording: Recording, model: SpeechModel, config: CallqaCo
         if one_signal(roles, voice.max_difference):
             result.warnings.append(SAME_SIGNAL_WARNING)
             speakers, voice.regions = [SPEAKER_UNKNOWN], voice.regions[:1]
+        else:
+            result.crosstalk_db = voice.crosstalk_db
+            if voice.crosstalk_db is not None and voice.crosstalk_db > UNTRUSTED_CROSSTALK_DB:
+                result.warnings.append(f"each side is heard in the other's channel at {voice.crosstalk_db:.0f} dB: "
+                                       "who said what may be wrong where both channels carry speech")
         voices = None  # a mono recording's voices, split by their sound
         if speakers == [SPEAKER_UNKNOWN] and config.diarisation.enabled:
             clock = time.perf_counter()

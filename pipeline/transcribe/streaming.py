@@ -43,6 +43,8 @@ class Voice:
     max_difference: float = 0.0
     pieces: int = 0
     whole: np.ndarray | None = field(default=None, repr=False)
+    levels: list[list[np.ndarray]] = field(default_factory=list, repr=False)  # per row: dB of each frame, by piece
+    crosstalk_db: float | None = None  # how loud one channel's speech is in the other (attribute_voice)
 
 
 def piece_seconds(config: CallqaConfig) -> float:
@@ -65,6 +67,11 @@ def find_voice(stream: AudioStream, roles, config: CallqaConfig, timings: dict[s
         voice.pieces += 1
         voice.max_difference = max(voice.max_difference, channel_difference(piece))
         rows = rows_of(piece, roles)
+        if rows.shape[0] == 2:
+            levels = frame_levels(rows)
+            voice.levels = voice.levels or [[] for _ in range(2)]
+            for row in range(2):
+                voice.levels[row].append(levels[row])
         if voice.pieces == 1:
             voice.whole = rows
         else:
@@ -79,8 +86,72 @@ def find_voice(stream: AudioStream, roles, config: CallqaConfig, timings: dict[s
         voice.regions = [detect_speech(row, config.voice_activity) for row in voice.whole]
     else:
         voice.regions = [_stitched([(lo, hi, found[row]) for lo, hi, found in runs]) for row in range(len(roles.speakers))]
+    if voice.levels and len(voice.regions) == 2:
+        attribute_voice(voice, config.voice_activity.min_speech_ms / 1000)
     timings["vad_s"] += time.perf_counter() - clock
     return voice
+
+
+FRAME_S = VAD_FRAME / TARGET_RATE  # 32 ms
+LEAK_MARGIN_DB = 6.0  # within this much of what the other channel's leakage makes: leakage, not speech
+UNTRUSTED_CROSSTALK_DB = -15.0  # leakage louder than this: the channels cannot be told apart reliably
+
+
+def frame_levels(rows: np.ndarray) -> np.ndarray:
+    """Each row's level in dB per voice-activity frame (the last, partial frame too)."""
+    frames = -(-rows.shape[1] // VAD_FRAME)
+    padded = np.zeros((rows.shape[0], frames * VAD_FRAME), dtype=np.float32)
+    padded[:, :rows.shape[1]] = rows
+    power = np.mean(padded.reshape(rows.shape[0], frames, VAD_FRAME) ** 2, axis=2)
+    return 10 * np.log10(power + 1e-10)
+
+
+def attribute_voice(voice: Voice, min_speech_s: float) -> None:
+    """Give each stretch of speech to the channel that carries it. Line echo and headset bleed put
+    each side's speech into the other channel 30-40 dB down, where voice activity still hears it.
+
+    The leakage is measured first: where a channel's voice activity is on, the other channel's level
+    relative to it, at its 20th percentile (most of a call is one side speaking alone: the other
+    channel then holds only that side's leakage, or its own noise floor: ``voice.crosstalk_db``, the
+    louder direction, is at most the leakage). A frame of one channel's voice activity whose level is
+    within ``LEAK_MARGIN_DB`` of what the other's leakage puts there, while the other speaks, is the
+    other's speech, and is taken away; real talk over each other stays (each speaker is loud on their
+    own channel), and a clean call, whose leakage is the noise floor, keeps all its voice."""
+    levels = [np.concatenate(parts) for parts in voice.levels]
+    frames = min(len(levels[0]), len(levels[1]))
+    levels = [level[:frames] for level in levels]
+    voiced = [np.zeros(frames, dtype=bool) for _ in range(2)]
+    for row in range(2):
+        for start, end in voice.regions[row]:
+            voiced[row][int(start / FRAME_S):min(frames, int(np.ceil(end / FRAME_S)))] = True
+    gain: dict[int, float] = {}  # row -> level of its leakage in the other channel, relative to it
+    for row, other in ((0, 1), (1, 0)):
+        if voiced[row].sum() >= 10:
+            gain[row] = float(np.percentile(levels[other][voiced[row]] - levels[row][voiced[row]], 20))
+    voice.crosstalk_db = round(max(gain.values()), 1) if gain else None
+    kept = []
+    for row, other in ((0, 1), (1, 0)):
+        if other not in gain:
+            kept.append(voiced[row])
+            continue
+        leak = voiced[row] & voiced[other] & (levels[row] < levels[other] + gain[other] + LEAK_MARGIN_DB)
+        kept.append(voiced[row] & ~leak)
+    for row in range(2):
+        if not (voiced[row] & ~kept[row]).any():
+            continue  # nothing taken away: the regions stand as found
+        regions = []
+        for start, end in voice.regions[row]:
+            a, b = int(start / FRAME_S), min(frames, int(np.ceil(end / FRAME_S)))
+            run = None
+            for f in range(a, b + 1):
+                if f < b and kept[row][f]:
+                    run = f if run is None else run
+                elif run is not None:
+                    lo, hi = max(start, run * FRAME_S), min(end, f * FRAME_S)
+                    if hi - lo >= min_speech_s:
+                        regions.append((round(lo, 3), round(hi, 3)))
+                    run = None
+        voice.regions[row] = regions
 
 
 def _runs(rows: np.ndarray, offset: int, tail: np.ndarray | None, config: CallqaConfig):
