@@ -272,3 +272,39 @@ def test_speech_leaking_into_the_other_channel_is_given_back_to_its_speaker():
     assert [[(round(s, 1), round(e, 1)) for s, e in row] for row in clean.regions] == [[(1.0, 6.0), (11.0, 14.0)],
                                                                                        [(7.0, 12.0)]]
     assert clean.crosstalk_db < -60  # the noise floor: no leakage to speak of
+
+
+def test_channels_carrying_much_the_same_signal_keep_their_voice():
+    """Leakage as loud as the speech (a mix on both channels) cannot be told from it: nothing is taken
+    away, and the measured level (about 0 dB) is what warns about the call."""
+    import numpy as np
+
+    from pipeline.transcribe.streaming import FRAME_S, Voice, attribute_voice
+
+    frames = int(10 / FRAME_S)
+    t = np.arange(frames) * FRAME_S
+    level = np.where((t >= 1) & (t < 8), -22.0, -90.0)
+    voice = Voice([[(1.0, 8.0)], [(1.0, 8.0)]], levels=[[level], [level - 2.0]])
+    attribute_voice(voice, 0.15)
+    assert voice.regions == [[(1.0, 8.0)], [(1.0, 8.0)]]
+    assert voice.crosstalk_db > -6
+
+
+def test_a_stereo_file_with_the_same_signal_twice_is_read_as_mono_with_its_speech(model, config, tmp_path):
+    """Both channels the same: treated as mono, speakers unknown, and its speech is still there (voice
+    activity is attributed between channels only once the recording has two signals)."""
+    import wave
+
+    from pipeline.transcribe.audio import decode_audio
+
+    mono = decode_audio(DATA / "mono_8k.wav").channels_data[0]
+    samples = (np.clip(mono, -1, 1) * 32767).astype("<i2")
+    path = tmp_path / "same.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(np.column_stack([samples, samples]).tobytes())
+    result = process_recording(make_recording(path), model, config)
+    assert result.ok and any("same signal" in w for w in result.warnings)
+    assert result.voice_activity and result.utterances

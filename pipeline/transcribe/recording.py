@@ -34,7 +34,8 @@ from .mono import name_voices, other_voices, split_voices, voice_name
 from .privacy import mask_result
 from .roles import SAME_SIGNAL_WARNING, assign_roles, one_signal
 from .speech import SpeechModel
-from .streaming import UNTRUSTED_CROSSTALK_DB, RecordingClips, find_voice, release_memory, turn_groups
+from .streaming import (UNTRUSTED_CROSSTALK_DB, RecordingClips, attribute_voice, find_voice, release_memory,
+                        turn_groups)
 from .turns import regions_to_turns
 
 logger = logging.getLogger("callqa.recording")
@@ -127,7 +128,8 @@ def process_recording(recording: Recording, model: SpeechModel, config: CallqaCo
         if one_signal(roles, voice.max_difference):
             result.warnings.append(SAME_SIGNAL_WARNING)
             speakers, voice.regions = [SPEAKER_UNKNOWN], voice.regions[:1]
-        else:
+        elif voice.levels:  # two signals: each stretch of speech to the channel that carries it
+            attribute_voice(voice, config.voice_activity.min_speech_ms / 1000)
             result.crosstalk_db = voice.crosstalk_db
             if voice.crosstalk_db is not None and voice.crosstalk_db > UNTRUSTED_CROSSTALK_DB:
                 result.warnings.append(f"each side is heard in the other's channel at {voice.crosstalk_db:.0f} dB: "

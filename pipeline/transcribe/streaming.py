@@ -86,8 +86,6 @@ def find_voice(stream: AudioStream, roles, config: CallqaConfig, timings: dict[s
         voice.regions = [detect_speech(row, config.voice_activity) for row in voice.whole]
     else:
         voice.regions = [_stitched([(lo, hi, found[row]) for lo, hi, found in runs]) for row in range(len(roles.speakers))]
-    if voice.levels and len(voice.regions) == 2:
-        attribute_voice(voice, config.voice_activity.min_speech_ms / 1000)
     timings["vad_s"] += time.perf_counter() - clock
     return voice
 
@@ -106,6 +104,11 @@ def frame_levels(rows: np.ndarray) -> np.ndarray:
     return 10 * np.log10(power + 1e-10)
 
 
+def _frame_span(start: float, end: float, frames: int) -> tuple[int, int]:
+    """The voice-activity frames a stretch from ``start`` to ``end`` seconds covers."""
+    return int(start / FRAME_S), min(frames, int(np.ceil(end / FRAME_S)))
+
+
 def attribute_voice(voice: Voice, min_speech_s: float) -> None:
     """Give each stretch of speech to the channel that carries it. Line echo and headset bleed put
     each side's speech into the other channel 30-40 dB down, where voice activity still hears it.
@@ -116,14 +119,17 @@ def attribute_voice(voice: Voice, min_speech_s: float) -> None:
     louder direction, is at most the leakage). A frame of one channel's voice activity whose level is
     within ``LEAK_MARGIN_DB`` of what the other's leakage puts there, while the other speaks, is the
     other's speech, and is taken away; real talk over each other stays (each speaker is loud on their
-    own channel), and a clean call, whose leakage is the noise floor, keeps all its voice."""
+    own channel), and a clean call, whose leakage is the noise floor, keeps all its voice. Leakage
+    nearly as loud as the speech itself (within ``LEAK_MARGIN_DB``: the channels carry much the same
+    signal) cannot be told from it: nothing is taken, and the call is warned about instead. Call it
+    after the recording was found to carry two signals (one signal is read as mono)."""
     levels = [np.concatenate(parts) for parts in voice.levels]
     frames = min(len(levels[0]), len(levels[1]))
     levels = [level[:frames] for level in levels]
     voiced = [np.zeros(frames, dtype=bool) for _ in range(2)]
     for row in range(2):
         for start, end in voice.regions[row]:
-            voiced[row][int(start / FRAME_S):min(frames, int(np.ceil(end / FRAME_S)))] = True
+            voiced[row][slice(*_frame_span(start, end, frames))] = True
     gain: dict[int, float] = {}  # row -> level of its leakage in the other channel, relative to it
     for row, other in ((0, 1), (1, 0)):
         if voiced[row].sum() >= 10:
@@ -131,7 +137,7 @@ def attribute_voice(voice: Voice, min_speech_s: float) -> None:
     voice.crosstalk_db = round(max(gain.values()), 1) if gain else None
     kept = []
     for row, other in ((0, 1), (1, 0)):
-        if other not in gain:
+        if other not in gain or gain[other] >= -LEAK_MARGIN_DB:
             kept.append(voiced[row])
             continue
         leak = voiced[row] & voiced[other] & (levels[row] < levels[other] + gain[other] + LEAK_MARGIN_DB)
@@ -141,7 +147,7 @@ def attribute_voice(voice: Voice, min_speech_s: float) -> None:
             continue  # nothing taken away: the regions stand as found
         regions = []
         for start, end in voice.regions[row]:
-            a, b = int(start / FRAME_S), min(frames, int(np.ceil(end / FRAME_S)))
+            a, b = _frame_span(start, end, frames)
             run = None
             for f in range(a, b + 1):
                 if f < b and kept[row][f]:
