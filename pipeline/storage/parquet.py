@@ -422,21 +422,34 @@ def append_rows(out_dir: str | Path, table: str, rows: list[dict]) -> list[Path]
     written = []
     for date, data in sorted(split_by_date(table, rows).items()):
         folder = Path(out_dir) / table / f"{PARTITION_COLUMN}={date}"
-        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex}.parquet"
-        partial = folder / f".{name}.partial"  # not *.parquet: no reader picks it up half-written
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(data, partial, compression="zstd")
-            with open(partial, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(partial, folder / name)
-            fsync_dir(folder)
+            written.append(_save(folder, data))
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise StoreError(f"cannot write {table} under {out_dir}: {exc}") from exc
-        written.append(folder / name)
         _compact(folder, table)
     return written
+
+
+def _save(folder: Path, data: pa.Table, tag: str = "") -> Path:
+    """Write one new file of an appended table into ``folder``: under a temporary name (not
+    ``*.parquet``: no reader picks it up half-written), synced, renamed into place, the folder synced.
+
+    Raises:
+        OSError: it cannot be written (nothing is left behind).
+    """
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{tag}{uuid.uuid4().hex}.parquet"
+    partial = folder / f".{name}.partial"
+    try:
+        pq.write_table(data, partial, compression="zstd")
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, folder / name)
+        fsync_dir(folder)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    return folder / name
 
 
 COMPACT_AT = 200  # files of one date of an appended table before they are copied into one
@@ -451,18 +464,10 @@ def _compact(folder: Path, table: str) -> None:
     files = sorted(p for p in folder.glob("*.parquet"))
     if len(files) <= COMPACT_AT:
         return
-    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-compacted-{uuid.uuid4().hex}.parquet"
-    partial = folder / f".{name}.partial"
     try:
-        merged = pa.concat_tables([read_file(p, table) for p in files])
-        pq.write_table(merged, partial, compression="zstd")
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, folder / name)
-        fsync_dir(folder)
+        _save(folder, pa.concat_tables([read_file(p, table) for p in files]), "compacted-")
         for path in files:
             path.unlink(missing_ok=True)
         fsync_dir(folder)
     except (OSError, StoreError, SchemaMismatchError) as exc:
-        partial.unlink(missing_ok=True)
         logger.warning("%s: the saves were not compacted (%s); they stay as they are", folder, exc)
