@@ -225,7 +225,9 @@ def two_nights(folder: Path) -> tuple[str, str]:
     return night1, night2
 
 
-def test_a_night_killed_at_any_point_leaves_nothing_a_rerun_gets_wrong(tmp_path):
+def night_two_ready(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Night 1 run (:func:`two_nights`) into ``after-night-1``, the manifest set for night 2, and a copy of
+    the output for a clean night 2: the input folder, that output and the copy."""
     folder = tmp_path / "in"
     folder.mkdir()
     night1, night2 = two_nights(folder)
@@ -235,6 +237,11 @@ def test_a_night_killed_at_any_point_leaves_nothing_a_rerun_gets_wrong(tmp_path)
     (folder / "manifest.csv").write_text(night2, encoding="utf-8")
     clean = tmp_path / "clean"
     shutil.copytree(base, clean)
+    return folder, base, clean
+
+
+def test_a_night_killed_at_any_point_leaves_nothing_a_rerun_gets_wrong(tmp_path):
+    folder, base, clean = night_two_ready(tmp_path)
     done = driver(folder, clean)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -340,15 +347,7 @@ def test_what_a_night_transcribed_outlives_its_failure_to_write(tmp_path):
     """A night that dies after transcribing, while writing its tables (a full disk, a kill before the
     journal), left its rows staged; the next night publishes them first and transcribes nothing again,
     and its tables are a clean night's."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    night1, night2 = two_nights(folder)
-    (folder / "manifest.csv").write_text(night1, encoding="utf-8")
-    base = tmp_path / "after-night-1"
-    assert driver(folder, base).returncode == 0
-    (folder / "manifest.csv").write_text(night2, encoding="utf-8")
-    clean = tmp_path / "clean"
-    shutil.copytree(base, clean)
+    folder, base, clean = night_two_ready(tmp_path)
     done = json.loads(driver(folder, clean).stdout.strip().splitlines()[-1])
     assert done["processed"] == 1  # c.wav is new; a and b were transcribed by night 1
     out = tmp_path / "failed-writing"
