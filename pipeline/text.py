@@ -66,8 +66,9 @@ def stored_key(text: str) -> str:
 DIGIT_CHARS = "0-9０-９零〇一二三四五六七八九幺两"
 _DIGIT_VALUE = {**{c: str(i) for i, c in enumerate("0123456789")}, **{c: str(i) for i, c in enumerate("０１２３４５６７８９")},
                 **{c: str(i) for i, c in enumerate("零一二三四五六七八九")}, "〇": "0", "幺": "1", "两": "2"}
+DIGIT_SEPARATOR = r"[\s\-‐－—,，、.·]"  # what may stand between the digits of one number read out
 # a digit, then digits or single separators between digits (138-0013-8000, 一三八，零零一三): one number
-DIGIT_RUN = re.compile(rf"[{DIGIT_CHARS}](?:[\s\-‐－—,，、.·]?[{DIGIT_CHARS}])*")
+DIGIT_RUN = re.compile(rf"[{DIGIT_CHARS}](?:{DIGIT_SEPARATOR}?[{DIGIT_CHARS}])*")
 NUMBER_MIN_DIGITS = 4  # a shorter run is a count or a time, not a detail (尾号 is four)
 CODE_WIDTH = 4  # hex characters per digit in a number's code
 

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..records import NumberMark
-from ..text import CODE_WIDTH, DIGIT_CHARS, edit_distance, number_marks, spoken_digits
+from ..text import CODE_WIDTH, DIGIT_CHARS, DIGIT_SEPARATOR, edit_distance, number_marks, spoken_digits
 from .matching import UtteranceView
 from .options import DETAIL_KINDS
 
@@ -42,7 +42,7 @@ _AMOUNT = re.compile(rf"({_NUM}+(?:[点.]{_NUM}+)?)\s*(?:元|块钱|块(?![一-�
 _ROAD = re.compile(rf"([一-龥]{{2}})(路|街|大道|巷|胡同|[录陆露鹿](?={_NUM}+号))({_NUM}+号)?(?=[{DIGIT_CHARS}]|[^一-龥]|$)")
 _ESTATE = re.compile(r"([一-龥]{2})(小区|花园|公寓|大厦|新村|家园)")
 DETAIL_MIN_DIGITS = 7  # a number to confirm: a phone (landlines have 7-8 digits), an ID, a card, an order
-_MASKED = re.compile(r"\*(?:[\s\-‐－—,，、.·]?\*){3,}")
+_MASKED = re.compile(rf"\*(?:{DIGIT_SEPARATOR}?\*){{3,}}")  # a masked number: its digits are *
 _LOCAL_KEY = secrets.token_bytes(16)  # numbers of transcripts stored without marks (before schema 1.10)
 _WEEKDAYS = {"日": 7, "天": 7, **{c: i for i, c in enumerate("一二三四五六", 1)}, **{str(i): i for i in range(1, 8)}}
 

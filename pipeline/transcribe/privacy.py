@@ -19,13 +19,11 @@ from dataclasses import dataclass, replace
 
 from ..config import PrivacyOptions
 from ..records import CallResult, NumberMark, SuppressedText, Utterance, Word
-from ..text import number_marks
+from ..text import DIGIT_CHARS, DIGIT_RUN, DIGIT_SEPARATOR, number_marks
 
-_DIGITS = "0-9０-９零〇一二三四五六七八九幺两"
-_SEPARATOR = r"[\s\-‐－—,，、.·]"
-# a digit, then digits or single separators between digits, ending on a digit (or an ID card's X)
-_RUN = re.compile(rf"[{_DIGITS}](?:{_SEPARATOR}?[{_DIGITS}])*(?:{_SEPARATOR}?[xX])?")
-_IS_DIGIT = re.compile(rf"[{_DIGITS}xX]")
+# a number as text.DIGIT_RUN reads it, or ending on an ID card's X
+_RUN = re.compile(rf"{DIGIT_RUN.pattern}(?:{DIGIT_SEPARATOR}?[xX])?")
+_IS_DIGIT = re.compile(rf"[{DIGIT_CHARS}xX]")
 
 KINDS = {  # digits in the run -> what it is
     "landline": range(7, 9),
