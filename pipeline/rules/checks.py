@@ -702,7 +702,8 @@ def check_confirm(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     applicable when no detail is given. The evidence pairs each detail with its confirmation."""
     opts: ConfirmOptions = spec.options
     spoken, others = call.by_role(opts.role), call.by_role(opts.other)
-    said_by_other = [(view, d) for view in others for d in details_of(view) if d.kind in opts.kinds]
+    theirs = {id(view): details_of(view) for view in others}  # each utterance read once
+    said_by_other = [(view, d) for view in others for d in theirs[id(view)] if d.kind in opts.kinds]
     given = []
     for view in spoken:
         for detail in given_details(view):
@@ -716,7 +717,7 @@ def check_confirm(engine: PhraseFinder, spec: RuleSpec, call: CallData) -> Check
     confirmed, missed = [], []
     for view, detail in given:
         later = [o for o in others if o.start_s > view.start_s or (o.start_s == view.start_s and o.idx > view.idx)]
-        repeat = next((o for o in later for d in details_of(o) if same_detail(detail, d)), None)
+        repeat = next((o for o in later for d in theirs[id(o)] if same_detail(detail, d)), None)
         asked = next((o for o in later[: opts.within_turns] if engine.find(call, [o], opts.confirm)), None)
         name = KIND_NAMES[detail.kind]
         start, end = key_span(view, detail.start, detail.end)
