@@ -30,7 +30,6 @@ from ..records import FAIL, PASS, STATUS_OK
 from ..storage.parquet import read_table
 
 Z95 = 1.959963984540054
-RATINGS = {5: "非常满意", 4: "满意", 3: "一般", 2: "不满意", 1: "很不满意"}  # 003's five points
 MIN_CALLS = 5  # rated calls on each side before a rule is said to have no effect
 
 

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from ..records import NumberMark
 from ..text import CODE_WIDTH, DIGIT_CHARS, DIGIT_SEPARATOR, edit_distance, number_marks, spoken_digits
 from .matching import UtteranceView
-from .options import DETAIL_KINDS
 
-KINDS = DETAIL_KINDS
 KIND_NAMES = {"number": "号码", "date": "日期", "time": "时间", "amount": "金额", "address": "地址"}
 
 _CN = "零〇一二三四五六七八九十百千万两幺"
